@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: starts (installing where missing) tansu and PostgreSQL, then runs every test.
+# Tests that need Kafka or PostgreSQL fail, loudly, when they are unreachable; none is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+export SEVLOOP_TEST_KAFKA="${SEVLOOP_TEST_KAFKA:-127.0.0.1:9092}"
+export SEVLOOP_TEST_DATABASE_URL="${SEVLOOP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+cargo test --workspace --all-targets "$@"

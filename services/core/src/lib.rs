@@ -1,0 +1,20 @@
+//! The pure core of sevloop: the ticket contract, text features, clustering, detection, severity
+//! and routing. No I/O, no clocks, no async: every decision is a function of the tickets and their
+//! event times, so a replay gives the same result. Adapters (SQL, Kafka, tantivy, HTTP) live in
+//! the other crates.
+
+pub mod cluster;
+pub mod detect;
+pub mod routing;
+pub mod scope;
+pub mod sev;
+pub mod text;
+pub mod ticket;
+
+pub use cluster::{Assignment, Cluster, ClusterConfig};
+pub use detect::{Decision, DetectorState, Escalation, FloorRule};
+pub use routing::{Catalog, Route, RouteInput};
+pub use scope::{ClusterCheckpoint, Observation, Scope};
+pub use sev::{SevState, Severity};
+pub use text::Featurizer;
+pub use ticket::{Customer, EventKind, TicketError, TicketEvent, Tier};

@@ -1,0 +1,195 @@
+//! Text features: the same tantivy analyzer the search index uses (tokenize, lowercase, drop stop
+//! words, stem), after masking the parts of a ticket that differ between otherwise equal complaints
+//! (numbers, identifiers, amounts, emails, URLs) and the customer's own name.
+
+use std::collections::BTreeMap;
+
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+
+/// Name under which the index registers [`analyzer`], so search and clustering agree on words.
+pub const ANALYZER_NAME: &str = "sevloop_en";
+
+pub const MASK_NUMBER: &str = "xnumx";
+pub const MASK_EMAIL: &str = "xemailx";
+pub const MASK_URL: &str = "xurlx";
+pub const MASK_NAME: &str = "xnamex";
+
+/// Whether a term is one of the mask words (kept as a feature, never shown as a label).
+pub fn is_mask(term: &str) -> bool {
+    [MASK_NUMBER, MASK_EMAIL, MASK_URL, MASK_NAME].contains(&term)
+}
+
+/// The analyzer shared by the index and the features.
+pub fn analyzer() -> TextAnalyzer {
+    base_builder().filter(Stemmer::new(Language::English)).build()
+}
+
+/// Words that say nothing about what a complaint is about. Lucene's English list plus the
+/// pronouns, auxiliaries and pleasantries of support tickets, and the pieces the tokenizer makes
+/// of contractions ("can't" → "can", "t"). "not" and "no" are kept: "card not working" differs
+/// from "card working".
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this",
+    "to", "was", "will", "with", "i", "me", "my", "mine", "myself", "you", "your", "yours", "we",
+    "us", "our", "he", "she", "him", "her", "his", "its", "them", "am", "been", "being", "were",
+    "do", "does", "did", "doing", "done", "have", "has", "had", "having", "can", "could", "would",
+    "should", "shall", "may", "might", "must", "what", "which", "who", "whom", "whose", "why",
+    "how", "when", "where", "so", "than", "too", "very", "just", "also", "about", "from", "up",
+    "out", "any", "some", "all", "there", "here", "please", "hi", "hello", "hey", "thanks",
+    "thank", "s", "t", "m", "d", "ll", "re", "ve", "im", "dont", "didnt", "cant", "get", "got",
+    "getting", "want", "need", "know", "like", "one", "way", "still", "yet", "again",
+];
+
+fn base_builder() -> tantivy::tokenizer::TextAnalyzerBuilder {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .dynamic()
+}
+
+/// Replaces whole whitespace-separated words that carry no complaint meaning with a mask word.
+/// `personal` are the customer's own strings (name parts) to hide as well.
+pub fn mask(text: &str, personal: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(mask_word(word, personal).unwrap_or(word));
+    }
+    out
+}
+
+fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
+    let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+    let lower = word.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("www.") {
+        return Some(MASK_URL);
+    }
+    if let Some((user, domain)) = bare.split_once('@') {
+        if !user.is_empty() && domain.contains('.') {
+            return Some(MASK_EMAIL);
+        }
+    }
+    if bare.chars().any(|c| c.is_ascii_digit()) {
+        return Some(MASK_NUMBER);
+    }
+    if !bare.is_empty() && personal.iter().any(|p| p.eq_ignore_ascii_case(bare)) {
+        return Some(MASK_NAME);
+    }
+    None
+}
+
+/// A sparse, L2-normalised term vector, ordered so that iteration is deterministic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TermVector {
+    pub weights: BTreeMap<String, f32>,
+    /// A readable surface word for each stemmed term (the first one seen).
+    pub surface: BTreeMap<String, String>,
+}
+
+/// Turns text into term features. Holds the analyzers so they are built once.
+pub struct Featurizer {
+    stemmed: TextAnalyzer,
+    unstemmed: TextAnalyzer,
+}
+
+impl Default for Featurizer {
+    fn default() -> Self {
+        Featurizer {
+            stemmed: analyzer(),
+            unstemmed: base_builder().build(),
+        }
+    }
+}
+
+impl Featurizer {
+    /// Sub-linear term frequency (1 + ln tf), L2-normalised.
+    pub fn features(&mut self, text: &str, personal: &[&str]) -> TermVector {
+        let masked = mask(text, personal);
+        let stems = tokens(&mut self.stemmed, &masked);
+        let words = tokens(&mut self.unstemmed, &masked);
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut surface = BTreeMap::new();
+        // The stemmer maps one token to one token, so both token lists line up.
+        for (stem, word) in stems.into_iter().zip(words) {
+            *counts.entry(stem.clone()).or_default() += 1;
+            surface.entry(stem).or_insert(word);
+        }
+        let mut weights: BTreeMap<String, f32> = counts
+            .into_iter()
+            .map(|(t, n)| (t, 1.0 + (n as f32).ln()))
+            .collect();
+        let norm = weights.values().map(|w| w * w).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            weights.values_mut().for_each(|w| *w /= norm);
+        }
+        TermVector { weights, surface }
+    }
+}
+
+fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn order_numbers_look_alike_after_masking() {
+        let mut f = Featurizer::default();
+        let a = f.features("Where is order 123?", &[]);
+        let b = f.features("where is ORDER #456", &[]);
+        assert_eq!(a.weights, b.weights);
+        assert!(a.weights.contains_key(MASK_NUMBER));
+    }
+
+    #[test]
+    fn emails_urls_and_the_customers_name_are_masked() {
+        let masked = mask(
+            "Hi, Ada here: ada@example.com, see https://x.io/a?b=1 (Ada)",
+            &["Ada"],
+        );
+        assert_eq!(masked, "Hi, xnamex here: xemailx see xurlx xnamex");
+    }
+
+    #[test]
+    fn stop_words_are_dropped_and_words_stemmed() {
+        let mut f = Featurizer::default();
+        let v = f.features("The cards were declined", &[]);
+        let terms: Vec<&str> = v.weights.keys().map(String::as_str).collect();
+        assert_eq!(terms, vec!["card", "declin"]);
+        assert_eq!(v.surface["declin"], "declined");
+    }
+
+    proptest! {
+        #[test]
+        fn masked_text_never_contains_a_digit(s in "\\PC{0,200}") {
+            prop_assert!(!mask(&s, &[]).chars().any(|c| c.is_ascii_digit()));
+        }
+
+        #[test]
+        fn masking_is_idempotent(s in "\\PC{0,200}") {
+            let once = mask(&s, &["ada"]);
+            prop_assert_eq!(mask(&once, &["ada"]), once);
+        }
+
+        #[test]
+        fn feature_vectors_are_unit_length_or_empty(s in "[a-zA-Z0-9 @.]{0,200}") {
+            let v = Featurizer::default().features(&s, &[]);
+            let norm: f32 = v.weights.values().map(|w| w * w).sum::<f32>().sqrt();
+            prop_assert!(v.weights.is_empty() || (norm - 1.0).abs() < 1e-4);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `POST /api/v1/tickets`: one ticket or a JSON array of them. All are validated first; if any
+//! is invalid, none is appended and the answer names each bad ticket and field.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+use sevloop_bus::Outgoing;
+use sevloop_bus::LogWriter;
+use sevloop_core::ticket::MAX_TICKET_BYTES;
+use sevloop_core::{TicketError, TicketEvent};
+
+use crate::{ApiError, AppState};
+
+const MAX_BATCH: usize = 1000;
+
+/// Where accepted tickets go: the ticket log, keyed by product.
+#[derive(Clone)]
+pub struct Intake {
+    pub writer: LogWriter,
+    pub topic: String,
+}
+
+pub(crate) async fn post_tickets(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let intake = s.intake.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "intake_disabled", "this instance does not accept tickets")
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not valid JSON: {e}"))
+    })?;
+    let items = match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} tickets; this one has {}", items.len()),
+        ));
+    }
+    let mut records = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match validate(item) {
+            Ok(record) => records.push(record),
+            Err(e) => errors.push(json!({"index": i, "code": e.code(), "message": e.to_string()})),
+        }
+    }
+    if let Some(first) = errors.first() {
+        let message = format!("ticket {}: {}", first["index"], first["message"].as_str().unwrap_or_default());
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_ticket", message).with_details(json!(errors)));
+    }
+    let n = records.len();
+    intake
+        .writer
+        .send(&intake.topic, records)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    s.metrics.tickets_accepted.inc_by(n as u64);
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": n}))))
+}
+
+fn validate(item: Value) -> Result<Outgoing, TicketError> {
+    let payload = serde_json::to_vec(&item).unwrap_or_default();
+    if payload.len() > MAX_TICKET_BYTES {
+        return Err(TicketError::TooLarge {
+            size: payload.len(),
+            max: MAX_TICKET_BYTES,
+        });
+    }
+    let ticket = TicketEvent::from_value(item)?;
+    Ok(Outgoing {
+        key: Some(ticket.product.into_bytes()),
+        payload,
+        headers: Vec::new(),
+    })
+}

@@ -1,0 +1,118 @@
+//! The HTTP edge: ticket intake, the read API, search, health, metrics and the HTML pages.
+//! Handlers are thin: they validate, call the store or index, and shape the answer.
+
+mod error;
+mod intake;
+mod metrics;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sevloop_index::TicketIndex;
+use sevloop_store::{SevFilter, Store};
+
+pub use error::ApiError;
+pub use intake::Intake;
+pub use metrics::Metrics;
+
+/// Largest request body accepted (a batch of tickets).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub index: Arc<TicketIndex>,
+    /// Absent in processes that only read (no ticket log to write to).
+    pub intake: Option<Intake>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/tickets", post(intake::post_tickets))
+        .route("/api/v1/tickets/{id}", get(get_ticket))
+        .route("/api/v1/sevs", get(list_sevs))
+        .route("/api/v1/sevs/{id}", get(get_sev))
+        .route("/api/v1/search", get(search))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(pages::index))
+        .route("/sevs/{id}", get(pages::sev))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn get_ticket(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let ticket = s.store.ticket(&id).await?.ok_or_else(|| ApiError::not_found("ticket", &id))?;
+    Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+struct SevQuery {
+    state: Option<String>,
+    team: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_sevs(State(s): State<AppState>, Query(q): Query<SevQuery>) -> Result<impl IntoResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "`limit` must be between 1 and 1000"));
+    }
+    let filter = SevFilter {
+        state: q.state,
+        team: q.team,
+        limit,
+    };
+    Ok(Json(json!({"items": s.store.sevs(&filter).await?})))
+}
+
+async fn get_sev(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let sev = s.store.sev(&id).await?.ok_or_else(|| ApiError::not_found("SEV", &id))?;
+    let mut body = serde_json::to_value(sev).map_err(|e| ApiError::internal(&e))?;
+    body["ticket_ids"] = json!(s.store.sev_ticket_ids(&id).await?);
+    body["timeline"] = json!(s.store.sev_timeline(&id).await?);
+    body["notifications"] = json!(s.store.notifications_of(&id).await?);
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search(State(s): State<AppState>, Query(q): Query<SearchQuery>) -> Result<impl IntoResponse, ApiError> {
+    let query = q.q.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "`q` must not be empty"));
+    }
+    let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    let index = s.index.clone();
+    let (total, hits) = tokio::task::spawn_blocking(move || index.search(&query, limit))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(json!({"total": total, "items": hits})))
+}
+
+async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    s.store.ping().await.map_err(|e| ApiError::unavailable(&e))?;
+    Ok("ready")
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stats = s.store.stats().await?;
+    s.metrics.set_stats(&stats);
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    ))
+}

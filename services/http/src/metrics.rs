@@ -1,0 +1,93 @@
+//! Prometheus metrics. Low-cardinality labels only (an error code, never a ticket or customer).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub tickets_accepted: Counter,
+    pub tickets_processed: Counter,
+    pub sevs_opened: Counter,
+    pub notifications_delivered: Counter,
+    pub notifications_failed: Counter,
+    pub consumer_lag: Gauge,
+    pub batch_seconds: Histogram,
+    dead_letters: Family<CodeLabel, Counter>,
+    // Read from the database at scrape time.
+    clusters: Gauge,
+    tickets_stored: Gauge,
+    open_sevs: Gauge,
+    outbox_backlog: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sevloop");
+        let m = Metrics {
+            tickets_accepted: Counter::default(),
+            tickets_processed: Counter::default(),
+            sevs_opened: Counter::default(),
+            notifications_delivered: Counter::default(),
+            notifications_failed: Counter::default(),
+            consumer_lag: Gauge::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            dead_letters: Family::default(),
+            clusters: Gauge::default(),
+            tickets_stored: Gauge::default(),
+            open_sevs: Gauge::default(),
+            outbox_backlog: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("tickets_accepted", "Tickets accepted by the intake API", m.tickets_accepted.clone());
+        registry.register("tickets_processed", "New tickets clustered by the pipeline", m.tickets_processed.clone());
+        registry.register("sevs_opened", "SEVs opened", m.sevs_opened.clone());
+        registry.register("notifications_delivered", "Notifications delivered", m.notifications_delivered.clone());
+        registry.register("notifications_failed", "Failed notification attempts", m.notifications_failed.clone());
+        registry.register("consumer_lag", "Records behind the end of the ticket log", m.consumer_lag.clone());
+        registry.register("batch_seconds", "Pipeline batch duration", m.batch_seconds.clone());
+        registry.register("dead_letters", "Records sent to the dead-letter topic, by error code", m.dead_letters.clone());
+        registry.register("clusters", "Clusters stored", m.clusters.clone());
+        registry.register("tickets_stored", "Tickets stored", m.tickets_stored.clone());
+        registry.register("open_sevs", "SEVs not resolved, declined or merged", m.open_sevs.clone());
+        registry.register("outbox_backlog", "Notifications waiting to be delivered", m.outbox_backlog.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn dead_lettered(&self, code: &str) {
+        self.dead_letters
+            .get_or_create(&CodeLabel { code: code.to_string() })
+            .inc();
+    }
+
+    pub fn dead_letter_count(&self, code: &str) -> u64 {
+        self.dead_letters
+            .get_or_create(&CodeLabel { code: code.to_string() })
+            .get()
+    }
+
+    pub(crate) fn set_stats(&self, stats: &sevloop_store::Stats) {
+        self.clusters.set(stats.clusters);
+        self.tickets_stored.set(stats.tickets);
+        self.open_sevs.set(stats.open_sevs);
+        self.outbox_backlog.set(stats.outbox_pending);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,104 @@
+//! Command-line interface. Every subcommand has `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::Stage;
+use crate::telemetry::LogFormat;
+
+/// sevloop: turns piles of similar support tickets into SEVs for the owning team.
+#[derive(Debug, Parser)]
+#[command(name = "sevloop", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process with no external servers (embedded log, SQLite, local index).
+    Up(UpArgs),
+    /// `up` plus a replay of a bundled real dataset with an incident in it.
+    Demo(DemoArgs),
+    /// Run against Kafka and PostgreSQL, all stages or one.
+    Serve(ServeArgs),
+    /// Append a JSONL file of ticket events to the ticket log, through the API or Kafka.
+    Replay(ReplayArgs),
+    /// Replay generated tickets through the pipeline and print throughput and SEV latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the embedded log, database and index live.
+    #[arg(long, default_value = "sevloop-data")]
+    pub data_dir: PathBuf,
+    /// Address of the API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Optional settings file (detection rules, routing, webhooks); `data_dir` and `listen` win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// An empty (or new) directory for the demo's data; a fresh temporary one by default.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Tickets per second to replay.
+    #[arg(long, default_value_t = 150)]
+    pub rate: u32,
+    /// Stop once the replay is processed instead of leaving the dashboard running.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Settings file; see deploy/sevloop.example.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run only this stage (scale out by running more instances of it).
+    #[arg(long, value_enum)]
+    pub only: Option<Stage>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["api", "kafka"])))]
+pub struct ReplayArgs {
+    /// JSONL file, one ticket event per line.
+    pub file: PathBuf,
+    /// Post to this sevloop API base URL (e.g. http://127.0.0.1:8080).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Produce straight to these Kafka brokers.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Topic to produce to (with --kafka).
+    #[arg(long, default_value = "sevloop.tickets.v1")]
+    pub topic: String,
+    /// Tickets per second; 0 means as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Background tickets to replay before the burst.
+    #[arg(long, default_value_t = 20_000)]
+    pub tickets: usize,
+    /// Also run against Kafka at these brokers (with --database-url).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// PostgreSQL server URL for the Kafka run; a fresh database is created on it.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+}

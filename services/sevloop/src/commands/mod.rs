@@ -1,0 +1,5 @@
+pub mod bench;
+pub mod demo;
+pub mod replay;
+pub mod serve;
+pub mod up;

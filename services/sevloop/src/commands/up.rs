@@ -1,0 +1,17 @@
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, ALL_STAGES};
+use crate::cli::UpArgs;
+use crate::config::Settings;
+
+pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut settings = Settings::load(args.config.as_deref())?;
+    settings.data_dir = args.data_dir;
+    settings.http.listen = args.listen;
+    settings.kafka = None;
+    let app = App::build(settings, &ALL_STAGES).await?;
+    if let Some(addr) = app.local_addr() {
+        println!("sevloop is up: dashboard and API on http://{addr}");
+    }
+    app.run(shutdown).await
+}

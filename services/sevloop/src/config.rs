@@ -1,0 +1,238 @@
+//! Settings: typed, unknown keys refused, read from a TOML file and then from the environment
+//! (`SEVLOOP_DATABASE_URL`, `SEVLOOP_KAFKA_BROKERS`). Every default is the embedded mode's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sevloop_core::{Catalog, ClusterConfig, FloorRule};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the embedded mode keeps its log, database and index.
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub kafka: Option<KafkaSection>,
+    pub database: DatabaseSettings,
+    pub index: IndexSettings,
+    pub pipeline: PipelineSettings,
+    pub clustering: ClusterConfig,
+    pub detection: DetectionSettings,
+    pub routing: Catalog,
+    pub notify: NotifySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("sevloop-data"),
+            http: HttpSettings::default(),
+            kafka: None,
+            database: DatabaseSettings::default(),
+            index: IndexSettings::default(),
+            pipeline: PipelineSettings::default(),
+            clustering: ClusterConfig::default(),
+            detection: DetectionSettings::default(),
+            routing: Catalog::default(),
+            notify: NotifySettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Base URL of the dashboard, used in links inside notifications.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub group_id: String,
+    pub auto_offset_reset: String,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "sevloop-pipeline".into(),
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://...` or `sqlite:...`; empty means SQLite inside `data_dir`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    /// Empty means `index/` inside `data_dir`.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    pub tickets_topic: String,
+    pub dlq_topic: String,
+    /// Records per transaction.
+    pub max_batch: usize,
+    /// How often the search index commits (it may lag the database; it catches up on restart).
+    #[serde(with = "humantime_serde")]
+    pub index_commit_interval: Duration,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            tickets_topic: "sevloop.tickets.v1".into(),
+            dlq_topic: "sevloop.tickets.dlq".into(),
+            max_batch: 500,
+            index_commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionSettings {
+    pub floor: FloorRule,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    pub webhooks: Vec<WebhookSettings>,
+    /// Give up on a notification after this long (it stays visible as failed on its SEV).
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            webhooks: Vec::new(),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Settings {
+    /// Reads a TOML file, then applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut settings = match path {
+            None => Settings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        if let Ok(url) = std::env::var("SEVLOOP_DATABASE_URL") {
+            settings.database.url = url;
+        }
+        if let Ok(brokers) = std::env::var("SEVLOOP_KAFKA_BROKERS") {
+            settings.kafka.get_or_insert_with(KafkaSection::default).brokers = brokers;
+        }
+        Ok(settings)
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("sevloop.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.index.dir.clone().unwrap_or_else(|| self.data_dir.join("index"))
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sevloop.example.toml"));
+        let s = Settings::load(Some(path)).unwrap();
+        assert!(s.kafka.is_some());
+        assert!(s.database.url.starts_with("postgres://"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[detection.floor]\nmin_tickts = 3\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("min_tickts"), "{err}");
+    }
+
+    #[test]
+    fn a_duration_must_be_human_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[detection.floor]\nwindow = \"soon\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("window"), "{err}");
+    }
+}

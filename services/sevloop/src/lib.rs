@@ -1,0 +1,11 @@
+//! The `sevloop` binary's library: settings, the pipeline stage, the dispatcher, and the
+//! commands that wire the crates under `services/` together.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dispatcher;
+pub mod pipeline;
+pub mod runner;
+pub mod telemetry;

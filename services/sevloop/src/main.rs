@@ -1,0 +1,46 @@
+use clap::Parser;
+use sevloop::cli::{Cli, Command};
+use sevloop::commands;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    sevloop::telemetry::init(cli.log_format);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = match cli.command {
+        Command::Up(args) => commands::up::run(args, shutdown).await,
+        Command::Demo(args) => commands::demo::run(args, shutdown).await,
+        Command::Serve(args) => commands::serve::run(args, shutdown).await,
+        Command::Replay(args) => commands::replay::run(args, shutdown).await,
+        Command::Bench(args) => commands::bench::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM starts an orderly shutdown.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,147 @@
+//! The transactional outbox: notifications are written with the SEV change that causes them and
+//! delivered afterwards, at least once, each under a stable idempotency key (the row id).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+use crate::tickets::get;
+use crate::time::{from_ms, to_ms};
+use crate::{Store, StoreError};
+
+pub struct NewNotification<'a> {
+    /// The idempotency key: the same SEV event to the same endpoint always gets the same id.
+    pub id: String,
+    pub sev_id: &'a str,
+    pub endpoint: &'a str,
+    pub kind: &'a str,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Queues a notification in the caller's transaction. Queuing the same id twice is a no-op.
+pub async fn enqueue(conn: &mut AnyConnection, n: &NewNotification<'_>) -> Result<(), StoreError> {
+    let at = to_ms(n.created_at);
+    sqlx::query(
+        "INSERT INTO outbox (id, sev_id, endpoint, kind, payload, state, attempts, next_attempt_at, \
+         lease_until, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, 0, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(&n.id)
+    .bind(n.sev_id)
+    .bind(n.endpoint)
+    .bind(n.kind)
+    .bind(n.payload.to_string())
+    .bind(at)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("queue notification {}", n.id), e))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub id: String,
+    pub sev_id: String,
+    pub endpoint: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub payload: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "id, sev_id, endpoint, kind, payload, state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+
+impl Store {
+    /// Takes up to `limit` due notifications under a lease, so two dispatchers never send the
+    /// same one at once (a crashed dispatcher's lease simply expires).
+    pub async fn lease_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let now_ms = to_ms(now);
+        let until = now_ms + lease.as_millis() as i64;
+        let sql = format!(
+            "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
+             AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY created_at, id LIMIT $3) \
+             AND lease_until <= $2 RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(until)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql("lease due notifications", e))?;
+        rows.iter().map(notification).collect()
+    }
+
+    pub async fn mark_delivered(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = $1, attempts = attempts + 1, lease_until = 0 WHERE id = $2")
+            .bind(to_ms(at))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("mark {id} delivered"), e))?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or given up for good when `None`.
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let (state, next) = match retry_at {
+            Some(t) => ("pending", to_ms(t)),
+            None => ("failed", 0),
+        };
+        sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3, attempts = attempts + 1, lease_until = 0 WHERE id = $4")
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("mark {id} failed"), e))?;
+        Ok(())
+    }
+
+    /// Delivery state of a SEV's notifications.
+    pub async fn notifications_of(&self, sev_id: &str) -> Result<Vec<Notification>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE sev_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(sev_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("read notifications of {sev_id}"), e))?;
+        rows.iter().map(notification).collect()
+    }
+}
+
+fn notification(r: &AnyRow) -> Result<Notification, StoreError> {
+    let delivered: Option<i64> = get(r, "delivered_at")?;
+    Ok(Notification {
+        id: get(r, "id")?,
+        sev_id: get(r, "sev_id")?,
+        endpoint: get(r, "endpoint")?,
+        kind: get(r, "kind")?,
+        payload: get(r, "payload")?,
+        state: get(r, "state")?,
+        attempts: get(r, "attempts")?,
+        next_attempt_at: from_ms(get(r, "next_attempt_at")?),
+        last_error: get(r, "last_error")?,
+        created_at: from_ms(get(r, "created_at")?),
+        delivered_at: delivered.map(from_ms),
+    })
+}

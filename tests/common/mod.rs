@@ -1,0 +1,311 @@
+//! Helpers for end-to-end tests: they spawn the real `sevloop` binary against the real broker and
+//! database and read results only through public interfaces (API, topics, tables).
+//! A missing Kafka or PostgreSQL is a loud failure, never a skip: run `scripts/services.sh`.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sevloop");
+
+pub fn kafka_brokers() -> String {
+    std::env::var("SEVLOOP_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn postgres_server() -> String {
+    std::env::var("SEVLOOP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}_{}_{}_{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn fresh_topic(name: &str, partitions: i32) {
+    let brokers = kafka_brokers();
+    sevloop_bus::kafka::create_topic(&brokers, name, partitions)
+        .await
+        .unwrap_or_else(|e| panic!("Kafka is not usable at {brokers} ({e}); start it with scripts/services.sh"));
+}
+
+pub async fn fresh_database() -> String {
+    let server = postgres_server();
+    sevloop_store::create_postgres_database(&server, &unique("sevloop_test"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// Polls `f` until it yields a value or `timeout` passes (then panics naming `what`).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running `sevloop` process, killed when dropped.
+pub struct Sevloop {
+    child: Child,
+    pub url: String,
+}
+
+impl Sevloop {
+    pub fn spawn(args: &[&str], port: u16) -> Self {
+        let child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info,sqlx=warn,tantivy=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sevloop binary starts");
+        Sevloop { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// `sevloop serve --config FILE` with the given config text.
+    pub fn serve(config: &Config) -> Self {
+        let path = config.write();
+        Sevloop::spawn(&["serve", "--config", path.to_str().unwrap_or_default()], config.port)
+    }
+
+    pub async fn wait_healthy(&self) {
+        let url = format!("{}/healthz", self.url);
+        eventually("sevloop to answer /healthz", Duration::from_secs(60), || async {
+            reqwest::get(&url).await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    /// kill -9: no chance to flush or commit anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for an orderly exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = reqwest::get(format!("{}{path}", self.url)).await.expect("API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Sevloop {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Settings of one sevloop instance under test, written as TOML.
+pub struct Config {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub kafka: Option<(String, String)>,
+    pub database_url: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub webhook: Option<String>,
+}
+
+impl Config {
+    pub fn kafka(topic: &str, group: &str, database_url: &str) -> Self {
+        Config {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            kafka: Some((kafka_brokers(), group.to_string())),
+            database_url: database_url.to_string(),
+            topic: topic.to_string(),
+            dlq_topic: format!("{topic}.dlq"),
+            webhook: None,
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = format!(
+            "data_dir = {data:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n\
+             [pipeline]\ntickets_topic = {topic:?}\ndlq_topic = {dlq:?}\nindex_commit_interval = \"200ms\"\n",
+            data = self.dir.path().display().to_string(),
+            port = self.port,
+            db = self.database_url,
+            topic = self.topic,
+            dlq = self.dlq_topic,
+        );
+        if let Some((brokers, group)) = &self.kafka {
+            t.push_str(&format!("[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\n"));
+        }
+        if let Some(url) = &self.webhook {
+            t.push_str(&format!("[[notify.webhooks]]\nname = \"test\"\nurl = {url:?}\n"));
+        }
+        t
+    }
+
+    pub fn write(&self) -> PathBuf {
+        let path = self.dir.path().join("sevloop.toml");
+        std::fs::write(&path, self.toml()).expect("config written");
+        path
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.dir.path().join("index")
+    }
+}
+
+/// A webhook receiver on loopback that records every request.
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let received: Arc<Mutex<Vec<(HeaderMap, Value)>>> = Arc::default();
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().expect("lock").push((headers, body.0));
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, received }
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.received.lock().expect("lock").iter().map(|(_, b)| b.clone()).collect()
+    }
+}
+
+/// Background tickets: the bundled BANKING77 slice without its injected incidents, cycled with
+/// fresh ids, one every `spacing_s` seconds of event time (the slice's own rate is one per 15 s).
+pub fn background(n: usize, spacing_s: i64) -> Vec<Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/demo");
+    let truth = std::fs::read_to_string(root.join("banking77-demo.truth.jsonl")).expect("truth file");
+    let injected: BTreeSet<String> = truth
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["injected"] == json!(true))
+        .filter_map(|v| v["ticket_id"].as_str().map(str::to_string))
+        .collect();
+    let text = std::fs::read_to_string(root.join("banking77-demo.tickets.jsonl")).expect("tickets");
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| !injected.contains(v["ticket_id"].as_str().unwrap_or_default()))
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut t = rows[i % rows.len()].clone();
+            t["ticket_id"] = json!(format!("bg-{i}"));
+            t["event_time"] = json!(at(i as i64 * spacing_s));
+            t
+        })
+        .collect()
+}
+
+/// `seconds` after 2024-01-01T00:00:00Z, RFC 3339.
+pub fn at(seconds: i64) -> String {
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("valid time");
+    (start + chrono::Duration::seconds(seconds)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One complaint from `n` distinct customers, starting `start_s` seconds in, over ten minutes.
+pub fn burst(n: usize, start_s: i64) -> Vec<Value> {
+    let texts = [
+        "My card payment is declined at checkout with error {n}",
+        "Card payment declined at checkout again, error {n}",
+        "checkout keeps declining my card payment (error {n})",
+    ];
+    (0..n)
+        .map(|i| {
+            json!({"ticket_id": format!("burst-{i}"), "event": "created",
+                "event_time": at(start_s + (600 * i as i64) / n as i64),
+                "subject": "Card declined at checkout",
+                "body": texts[i % texts.len()].replace("{n}", &(4000 + i).to_string()),
+                "product": "cards", "customer": {"id": format!("burst-cust-{i}"), "tier": "pro"},
+                "channel": "web", "source": "test"})
+        })
+        .collect()
+}
+
+/// Merges tickets into event-time order (stable).
+pub fn by_event_time(mut tickets: Vec<Value>) -> Vec<Value> {
+    tickets.sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+    tickets
+}
+
+pub fn write_jsonl(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").expect("jsonl written");
+    path
+}
+
+pub fn to_lines(tickets: &[Value]) -> Vec<String> {
+    tickets.iter().map(Value::to_string).collect()
+}
+
+/// Runs `sevloop replay` to completion.
+pub fn replay(file: &Path, target: &[&str]) {
+    let status = Command::new(BIN)
+        .arg("replay")
+        .arg(file)
+        .args(target)
+        .stdout(Stdio::null())
+        .status()
+        .expect("replay runs");
+    assert!(status.success(), "replay failed: {status}");
+}
+
+pub async fn connect(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap_or_else(|e| panic!("database at {url} is not reachable: {e}"))
+}
+
+pub async fn scalar(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
