@@ -14,12 +14,27 @@ use serde_json::{json, Value};
 async fn up(receiver: &Receiver) -> (Sevloop, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("sevloop.toml");
-    std::fs::write(&config, format!("[[notify.webhooks]]\nname = \"test\"\nurl = {:?}\n", receiver.url)).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.webhooks]]\nname = \"test\"\nurl = {:?}\n",
+            receiver.url
+        ),
+    )
+    .expect("config");
     let port = free_port();
     let data = dir.path().join("data");
     let listen = format!("127.0.0.1:{port}");
     let sevloop = Sevloop::spawn(
-        &["up", "--data-dir", data.to_str().unwrap_or_default(), "--listen", &listen, "--config", config.to_str().unwrap_or_default()],
+        &[
+            "up",
+            "--data-dir",
+            data.to_str().unwrap_or_default(),
+            "--listen",
+            &listen,
+            "--config",
+            config.to_str().unwrap_or_default(),
+        ],
         port,
     );
     sevloop.wait_healthy().await;
@@ -36,32 +51,58 @@ async fn the_embedded_mode_opens_one_sev_for_a_burst_and_links_every_burst_ticke
     let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(&tickets));
     replay(&file, &["--api", &sevloop.url]);
 
-    let last = tickets.last().and_then(|t| t["ticket_id"].as_str()).unwrap_or_default().to_string();
-    eventually("the last ticket to be processed", Duration::from_secs(60), || async {
-        (sevloop.get(&format!("/api/v1/tickets/{last}")).await.0 == 200).then_some(())
-    })
+    let last = tickets
+        .last()
+        .and_then(|t| t["ticket_id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    eventually(
+        "the last ticket to be processed",
+        Duration::from_secs(60),
+        || async { (sevloop.get(&format!("/api/v1/tickets/{last}")).await.0 == 200).then_some(()) },
+    )
     .await;
     let (_, sevs) = sevloop.get("/api/v1/sevs").await;
     let items = sevs["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 1, "exactly one SEV: {sevs:#}");
     let sev = &items[0];
     let (_, burst_ticket) = sevloop.get("/api/v1/tickets/burst-0").await;
-    assert_eq!(sev["cluster_id"], burst_ticket["cluster_id"], "the SEV is the burst's cluster");
-    let (_, detail) = sevloop.get(&format!("/api/v1/sevs/{}", sev["id"].as_str().unwrap_or_default())).await;
-    let linked: BTreeSet<String> = serde_json::from_value(detail["ticket_ids"].clone()).unwrap_or_default();
+    assert_eq!(
+        sev["cluster_id"], burst_ticket["cluster_id"],
+        "the SEV is the burst's cluster"
+    );
+    let (_, detail) = sevloop
+        .get(&format!(
+            "/api/v1/sevs/{}",
+            sev["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    let linked: BTreeSet<String> =
+        serde_json::from_value(detail["ticket_ids"].clone()).unwrap_or_default();
     for i in 0..30 {
-        assert!(linked.contains(&format!("burst-{i}")), "burst-{i} is linked to {}", sev["id"]);
+        assert!(
+            linked.contains(&format!("burst-{i}")),
+            "burst-{i} is linked to {}",
+            sev["id"]
+        );
     }
     let (_, t) = sevloop.get("/api/v1/tickets/burst-29").await;
     assert_eq!(t["sev_id"], sev["id"]);
     assert_eq!(t["sev_state"], "open");
-    let bodies = eventually("the webhook to be notified", Duration::from_secs(30), || async {
-        let b = receiver.bodies();
-        (!b.is_empty()).then_some(b)
-    })
+    let bodies = eventually(
+        "the webhook to be notified",
+        Duration::from_secs(30),
+        || async {
+            let b = receiver.bodies();
+            (!b.is_empty()).then_some(b)
+        },
+    )
     .await;
     assert_eq!(bodies[0]["sev"]["id"], sev["id"]);
-    assert!(!bodies[0].to_string().contains("Card declined at checkout"), "notifications carry no ticket text");
+    assert!(
+        !bodies[0].to_string().contains("Card declined at checkout"),
+        "notifications carry no ticket text"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +112,12 @@ async fn bad_tickets_get_a_clear_error_naming_the_field_and_nothing_is_appended(
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/tickets", sevloop.url);
 
-    let resp = client.post(&url).body("{not json").send().await.expect("answer");
+    let resp = client
+        .post(&url)
+        .body("{not json")
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "invalid_json");
@@ -81,27 +127,50 @@ async fn bad_tickets_get_a_clear_error_naming_the_field_and_nothing_is_appended(
     let mut bad = good.clone();
     bad["ticket_id"] = json!("bad-1");
     bad["customer"]["tier"] = json!("gold");
-    let resp = client.post(&url).json(&json!([good, bad])).send().await.expect("answer");
+    let resp = client
+        .post(&url)
+        .json(&json!([good, bad]))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "invalid_ticket");
     assert_eq!(body["errors"][0]["index"], 1);
-    assert!(body["message"].as_str().unwrap_or_default().contains("customer.tier"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("customer.tier"),
+        "{body}"
+    );
 
     let resp = client.post(&url).json(&good).send().await.expect("answer");
     assert_eq!(resp.status(), 202);
-    eventually("the valid ticket to be processed", Duration::from_secs(30), || async {
-        (sevloop.get("/api/v1/tickets/good-1").await.0 == 200).then_some(())
-    })
+    eventually(
+        "the valid ticket to be processed",
+        Duration::from_secs(30),
+        || async { (sevloop.get("/api/v1/tickets/good-1").await.0 == 200).then_some(()) },
+    )
     .await;
-    assert_eq!(sevloop.get("/api/v1/tickets/bad-1").await.0, 404, "nothing of a refused batch is appended");
+    assert_eq!(
+        sevloop.get("/api/v1/tickets/bad-1").await.0,
+        404,
+        "nothing of a refused batch is appended"
+    );
     let (status, search) = sevloop.get("/api/v1/search?q=").await;
-    assert_eq!((status, search["code"].as_str()), (400, Some("invalid_parameter")));
+    assert_eq!(
+        (status, search["code"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
 }
 
 /// Labels of the bundled demo stream: ticket id → (label, injected).
 fn demo_truth() -> BTreeMap<String, (String, bool)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/demo/banking77-demo.truth.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/demo/banking77-demo.truth.jsonl"
+    );
     std::fs::read_to_string(path)
         .expect("truth file")
         .lines()
@@ -121,38 +190,80 @@ async fn the_demo_opens_a_sev_for_the_injected_incident_within_a_minute_and_none
     let listen = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
     let mut child = Command::new(BIN)
-        .args(["demo", "--exit", "--data-dir", data.to_str().unwrap_or_default(), "--listen", &listen])
+        .args([
+            "demo",
+            "--exit",
+            "--data-dir",
+            data.to_str().unwrap_or_default(),
+            "--listen",
+            &listen,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("demo starts");
     let stdout = child.stdout.take().expect("stdout");
-    let lines: Vec<String> = std::io::BufReader::new(stdout).lines().map_while(Result::ok).collect();
+    let lines: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
     let status = child.wait().expect("demo exits");
     assert!(status.success(), "demo failed: {lines:#?}");
-    assert!(started.elapsed() < Duration::from_secs(60), "demo took {:?}", started.elapsed());
-    assert!(lines.iter().any(|l| l.contains("SEV-1 opened")), "{lines:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "demo took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("SEV-1 opened")),
+        "{lines:#?}"
+    );
 
     // Score what opened against the labels (the pipeline never sees them).
-    let pool = connect(&format!("sqlite://{}?mode=ro", data.join("sevloop.db").display())).await;
+    let pool = connect(&format!(
+        "sqlite://{}?mode=ro",
+        data.join("sevloop.db").display()
+    ))
+    .await;
     let truth = demo_truth();
-    let sevs: Vec<(String, i64)> = sqlx::query_as("SELECT sev_id, opened_at FROM sevs").fetch_all(&pool).await.expect("sevs");
+    let sevs: Vec<(String, i64)> = sqlx::query_as("SELECT sev_id, opened_at FROM sevs")
+        .fetch_all(&pool)
+        .await
+        .expect("sevs");
     assert!(!sevs.is_empty());
     let mut clean = 0;
     for (sev, opened) in &sevs {
-        let evidence: Vec<String> = sqlx::query_scalar("SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 AND linked_at = $2")
-            .bind(sev)
-            .bind(opened)
-            .fetch_all(&pool)
-            .await
-            .expect("evidence");
-        let incident = evidence.iter().filter(|t| truth[*t] == ("card_not_working".to_string(), true)).count();
-        let decoy = evidence.iter().filter(|t| truth[*t].0 == "pending_transfer" && truth[*t].1).count();
-        assert!(2 * incident >= evidence.len(), "{sev} is mostly background: {incident} of {} evidence tickets are the incident's", evidence.len());
-        assert_eq!(decoy, 0, "{sev} counts the angry customer's tickets as evidence");
+        let evidence: Vec<String> = sqlx::query_scalar(
+            "SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 AND linked_at = $2",
+        )
+        .bind(sev)
+        .bind(opened)
+        .fetch_all(&pool)
+        .await
+        .expect("evidence");
+        let incident = evidence
+            .iter()
+            .filter(|t| truth[*t] == ("card_not_working".to_string(), true))
+            .count();
+        let decoy = evidence
+            .iter()
+            .filter(|t| truth[*t].0 == "pending_transfer" && truth[*t].1)
+            .count();
+        assert!(
+            2 * incident >= evidence.len(),
+            "{sev} is mostly background: {incident} of {} evidence tickets are the incident's",
+            evidence.len()
+        );
+        assert_eq!(
+            decoy, 0,
+            "{sev} counts the angry customer's tickets as evidence"
+        );
         if 4 * incident >= 3 * evidence.len() {
             clean += 1;
         }
     }
-    assert!(clean >= 1, "one SEV's evidence is (at least 75%) the incident");
+    assert!(
+        clean >= 1,
+        "one SEV's evidence is (at least 75%) the incident"
+    );
 }

@@ -32,21 +32,30 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}_{}_{}_{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub async fn fresh_topic(name: &str, partitions: i32) {
     let brokers = kafka_brokers();
     sevloop_bus::kafka::create_topic(&brokers, name, partitions)
         .await
-        .unwrap_or_else(|e| panic!("Kafka is not usable at {brokers} ({e}); start it with scripts/services.sh"));
+        .unwrap_or_else(|e| {
+            panic!("Kafka is not usable at {brokers} ({e}); start it with scripts/services.sh")
+        });
 }
 
 pub async fn fresh_database() -> String {
     let server = postgres_server();
     sevloop_store::create_postgres_database(&server, &unique("sevloop_test"))
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh"))
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh")
+        })
 }
 
 pub fn free_port() -> u16 {
@@ -67,7 +76,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -82,25 +94,42 @@ impl Sevloop {
     pub fn spawn(args: &[&str], port: u16) -> Self {
         let child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "info,sqlx=warn,tantivy=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SEVLOOP_TEST_LOG")
+                    .unwrap_or_else(|_| "info,sqlx=warn,tantivy=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("sevloop binary starts");
-        Sevloop { child, url: format!("http://127.0.0.1:{port}") }
+        Sevloop {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// `sevloop serve --config FILE` with the given config text.
     pub fn serve(config: &Config) -> Self {
         let path = config.write();
-        Sevloop::spawn(&["serve", "--config", path.to_str().unwrap_or_default()], config.port)
+        Sevloop::spawn(
+            &["serve", "--config", path.to_str().unwrap_or_default()],
+            config.port,
+        )
     }
 
     pub async fn wait_healthy(&self) {
         let url = format!("{}/healthz", self.url);
-        eventually("sevloop to answer /healthz", Duration::from_secs(60), || async {
-            reqwest::get(&url).await.ok().filter(|r| r.status().is_success())
-        })
+        eventually(
+            "sevloop to answer /healthz",
+            Duration::from_secs(60),
+            || async {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            },
+        )
         .await;
     }
 
@@ -112,7 +141,9 @@ impl Sevloop {
 
     /// SIGTERM, then wait for an orderly exit.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -124,7 +155,9 @@ impl Sevloop {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = reqwest::get(format!("{}{path}", self.url)).await.expect("API answers");
+        let resp = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("API answers");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -171,10 +204,14 @@ impl Config {
             dlq = self.dlq_topic,
         );
         if let Some((brokers, group)) = &self.kafka {
-            t.push_str(&format!("[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\n"));
+            t.push_str(&format!(
+                "[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\ninstance_id = \"{group}-1\"\n"
+            ));
         }
         if let Some(url) = &self.webhook {
-            t.push_str(&format!("[[notify.webhooks]]\nname = \"test\"\nurl = {url:?}\n"));
+            t.push_str(&format!(
+                "[[notify.webhooks]]\nname = \"test\"\nurl = {url:?}\n"
+            ));
         }
         t
     }
@@ -210,14 +247,21 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, received }
     }
 
     pub fn bodies(&self) -> Vec<Value> {
-        self.received.lock().expect("lock").iter().map(|(_, b)| b.clone()).collect()
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 }
 
@@ -225,7 +269,8 @@ impl Receiver {
 /// fresh ids, one every `spacing_s` seconds of event time (the slice's own rate is one per 15 s).
 pub fn background(n: usize, spacing_s: i64) -> Vec<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/demo");
-    let truth = std::fs::read_to_string(root.join("banking77-demo.truth.jsonl")).expect("truth file");
+    let truth =
+        std::fs::read_to_string(root.join("banking77-demo.truth.jsonl")).expect("truth file");
     let injected: BTreeSet<String> = truth
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -303,9 +348,14 @@ pub fn replay(file: &Path, target: &[&str]) {
 
 pub async fn connect(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
-    sqlx::AnyPool::connect(url).await.unwrap_or_else(|e| panic!("database at {url} is not reachable: {e}"))
+    sqlx::AnyPool::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("database at {url} is not reachable: {e}"))
 }
 
 pub async fn scalar(pool: &sqlx::AnyPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

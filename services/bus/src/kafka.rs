@@ -32,8 +32,6 @@ pub type ResumeFn = Arc<dyn Fn(&str, &[i32]) -> Result<BTreeMap<i32, i64>, Strin
 #[derive(Debug)]
 pub enum ConsumerEvent {
     Records(Vec<Record>),
-    /// Partitions moved; state cached per partition must be dropped and reloaded.
-    Rebalanced,
     /// The consumer thread stopped after this error.
     Failed(String),
 }
@@ -44,11 +42,16 @@ pub struct KafkaSettings {
     pub group_id: String,
     /// `earliest` or `latest`: where a partition with no stored offset starts.
     pub auto_offset_reset: String,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id takes
+    /// its partitions back at once instead of waiting for the broker to expire its old session.
+    pub instance_id: Option<String>,
 }
 
 struct Context {
     resume: ResumeFn,
-    events: mpsc::Sender<ConsumerEvent>,
+    /// Set on every assignment change. A flag, not a channel message: the last revoke runs
+    /// inside `close` on whichever thread drops the consumer, where nothing may block.
+    rebalanced: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {}
@@ -74,7 +77,7 @@ impl ConsumerContext for Context {
         if let Err(e) = result {
             tracing::error!(error = %e, "failed to apply a rebalance");
         }
-        let _ = self.events.blocking_send(ConsumerEvent::Rebalanced);
+        self.rebalanced.store(true, Ordering::SeqCst);
     }
 }
 
@@ -110,6 +113,7 @@ impl Context {
 pub struct KafkaConsumer {
     consumer: Arc<BaseConsumer<Context>>,
     events: mpsc::Receiver<ConsumerEvent>,
+    rebalanced: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -122,11 +126,16 @@ impl KafkaConsumer {
         max_batch: usize,
     ) -> Result<Self, BusError> {
         let (tx, rx) = mpsc::channel(4);
+        let rebalanced = Arc::new(AtomicBool::new(false));
         let context = Context {
             resume,
-            events: tx.clone(),
+            rebalanced: rebalanced.clone(),
         };
-        let consumer: BaseConsumer<Context> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        if let Some(id) = &settings.instance_id {
+            config.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<Context> = config
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.offset.store", "false")
@@ -163,6 +172,7 @@ impl KafkaConsumer {
         Ok(KafkaConsumer {
             consumer,
             events: rx,
+            rebalanced,
             stop,
             thread: Some(thread),
         })
@@ -170,6 +180,11 @@ impl KafkaConsumer {
 
     pub async fn next(&mut self) -> Option<ConsumerEvent> {
         self.events.recv().await
+    }
+
+    /// Whether partitions moved since the last call: state cached per partition must be dropped.
+    pub fn take_rebalanced(&self) -> bool {
+        self.rebalanced.swap(false, Ordering::SeqCst)
     }
 
     /// Tells Kafka how far this member got (after the effects committed in SQL): lag metrics only.

@@ -231,7 +231,9 @@ impl Clusterer {
                 });
                 *slot += w;
                 if let Some(word) = v.surface.get(term) {
-                    c.surface.entry(term.clone()).or_insert_with(|| word.clone());
+                    c.surface
+                        .entry(term.clone())
+                        .or_insert_with(|| word.clone());
                 }
             }
             c.size += 1;
@@ -343,7 +345,11 @@ mod tests {
         }
         let saved: Vec<Cluster> = original.clusters.values().cloned().collect();
         let mut restored = Clusterer::restore("p", ClusterConfig::default(), saved);
-        for t in ["my card got declined", "refund is missing", "new topic here"] {
+        for t in [
+            "my card got declined",
+            "refund is missing",
+            "new topic here",
+        ] {
             let v = f.features(t, &[]);
             assert_eq!(original.assign(&v, t0()), restored.assign(&v, t0()));
         }

@@ -156,14 +156,14 @@ impl DetectorState {
         let first_at = *self.first_at.get_or_insert(end);
         if self.active {
             return Decision::Attach {
-                sev_cluster: self.sev_cluster.clone().unwrap_or_else(|| cluster_id.to_string()),
+                sev_cluster: self
+                    .sev_cluster
+                    .clone()
+                    .unwrap_or_else(|| cluster_id.to_string()),
             };
         }
-        let customers: BTreeSet<&str> = self
-            .window
-            .iter()
-            .map(|m| m.customer_id.as_str())
-            .collect();
+        let customers: BTreeSet<&str> =
+            self.window.iter().map(|m| m.customer_id.as_str()).collect();
         if self.window.len() < rule.min_tickets as usize
             || customers.len() < rule.min_customers as usize
             || !self.above_baseline(start, first_at, scope_started, rule)
@@ -273,7 +273,12 @@ mod tests {
         let mut s = with_history(10);
         // Still ten tickets every 30 minutes: busy, but usual.
         for i in 0..100u32 {
-            let d = s.observe("c", member(i, &format!("c{i}"), i as i64 * 3), &rule(), scope_start());
+            let d = s.observe(
+                "c",
+                member(i, &format!("c{i}"), i as i64 * 3),
+                &rule(),
+                scope_start(),
+            );
             assert_eq!(d, Decision::Quiet, "ticket {i}");
         }
     }
@@ -283,7 +288,12 @@ mod tests {
         let mut s = with_history(5);
         let mut fired = None;
         for j in 0..40u32 {
-            let d = s.observe("c", member(j, &format!("x{j}"), j as i64 / 4), &rule(), scope_start());
+            let d = s.observe(
+                "c",
+                member(j, &format!("x{j}"), j as i64 / 4),
+                &rule(),
+                scope_start(),
+            );
             if let Decision::Escalate(e) = d {
                 fired = Some(e.ticket_count);
                 break;
@@ -300,7 +310,14 @@ mod tests {
         let decisions: Vec<Decision> = customers
             .iter()
             .enumerate()
-            .map(|(i, c)| s.observe("cards:1", member(i as u32, c, i as i64), &rule(), scope_start()))
+            .map(|(i, c)| {
+                s.observe(
+                    "cards:1",
+                    member(i as u32, c, i as i64),
+                    &rule(),
+                    scope_start(),
+                )
+            })
             .collect();
         assert!(decisions[..4].iter().all(|d| *d == Decision::Quiet));
         let Decision::Escalate(e) = &decisions[4] else {
@@ -323,7 +340,12 @@ mod tests {
         let mut s = DetectorState::default();
         for i in 0..20 {
             assert_eq!(
-                s.observe("cards:1", member(i, "angry", i as i64), &rule(), scope_start()),
+                s.observe(
+                    "cards:1",
+                    member(i, "angry", i as i64),
+                    &rule(),
+                    scope_start()
+                ),
                 Decision::Quiet
             );
         }
@@ -333,7 +355,12 @@ mod tests {
     fn tickets_spread_wider_than_the_window_do_not_escalate() {
         let mut s = DetectorState::default();
         for i in 0..10 {
-            let d = s.observe("c", member(i, &format!("c{i}"), i as i64 * 20), &rule(), scope_start());
+            let d = s.observe(
+                "c",
+                member(i, &format!("c{i}"), i as i64 * 20),
+                &rule(),
+                scope_start(),
+            );
             assert_eq!(d, Decision::Quiet, "ticket {i}");
         }
         assert!(s.window.len() <= 2);
@@ -351,8 +378,14 @@ mod tests {
 
     #[test]
     fn escalation_ids_are_stable_and_distinct_per_episode() {
-        assert_eq!(escalation_id("cards:1", 1, "floor"), escalation_id("cards:1", 1, "floor"));
-        assert_ne!(escalation_id("cards:1", 1, "floor"), escalation_id("cards:1", 2, "floor"));
+        assert_eq!(
+            escalation_id("cards:1", 1, "floor"),
+            escalation_id("cards:1", 1, "floor")
+        );
+        assert_ne!(
+            escalation_id("cards:1", 1, "floor"),
+            escalation_id("cards:1", 2, "floor")
+        );
         assert_eq!(escalation_id("x", 1, "floor").len(), 4 + 16);
     }
 }

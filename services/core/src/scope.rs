@@ -173,7 +173,10 @@ mod tests {
         let cp = scope.take_touched();
         assert_eq!(cp.len(), 1);
         let label = cp[0].cluster.label(10);
-        assert!(!label.iter().any(|t| t.to_lowercase().contains("ada")), "{label:?}");
+        assert!(
+            !label.iter().any(|t| t.to_lowercase().contains("ada")),
+            "{label:?}"
+        );
         assert!(scope.take_touched().is_empty());
     }
 }

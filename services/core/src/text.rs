@@ -23,7 +23,9 @@ pub fn is_mask(term: &str) -> bool {
 
 /// The analyzer shared by the index and the features.
 pub fn analyzer() -> TextAnalyzer {
-    base_builder().filter(Stemmer::new(Language::English)).build()
+    base_builder()
+        .filter(Stemmer::new(Language::English))
+        .build()
 }
 
 /// Words that say nothing about what a complaint is about. Lucene's English list plus the
@@ -47,7 +49,9 @@ fn base_builder() -> tantivy::tokenizer::TextAnalyzerBuilder {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
-        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
         .dynamic()
 }
 

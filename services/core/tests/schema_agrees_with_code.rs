@@ -50,14 +50,33 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
     vec![
         ("event", with(|v| v["event"] = "deleted".into())),
         ("event_time", with(|v| v["event_time"] = "yesterday".into())),
-        ("customer.tier", with(|v| v["customer"]["tier"] = "gold".into())),
-        ("customer.tier", with(|v| { v["customer"].as_object_mut().unwrap().remove("tier"); })),
-        ("product", with(|v| { v.as_object_mut().unwrap().remove("product"); })),
+        (
+            "customer.tier",
+            with(|v| v["customer"]["tier"] = "gold".into()),
+        ),
+        (
+            "customer.tier",
+            with(|v| {
+                v["customer"].as_object_mut().unwrap().remove("tier");
+            }),
+        ),
+        (
+            "product",
+            with(|v| {
+                v.as_object_mut().unwrap().remove("product");
+            }),
+        ),
         ("product", with(|v| v["product"] = "cards/eu".into())),
         ("product", with(|v| v["product"] = "".into())),
         ("ticket_id", with(|v| v["ticket_id"] = "ZD 1".into())),
         ("ticket_id", with(|v| v["ticket_id"] = 42.into())),
-        ("body", with(|v| { v["subject"] = " ".into(); v["body"] = "".into(); })),
+        (
+            "body",
+            with(|v| {
+                v["subject"] = " ".into();
+                v["body"] = "".into();
+            }),
+        ),
         ("subject", with(|v| v["subject"] = "x".repeat(1001).into())),
         ("tags[0]", with(|v| v["tags"] = json!([""]))),
         ("tags", with(|v| v["tags"] = json!(vec!["t"; 51]))),
@@ -70,7 +89,10 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
 fn valid_examples_pass_both_the_schema_and_the_code() {
     let schema = schema();
     for example in valid_examples() {
-        let errors: Vec<String> = schema.iter_errors(&example).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = schema
+            .iter_errors(&example)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "schema refused {example}: {errors:?}");
         let bytes = serde_json::to_vec(&example).unwrap();
         if let Err(e) = TicketEvent::parse(&bytes) {
@@ -83,7 +105,10 @@ fn valid_examples_pass_both_the_schema_and_the_code() {
 fn invalid_examples_fail_both_and_the_code_names_the_field() {
     let schema = schema();
     for (field, example) in invalid_examples() {
-        assert!(!schema.is_valid(&example), "schema accepted bad `{field}`: {example}");
+        assert!(
+            !schema.is_valid(&example),
+            "schema accepted bad `{field}`: {example}"
+        );
         let bytes = serde_json::to_vec(&example).unwrap();
         match TicketEvent::parse(&bytes) {
             Ok(_) => panic!("code accepted bad `{field}`: {example}"),
@@ -97,7 +122,10 @@ fn invalid_examples_fail_both_and_the_code_names_the_field() {
 
 #[test]
 fn the_shared_stream_tickets_all_pass_both() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo/banking77-demo.tickets.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/demo/banking77-demo.tickets.jsonl"
+    );
     let text = std::fs::read_to_string(path).expect("bundled slice is readable");
     let schema = schema();
     let mut n = 0;

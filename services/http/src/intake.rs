@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
-use sevloop_bus::Outgoing;
 use sevloop_bus::LogWriter;
+use sevloop_bus::Outgoing;
 use sevloop_core::ticket::MAX_TICKET_BYTES;
 use sevloop_core::{TicketError, TicketEvent};
 
@@ -23,12 +23,23 @@ pub struct Intake {
     pub topic: String,
 }
 
-pub(crate) async fn post_tickets(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn post_tickets(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
     let intake = s.intake.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "intake_disabled", "this instance does not accept tickets")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "intake_disabled",
+            "this instance does not accept tickets",
+        )
     })?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not valid JSON: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
     })?;
     let items = match value {
         Value::Array(items) => items,
@@ -38,7 +49,10 @@ pub(crate) async fn post_tickets(State(s): State<AppState>, body: Bytes) -> Resu
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_batch",
-            format!("a batch holds 1 to {MAX_BATCH} tickets; this one has {}", items.len()),
+            format!(
+                "a batch holds 1 to {MAX_BATCH} tickets; this one has {}",
+                items.len()
+            ),
         ));
     }
     let mut records = Vec::with_capacity(items.len());
@@ -50,8 +64,15 @@ pub(crate) async fn post_tickets(State(s): State<AppState>, body: Bytes) -> Resu
         }
     }
     if let Some(first) = errors.first() {
-        let message = format!("ticket {}: {}", first["index"], first["message"].as_str().unwrap_or_default());
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_ticket", message).with_details(json!(errors)));
+        let message = format!(
+            "ticket {}: {}",
+            first["index"],
+            first["message"].as_str().unwrap_or_default()
+        );
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_ticket", message)
+                .with_details(json!(errors)),
+        );
     }
     let n = records.len();
     intake

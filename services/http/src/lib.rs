@@ -50,8 +50,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn get_ticket(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let ticket = s.store.ticket(&id).await?.ok_or_else(|| ApiError::not_found("ticket", &id))?;
+async fn get_ticket(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ticket = s
+        .store
+        .ticket(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ticket", &id))?;
     Ok(Json(ticket))
 }
 
@@ -62,10 +69,17 @@ struct SevQuery {
     limit: Option<i64>,
 }
 
-async fn list_sevs(State(s): State<AppState>, Query(q): Query<SevQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn list_sevs(
+    State(s): State<AppState>,
+    Query(q): Query<SevQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "`limit` must be between 1 and 1000"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "`limit` must be between 1 and 1000",
+        ));
     }
     let filter = SevFilter {
         state: q.state,
@@ -75,8 +89,15 @@ async fn list_sevs(State(s): State<AppState>, Query(q): Query<SevQuery>) -> Resu
     Ok(Json(json!({"items": s.store.sevs(&filter).await?})))
 }
 
-async fn get_sev(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let sev = s.store.sev(&id).await?.ok_or_else(|| ApiError::not_found("SEV", &id))?;
+async fn get_sev(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let sev = s
+        .store
+        .sev(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
     let mut body = serde_json::to_value(sev).map_err(|e| ApiError::internal(&e))?;
     body["ticket_ids"] = json!(s.store.sev_ticket_ids(&id).await?);
     body["timeline"] = json!(s.store.sev_timeline(&id).await?);
@@ -90,10 +111,17 @@ struct SearchQuery {
     limit: Option<usize>,
 }
 
-async fn search(State(s): State<AppState>, Query(q): Query<SearchQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn search(
+    State(s): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     let query = q.q.unwrap_or_default();
     if query.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "`q` must not be empty"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "`q` must not be empty",
+        ));
     }
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
     let index = s.index.clone();
@@ -104,7 +132,10 @@ async fn search(State(s): State<AppState>, Query(q): Query<SearchQuery>) -> Resu
 }
 
 async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    s.store.ping().await.map_err(|e| ApiError::unavailable(&e))?;
+    s.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
     Ok("ready")
 }
 
@@ -112,7 +143,10 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
     let stats = s.store.stats().await?;
     s.metrics.set_stats(&stats);
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     ))
 }

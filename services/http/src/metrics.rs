@@ -48,18 +48,54 @@ impl Default for Metrics {
             outbox_backlog: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("tickets_accepted", "Tickets accepted by the intake API", m.tickets_accepted.clone());
-        registry.register("tickets_processed", "New tickets clustered by the pipeline", m.tickets_processed.clone());
+        registry.register(
+            "tickets_accepted",
+            "Tickets accepted by the intake API",
+            m.tickets_accepted.clone(),
+        );
+        registry.register(
+            "tickets_processed",
+            "New tickets clustered by the pipeline",
+            m.tickets_processed.clone(),
+        );
         registry.register("sevs_opened", "SEVs opened", m.sevs_opened.clone());
-        registry.register("notifications_delivered", "Notifications delivered", m.notifications_delivered.clone());
-        registry.register("notifications_failed", "Failed notification attempts", m.notifications_failed.clone());
-        registry.register("consumer_lag", "Records behind the end of the ticket log", m.consumer_lag.clone());
-        registry.register("batch_seconds", "Pipeline batch duration", m.batch_seconds.clone());
-        registry.register("dead_letters", "Records sent to the dead-letter topic, by error code", m.dead_letters.clone());
+        registry.register(
+            "notifications_delivered",
+            "Notifications delivered",
+            m.notifications_delivered.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Failed notification attempts",
+            m.notifications_failed.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the end of the ticket log",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "batch_seconds",
+            "Pipeline batch duration",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic, by error code",
+            m.dead_letters.clone(),
+        );
         registry.register("clusters", "Clusters stored", m.clusters.clone());
         registry.register("tickets_stored", "Tickets stored", m.tickets_stored.clone());
-        registry.register("open_sevs", "SEVs not resolved, declined or merged", m.open_sevs.clone());
-        registry.register("outbox_backlog", "Notifications waiting to be delivered", m.outbox_backlog.clone());
+        registry.register(
+            "open_sevs",
+            "SEVs not resolved, declined or merged",
+            m.open_sevs.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Notifications waiting to be delivered",
+            m.outbox_backlog.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -67,13 +103,17 @@ impl Default for Metrics {
 impl Metrics {
     pub fn dead_lettered(&self, code: &str) {
         self.dead_letters
-            .get_or_create(&CodeLabel { code: code.to_string() })
+            .get_or_create(&CodeLabel {
+                code: code.to_string(),
+            })
             .inc();
     }
 
     pub fn dead_letter_count(&self, code: &str) -> u64 {
         self.dead_letters
-            .get_or_create(&CodeLabel { code: code.to_string() })
+            .get_or_create(&CodeLabel {
+                code: code.to_string(),
+            })
             .get()
     }
 

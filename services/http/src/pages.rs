@@ -7,7 +7,13 @@ use sevloop_store::{SevFilter, SevRow};
 use crate::{ApiError, AppState};
 
 pub(crate) async fn index(State(s): State<AppState>) -> Result<Html<String>, ApiError> {
-    let sevs = s.store.sevs(&SevFilter { limit: 200, ..SevFilter::default() }).await?;
+    let sevs = s
+        .store
+        .sevs(&SevFilter {
+            limit: 200,
+            ..SevFilter::default()
+        })
+        .await?;
     let open: Vec<&SevRow> = sevs
         .iter()
         .filter(|r| !matches!(r.state.as_str(), "resolved" | "declined" | "merged"))
@@ -38,10 +44,20 @@ pub(crate) async fn index(State(s): State<AppState>) -> Result<Html<String>, Api
     Ok(Html(page("Open SEVs", &body)))
 }
 
-pub(crate) async fn sev(State(s): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, ApiError> {
-    let sev = s.store.sev(&id).await?.ok_or_else(|| ApiError::not_found("SEV", &id))?;
+pub(crate) async fn sev(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let sev = s
+        .store
+        .sev(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
     let tickets = s.store.sev_ticket_ids(&id).await?;
-    let list: String = tickets.iter().map(|t| format!("<li>{}</li>", escape(t))).collect();
+    let list: String = tickets
+        .iter()
+        .map(|t| format!("<li>{}</li>", escape(t)))
+        .collect();
     let body = format!(
         "<p><a href=\"/\">All open SEVs</a></p><h2>{title}</h2><dl><dt>Severity</dt><dd>{sev}</dd><dt>State</dt><dd>{state}</dd>\
          <dt>Team</dt><dd>{team}</dd><dt>Cluster</dt><dd>{cluster}</dd><dt>Tickets</dt><dd>{n}</dd>\
@@ -89,6 +105,9 @@ pub(crate) fn escape(s: &str) -> String {
 mod tests {
     #[test]
     fn escape_neutralises_markup() {
-        assert_eq!(super::escape("<script>\"x\"&'y'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;");
+        assert_eq!(
+            super::escape("<script>\"x\"&'y'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
+        );
     }
 }

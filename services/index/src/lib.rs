@@ -125,7 +125,11 @@ impl TicketIndex {
     fn open_inner(dir: &Path, write: bool) -> Result<Self, IndexError> {
         let err = |operation| {
             let dir = dir.to_path_buf();
-            move |source| IndexError::Tantivy { operation, dir, source }
+            move |source| IndexError::Tantivy {
+                operation,
+                dir,
+                source,
+            }
         };
         std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
             dir: dir.to_path_buf(),
@@ -136,9 +140,10 @@ impl TicketIndex {
             .map_err(tantivy::TantivyError::from)
             .map_err(err("open"))?;
         let index = Index::open_or_create(directory, schema).map_err(err("open"))?;
-        index
-            .tokenizers()
-            .register(sevloop_core::text::ANALYZER_NAME, sevloop_core::text::analyzer());
+        index.tokenizers().register(
+            sevloop_core::text::ANALYZER_NAME,
+            sevloop_core::text::analyzer(),
+        );
         let writer = if write {
             let w = index
                 .writer_with_num_threads(1, WRITER_MEMORY)
@@ -161,7 +166,10 @@ impl TicketIndex {
         })
     }
 
-    fn tantivy(&self, operation: &'static str) -> impl FnOnce(tantivy::TantivyError) -> IndexError + '_ {
+    fn tantivy(
+        &self,
+        operation: &'static str,
+    ) -> impl FnOnce(tantivy::TantivyError) -> IndexError + '_ {
         move |source| IndexError::Tantivy {
             operation,
             dir: self.dir.clone(),
@@ -217,7 +225,10 @@ impl TicketIndex {
 
     /// The offsets the last commit covers (empty for a new index).
     pub fn committed_offsets(&self) -> Result<Vec<CoveredOffset>, IndexError> {
-        let metas = self.index.load_metas().map_err(self.tantivy("read metadata of"))?;
+        let metas = self
+            .index
+            .load_metas()
+            .map_err(self.tantivy("read metadata of"))?;
         match metas.payload {
             None => Ok(Vec::new()),
             Some(text) => serde_json::from_str::<Payload>(&text)
@@ -237,14 +248,17 @@ impl TicketIndex {
     /// Full-text search over subject and body; user syntax errors are tolerated, not fatal.
     pub fn search(&self, query: &str, limit: usize) -> Result<(usize, Vec<Hit>), IndexError> {
         let searcher = self.reader.searcher();
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.subject, self.fields.body]);
+        let parser =
+            QueryParser::for_index(&self.index, vec![self.fields.subject, self.fields.body]);
         let (query, _errors) = parser.parse_query_lenient(query);
         let (total, top) = searcher
             .search(&query, &(Count, TopDocs::with_limit(limit.max(1))))
             .map_err(self.tantivy("search"))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(self.tantivy("read a document of"))?;
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(self.tantivy("read a document of"))?;
             let text = |field| {
                 doc.get_first(field)
                     .and_then(|v| v.as_str())
@@ -305,7 +319,9 @@ mod tests {
     fn search_stems_like_clustering_does() {
         let dir = tempfile::tempdir().unwrap();
         let index = TicketIndex::open(dir.path()).unwrap();
-        index.upsert(&[doc("T-1", "my cards were declined")]).unwrap();
+        index
+            .upsert(&[doc("T-1", "my cards were declined")])
+            .unwrap();
         index.commit(&offsets(1)).unwrap();
         assert_eq!(index.search("card decline", 10).unwrap().0, 1);
     }
@@ -343,6 +359,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         TicketIndex::open(dir.path()).unwrap();
         let ro = TicketIndex::open_read_only(dir.path()).unwrap();
-        assert!(matches!(ro.upsert(&[doc("T", "x")]), Err(IndexError::ReadOnly { .. })));
+        assert!(matches!(
+            ro.upsert(&[doc("T", "x")]),
+            Err(IndexError::ReadOnly { .. })
+        ));
     }
 }

@@ -55,23 +55,27 @@ impl App {
     pub async fn build(settings: Settings, stages: &[Stage]) -> anyhow::Result<App> {
         let (log, writer) = match &settings.kafka {
             Some(k) => {
-                let producer = KafkaProducer::new(&k.brokers).context("failed to create the kafka producer")?;
+                let producer = KafkaProducer::new(&k.brokers)
+                    .context("failed to create the kafka producer")?;
                 let k = KafkaSettings {
                     brokers: k.brokers.clone(),
                     group_id: k.group_id.clone(),
                     auto_offset_reset: k.auto_offset_reset.clone(),
+                    instance_id: k.instance_id.clone(),
                 };
                 (Log::Kafka(k), LogWriter::Kafka(producer))
             }
             None => {
                 let dir = settings.log_dir();
-                let log = EmbeddedLog::open(&dir)
-                    .with_context(|| format!("failed to open the embedded log in {}", dir.display()))?;
+                let log = EmbeddedLog::open(&dir).with_context(|| {
+                    format!("failed to open the embedded log in {}", dir.display())
+                })?;
                 (Log::Embedded(log.clone()), LogWriter::Embedded(log))
             }
         };
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("failed to create data dir {}", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("failed to create data dir {}", settings.data_dir.display())
+        })?;
         let store = Store::connect(&settings.database_url())
             .await
             .context("failed to open the database")?;
@@ -148,7 +152,9 @@ impl App {
                 let mut restarts = Restarts::new("pipeline");
                 loop {
                     let outcome = match &log {
-                        Log::Embedded(l) => run_embedded(&mut pipeline, l, topic, max, &token).await,
+                        Log::Embedded(l) => {
+                            run_embedded(&mut pipeline, l, topic, max, &token).await
+                        }
                         Log::Kafka(k) => run_kafka(&mut pipeline, k, topic, max, &token).await,
                     };
                     if !restarts.again(outcome, &token).await {
@@ -159,7 +165,11 @@ impl App {
             });
         }
         if self.stages.contains(&Stage::Dispatcher) {
-            let dispatcher = Dispatcher::new(self.store.clone(), self.settings.notify.clone(), self.metrics.clone());
+            let dispatcher = Dispatcher::new(
+                self.store.clone(),
+                self.settings.notify.clone(),
+                self.metrics.clone(),
+            );
             let token = shutdown.clone();
             tasks.spawn(async move {
                 let mut restarts = Restarts::new("dispatcher");

@@ -72,6 +72,8 @@ pub struct KafkaSection {
     pub brokers: String,
     pub group_id: String,
     pub auto_offset_reset: String,
+    /// Stable id of this instance in the consumer group (static membership); one per instance.
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaSection {
@@ -80,6 +82,7 @@ impl Default for KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             group_id: "sevloop-pipeline".into(),
             auto_offset_reset: "earliest".into(),
+            instance_id: None,
         }
     }
 }
@@ -184,21 +187,30 @@ impl Settings {
             settings.database.url = url;
         }
         if let Ok(brokers) = std::env::var("SEVLOOP_KAFKA_BROKERS") {
-            settings.kafka.get_or_insert_with(KafkaSection::default).brokers = brokers;
+            settings
+                .kafka
+                .get_or_insert_with(KafkaSection::default)
+                .brokers = brokers;
         }
         Ok(settings)
     }
 
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("sevloop.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("sevloop.db").display()
+            )
         } else {
             self.database.url.clone()
         }
     }
 
     pub fn index_dir(&self) -> PathBuf {
-        self.index.dir.clone().unwrap_or_else(|| self.data_dir.join("index"))
+        self.index
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("index"))
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -212,7 +224,10 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sevloop.example.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/sevloop.example.toml"
+        ));
         let s = Settings::load(Some(path)).unwrap();
         assert!(s.kafka.is_some());
         assert!(s.database.url.starts_with("postgres://"));

@@ -26,17 +26,31 @@ pub struct Dispatcher {
 #[derive(Debug, PartialEq)]
 enum Outcome {
     Delivered,
-    Retry { error: String, after: Option<Duration> },
-    GiveUp { error: String },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    GiveUp {
+        error: String,
+    },
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, settings: NotifySettings, metrics: std::sync::Arc<sevloop_http::Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        settings: NotifySettings,
+        metrics: std::sync::Arc<sevloop_http::Metrics>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Dispatcher { store, settings, client, metrics }
+        Dispatcher {
+            store,
+            settings,
+            client,
+            metrics,
+        }
     }
 
     pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
@@ -72,7 +86,8 @@ impl Dispatcher {
                 self.metrics.notifications_failed.inc();
                 let wait = after.unwrap_or_else(|| backoff(n.attempts as u32 + 1, &n.id));
                 let retry_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                let deadline = n.created_at + chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
+                let deadline = n.created_at
+                    + chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
                 let retry_at = (retry_at <= deadline).then_some(retry_at);
                 tracing::warn!(notification = %n.id, endpoint = %n.endpoint, %error, gave_up = retry_at.is_none(), "notification attempt failed");
                 self.store.mark_failed(&n.id, &error, retry_at).await
@@ -127,7 +142,9 @@ fn classify(status: StatusCode, headers: &HeaderMap) -> Outcome {
 /// of many notifications spread out, without a random source).
 fn backoff(attempt: u32, key: &str) -> Duration {
     let base = Duration::from_secs(1u64 << attempt.min(20).saturating_sub(1)).min(MAX_BACKOFF);
-    let spread = key.bytes().fold(attempt as u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 1000;
+    let spread = key.bytes().fold(attempt as u64, |h, b| {
+        h.wrapping_mul(31).wrapping_add(b as u64)
+    }) % 1000;
     base + base.mul_f64(spread as f64 / 4000.0)
 }
 
@@ -138,10 +155,22 @@ mod tests {
     #[test]
     fn client_errors_other_than_408_and_429_are_not_retried() {
         let h = HeaderMap::new();
-        assert!(matches!(classify(StatusCode::BAD_REQUEST, &h), Outcome::GiveUp { .. }));
-        assert!(matches!(classify(StatusCode::GONE, &h), Outcome::GiveUp { .. }));
-        assert!(matches!(classify(StatusCode::REQUEST_TIMEOUT, &h), Outcome::Retry { .. }));
-        assert!(matches!(classify(StatusCode::INTERNAL_SERVER_ERROR, &h), Outcome::Retry { .. }));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, &h),
+            Outcome::GiveUp { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::GONE, &h),
+            Outcome::GiveUp { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::REQUEST_TIMEOUT, &h),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, &h),
+            Outcome::Retry { .. }
+        ));
     }
 
     #[test]
@@ -150,7 +179,10 @@ mod tests {
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(
             classify(StatusCode::TOO_MANY_REQUESTS, &h),
-            Outcome::Retry { error: "receiver answered 429 Too Many Requests".into(), after: Some(Duration::from_secs(7)) }
+            Outcome::Retry {
+                error: "receiver answered 429 Too Many Requests".into(),
+                after: Some(Duration::from_secs(7))
+            }
         );
     }
 
@@ -159,7 +191,10 @@ mod tests {
         for attempt in 1..12 {
             let base = Duration::from_secs(1 << (attempt - 1)).min(MAX_BACKOFF);
             let b = backoff(attempt, "esc-1.opened.ops");
-            assert!(b >= base && b <= base.mul_f64(1.25), "attempt {attempt}: {b:?}");
+            assert!(
+                b >= base && b <= base.mul_f64(1.25),
+                "attempt {attempt}: {b:?}"
+            );
         }
         assert!(backoff(40, "k") <= MAX_BACKOFF.mul_f64(1.25));
     }

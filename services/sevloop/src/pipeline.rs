@@ -135,23 +135,33 @@ impl Pipeline {
     }
 
     /// Processes one batch. Returns the next offset of each partition it covered.
-    pub async fn process(&mut self, records: Vec<Record>) -> Result<Vec<(Position, i64)>, PipelineError> {
+    pub async fn process(
+        &mut self,
+        records: Vec<Record>,
+    ) -> Result<Vec<(Position, i64)>, PipelineError> {
         let started = Instant::now();
         let result = self.process_inner(records).await;
         if result.is_err() {
             self.reset();
         }
-        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn process_inner(&mut self, records: Vec<Record>) -> Result<Vec<(Position, i64)>, PipelineError> {
+    async fn process_inner(
+        &mut self,
+        records: Vec<Record>,
+    ) -> Result<Vec<(Position, i64)>, PipelineError> {
         let mut tx = self.store.begin().await?;
         let mut stored: BTreeMap<Position, Option<i64>> = BTreeMap::new();
         for r in &records {
             let pos = (r.topic.clone(), r.partition);
             if !stored.contains_key(&pos) {
-                let next = sevloop_store::read_offset(&mut tx, &self.consumer, &r.topic, r.partition).await?;
+                let next =
+                    sevloop_store::read_offset(&mut tx, &self.consumer, &r.topic, r.partition)
+                        .await?;
                 stored.insert(pos, next);
             }
         }
@@ -168,7 +178,11 @@ impl Pipeline {
                 continue;
             }
             match TicketEvent::parse(&record.payload) {
-                Ok(ticket) => items.push(Item { record, ticket, in_db }),
+                Ok(ticket) => items.push(Item {
+                    record,
+                    ticket,
+                    in_db,
+                }),
                 Err(error) if !in_db => dead.push((record, error)),
                 Err(_) => {}
             }
@@ -193,7 +207,9 @@ impl Pipeline {
             };
             known.insert(
                 item.ticket.ticket_id.clone(),
-                sevloop_store::KnownTicket { cluster_id: cluster_id.clone() },
+                sevloop_store::KnownTicket {
+                    cluster_id: cluster_id.clone(),
+                },
             );
             docs.push(index_doc(&item.ticket, cluster_id));
         }
@@ -204,20 +220,32 @@ impl Pipeline {
         for ((topic, partition), next) in &next_of {
             let expected = stored[&(topic.clone(), *partition)];
             if expected.is_none_or(|e| *next > e) {
-                sevloop_store::advance_offset(&mut tx, &self.consumer, topic, *partition, expected, *next)
-                    .await?;
+                sevloop_store::advance_offset(
+                    &mut tx,
+                    &self.consumer,
+                    topic,
+                    *partition,
+                    expected,
+                    *next,
+                )
+                .await?;
             }
         }
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::Sql { operation: "commit batch".into(), source: e })?;
+        tx.commit().await.map_err(|e| StoreError::Sql {
+            operation: "commit batch".into(),
+            source: e,
+        })?;
         self.metrics.tickets_processed.inc_by(counted);
         self.feed_index(docs, &next_of).await?;
         Ok(next_of.into_iter().collect())
     }
 
     /// Clusters a new ticket, stores it and acts on the detection decision. Returns its cluster.
-    async fn observe(&mut self, tx: &mut sevloop_store::Tx, item: &Item) -> Result<String, PipelineError> {
+    async fn observe(
+        &mut self,
+        tx: &mut sevloop_store::Tx,
+        item: &Item,
+    ) -> Result<String, PipelineError> {
         let ticket = &item.ticket;
         let scope = match self.scopes.entry(ticket.product.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -233,11 +261,25 @@ impl Pipeline {
         };
         let obs = scope.observe(&mut self.featurizer, ticket);
         let cluster = scope.cluster(obs.seq).cloned();
-        sevloop_store::insert_ticket(tx, ticket, &obs.assignment, item.record.partition, item.record.offset)
-            .await?;
+        sevloop_store::insert_ticket(
+            tx,
+            ticket,
+            &obs.assignment,
+            item.record.partition,
+            item.record.offset,
+        )
+        .await?;
         match (&obs.decision, cluster) {
-            (Decision::Escalate(e), Some(cluster)) => self.open_sev(tx, ticket, e, &cluster).await?,
-            (Decision::Join { escalation, sev_cluster }, _) => self.join(tx, escalation, sev_cluster).await?,
+            (Decision::Escalate(e), Some(cluster)) => {
+                self.open_sev(tx, ticket, e, &cluster).await?
+            }
+            (
+                Decision::Join {
+                    escalation,
+                    sev_cluster,
+                },
+                _,
+            ) => self.join(tx, escalation, sev_cluster).await?,
             (Decision::Attach { sev_cluster }, _) => self.attach(tx, ticket, sev_cluster).await?,
             _ => {}
         }
@@ -313,7 +355,15 @@ impl Pipeline {
         sevloop_store::refresh_sev_counts(tx, &sev_id).await?;
         let detail = json!({"cluster_id": e.cluster_id, "escalation_id": e.id,
             "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers});
-        sevloop_store::add_sev_event(tx, &sev_id, "cluster_joined", "sevloop", e.fired_at, &detail).await?;
+        sevloop_store::add_sev_event(
+            tx,
+            &sev_id,
+            "cluster_joined",
+            "sevloop",
+            e.fired_at,
+            &detail,
+        )
+        .await?;
         tracing::info!(sev_id = %sev_id, cluster_id = %e.cluster_id, "related cluster joined a sev");
         Ok(())
     }
@@ -352,13 +402,21 @@ impl Pipeline {
                         ("sevloop.error.code".into(), e.code().as_bytes().to_vec()),
                         ("sevloop.error.reason".into(), e.to_string().into_bytes()),
                         ("sevloop.source.topic".into(), r.topic.clone().into_bytes()),
-                        ("sevloop.source.partition".into(), r.partition.to_string().into_bytes()),
-                        ("sevloop.source.offset".into(), r.offset.to_string().into_bytes()),
+                        (
+                            "sevloop.source.partition".into(),
+                            r.partition.to_string().into_bytes(),
+                        ),
+                        (
+                            "sevloop.source.offset".into(),
+                            r.offset.to_string().into_bytes(),
+                        ),
                     ],
                 }
             })
             .collect();
-        self.dlq.send(&self.settings.pipeline.dlq_topic, out).await?;
+        self.dlq
+            .send(&self.settings.pipeline.dlq_topic, out)
+            .await?;
         Ok(())
     }
 

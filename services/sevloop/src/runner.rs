@@ -31,7 +31,11 @@ impl Restarts {
     }
 
     /// Logs the outcome of one run. Returns whether to run the stage again.
-    pub async fn again<E: std::fmt::Display>(&mut self, outcome: Result<(), E>, shutdown: &CancellationToken) -> bool {
+    pub async fn again<E: std::fmt::Display>(
+        &mut self,
+        outcome: Result<(), E>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let Err(e) = outcome else {
             tracing::info!(task = self.task, "task stopped");
             return false;
@@ -93,13 +97,15 @@ pub async fn run_kafka(
                 continue;
             }
         };
+        if consumer.take_rebalanced() {
+            pipeline.reset();
+        }
         match event {
             Some(ConsumerEvent::Records(batch)) => {
                 for ((topic, partition), next) in pipeline.process(batch).await? {
                     consumer.mark_processed(&topic, partition, next);
                 }
             }
-            Some(ConsumerEvent::Rebalanced) => pipeline.reset(),
             Some(ConsumerEvent::Failed(reason)) => return Err(PipelineError::Consumer(reason)),
             None => return Err(PipelineError::Consumer("consumer thread stopped".into())),
         }

@@ -21,12 +21,13 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Transaction};
 
 pub use error::StoreError;
 pub use offsets::{advance_offset, read_offset, stored_offsets};
-pub use outbox::{NewNotification, Notification};
-pub use sevs::{NewSev, SevFilter, SevRow, TimelineEvent};
 pub use outbox::enqueue;
+pub use outbox::{NewNotification, Notification};
 pub use sevs::{add_sev_event, latest_sev_of_cluster, link_tickets, open_sev, refresh_sev_counts};
+pub use sevs::{NewSev, SevFilter, SevRow, TimelineEvent};
 pub use tickets::{
-    insert_ticket, known_tickets, load_clusters, save_clusters, update_ticket, KnownTicket, TicketRow,
+    insert_ticket, known_tickets, load_clusters, save_clusters, update_ticket, KnownTicket,
+    TicketRow,
 };
 pub use time::{from_ms, to_ms};
 
@@ -150,8 +151,11 @@ impl Store {
                 "SELECT COUNT(*) FROM sevs WHERE state NOT IN ('resolved', 'declined', 'merged')",
             )
             .await?,
-            outbox_pending: count(&mut conn, "SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-                .await?,
+            outbox_pending: count(
+                &mut conn,
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            )
+            .await?,
         })
     }
 }
@@ -169,7 +173,9 @@ pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<St
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(StoreError::UnsupportedUrl { scheme: format!("database name {name}") });
+        return Err(StoreError::UnsupportedUrl {
+            scheme: format!("database name {name}"),
+        });
     }
     let mut conn = AnyConnection::connect(server_url)
         .await

@@ -22,8 +22,12 @@ pub async fn stored_offsets(
     .map_err(|e| StoreError::sql("read stored offsets", e))?;
     rows.iter()
         .map(|r| {
-            let p: i64 = r.try_get(0).map_err(|e| StoreError::sql("decode offset", e))?;
-            let o: i64 = r.try_get(1).map_err(|e| StoreError::sql("decode offset", e))?;
+            let p: i64 = r
+                .try_get(0)
+                .map_err(|e| StoreError::sql("decode offset", e))?;
+            let o: i64 = r
+                .try_get(1)
+                .map_err(|e| StoreError::sql("decode offset", e))?;
             Ok((p as i32, o))
         })
         .collect()

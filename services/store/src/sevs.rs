@@ -20,7 +20,10 @@ pub struct NewSev<'a> {
 
 /// Opens the SEV of an escalation. Returns its id, or `None` when this escalation (or this
 /// cluster episode) already has one: the unique keys make opening idempotent and race-free.
-pub async fn open_sev(conn: &mut AnyConnection, new: &NewSev<'_>) -> Result<Option<String>, StoreError> {
+pub async fn open_sev(
+    conn: &mut AnyConnection,
+    new: &NewSev<'_>,
+) -> Result<Option<String>, StoreError> {
     let e = new.escalation;
     let exists: Option<String> = sqlx::query_scalar(
         "SELECT sev_id FROM sevs WHERE escalation_id = $1 OR (cluster_id = $2 AND episode = $3)",
@@ -34,11 +37,12 @@ pub async fn open_sev(conn: &mut AnyConnection, new: &NewSev<'_>) -> Result<Opti
     if exists.is_some() {
         return Ok(None);
     }
-    let number: i64 =
-        sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'sev' RETURNING value")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|err| StoreError::sql("number a SEV", err))?;
+    let number: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + 1 WHERE name = 'sev' RETURNING value",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|err| StoreError::sql("number a SEV", err))?;
     let sev_id = format!("SEV-{number}");
     let inserted = sqlx::query(
         "INSERT INTO sevs (sev_id, number, escalation_id, cluster_id, episode, rule, title, severity, team, \
@@ -69,11 +73,13 @@ pub async fn latest_sev_of_cluster(
     conn: &mut AnyConnection,
     cluster_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    sqlx::query_scalar("SELECT sev_id FROM sevs WHERE cluster_id = $1 ORDER BY episode DESC LIMIT 1")
-        .bind(cluster_id)
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| StoreError::sql(format!("find SEV of cluster {cluster_id}"), e))
+    sqlx::query_scalar(
+        "SELECT sev_id FROM sevs WHERE cluster_id = $1 ORDER BY episode DESC LIMIT 1",
+    )
+    .bind(cluster_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("find SEV of cluster {cluster_id}"), e))
 }
 
 /// Links tickets to a SEV; linking twice is a no-op. Returns how many links are new.
@@ -101,10 +107,11 @@ pub async fn link_tickets(
 
 /// Recounts a SEV's tickets and distinct customers from its links and re-derives its severity.
 /// Returns the new severity.
-pub async fn refresh_sev_counts(conn: &mut AnyConnection, sev_id: &str) -> Result<Severity, StoreError> {
-    let count = |sql: &'static str| {
-        sqlx::query_scalar::<_, i64>(sql).bind(sev_id.to_string())
-    };
+pub async fn refresh_sev_counts(
+    conn: &mut AnyConnection,
+    sev_id: &str,
+) -> Result<Severity, StoreError> {
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(sev_id.to_string());
     let tickets = count("SELECT COUNT(*) FROM sev_tickets WHERE sev_id = $1")
         .fetch_one(&mut *conn)
         .await
@@ -144,15 +151,17 @@ pub async fn add_sev_event(
     at: DateTime<Utc>,
     detail: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO sev_events (sev_id, kind, actor_role, at, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(sev_id)
-        .bind(kind)
-        .bind(actor_role)
-        .bind(to_ms(at))
-        .bind(detail.to_string())
-        .execute(conn)
-        .await
-        .map_err(|e| StoreError::sql(format!("record {kind} on {sev_id}"), e))?;
+    sqlx::query(
+        "INSERT INTO sev_events (sev_id, kind, actor_role, at, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(sev_id)
+    .bind(kind)
+    .bind(actor_role)
+    .bind(to_ms(at))
+    .bind(detail.to_string())
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("record {kind} on {sev_id}"), e))?;
     Ok(())
 }
 
@@ -182,7 +191,8 @@ pub struct SevFilter {
     pub limit: i64,
 }
 
-const SEV_COLUMNS: &str = "sev_id, number, title, severity, team, state, cluster_id, rule, escalation_id, \
+const SEV_COLUMNS: &str =
+    "sev_id, number, title, severity, team, state, cluster_id, rule, escalation_id, \
      ticket_count, distinct_customers, first_ticket_at, opened_at, acknowledged_at, resolved_at";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -222,19 +232,23 @@ impl Store {
 
     /// Linked ticket ids, in link order.
     pub async fn sev_ticket_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 ORDER BY linked_at, ticket_id")
-            .bind(sev_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql(format!("read tickets of {sev_id}"), e))
+        sqlx::query_scalar(
+            "SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 ORDER BY linked_at, ticket_id",
+        )
+        .bind(sev_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("read tickets of {sev_id}"), e))
     }
 
     pub async fn sev_timeline(&self, sev_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
-        let rows = sqlx::query("SELECT kind, actor_role, at, detail FROM sev_events WHERE sev_id = $1 ORDER BY id")
-            .bind(sev_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql(format!("read timeline of {sev_id}"), e))?;
+        let rows = sqlx::query(
+            "SELECT kind, actor_role, at, detail FROM sev_events WHERE sev_id = $1 ORDER BY id",
+        )
+        .bind(sev_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("read timeline of {sev_id}"), e))?;
         rows.iter()
             .map(|r| {
                 let detail: String = get(r, "detail")?;

@@ -92,7 +92,10 @@ pub async fn insert_ticket(
 
 /// A later event of a known ticket: it updates the ticket, never counts as a new complaint.
 /// Events older than what is stored are ignored, so out-of-order updates cannot roll it back.
-pub async fn update_ticket(conn: &mut AnyConnection, ticket: &TicketEvent) -> Result<(), StoreError> {
+pub async fn update_ticket(
+    conn: &mut AnyConnection,
+    ticket: &TicketEvent,
+) -> Result<(), StoreError> {
     let raw = serde_json::to_string(ticket).unwrap_or_default();
     sqlx::query(
         "UPDATE tickets SET status = $1, subject = $2, body = $3, raw = $4, updated_at = $5 \
@@ -160,11 +163,12 @@ pub async fn load_clusters(
     conn: &mut AnyConnection,
     product: &str,
 ) -> Result<Vec<ClusterCheckpoint>, StoreError> {
-    let rows = sqlx::query("SELECT cluster_id, checkpoint FROM clusters WHERE product = $1 ORDER BY seq")
-        .bind(product)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| StoreError::sql(format!("load clusters of {product}"), e))?;
+    let rows =
+        sqlx::query("SELECT cluster_id, checkpoint FROM clusters WHERE product = $1 ORDER BY seq")
+            .bind(product)
+            .fetch_all(conn)
+            .await
+            .map_err(|e| StoreError::sql(format!("load clusters of {product}"), e))?;
     rows.iter()
         .map(|row| {
             let id: String = get(row, "cluster_id")?;

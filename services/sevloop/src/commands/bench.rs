@@ -33,35 +33,66 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let topic = format!("sevloop.bench.{stamp}");
         sevloop_bus::kafka::create_topic(brokers, &topic, 3).await?;
-        let db = sevloop_store::create_postgres_database(&args.database_url, &format!("sevloop_bench_{stamp}")).await?;
+        let db = sevloop_store::create_postgres_database(
+            &args.database_url,
+            &format!("sevloop_bench_{stamp}"),
+        )
+        .await?;
         let mut settings = Settings::default();
         settings.kafka = Some(KafkaSection {
             brokers: brokers.clone(),
             group_id: format!("sevloop-bench-{stamp}"),
             auto_offset_reset: "earliest".into(),
+            instance_id: None,
         });
         settings.database.url = db;
         settings.pipeline.tickets_topic = topic;
         results.push(measure("kafka+postgres", settings, &background, Some(brokers)).await?);
     }
-    println!("{:<16} {:>9} {:>9} {:>12} {:>18}", "mode", "tickets", "seconds", "tickets/s", "sev latency (ms)");
+    println!(
+        "{:<16} {:>9} {:>9} {:>12} {:>18}",
+        "mode", "tickets", "seconds", "tickets/s", "sev latency (ms)"
+    );
     for f in &results {
-        let latency = f.sev_latency.map_or("no SEV".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0));
-        println!("{:<16} {:>9} {:>9.2} {:>12.0} {:>18}", f.mode, f.tickets, f.seconds, f.tickets as f64 / f.seconds, latency);
+        let latency = f.sev_latency.map_or("no SEV".to_string(), |d| {
+            format!("{:.1}", d.as_secs_f64() * 1000.0)
+        });
+        println!(
+            "{:<16} {:>9} {:>9.2} {:>12.0} {:>18}",
+            f.mode,
+            f.tickets,
+            f.seconds,
+            f.tickets as f64 / f.seconds,
+            latency
+        );
     }
     Ok(())
 }
 
-async fn measure(mode: &'static str, mut settings: Settings, background: &[Vec<u8>], brokers: Option<&String>) -> anyhow::Result<Figures> {
-    let temp = tempfile::Builder::new().prefix("sevloop-bench-").tempdir()?;
+async fn measure(
+    mode: &'static str,
+    mut settings: Settings,
+    background: &[Vec<u8>],
+    brokers: Option<&String>,
+) -> anyhow::Result<Figures> {
+    let temp = tempfile::Builder::new()
+        .prefix("sevloop-bench-")
+        .tempdir()?;
     settings.data_dir = temp.path().to_path_buf();
     settings.http.listen = "127.0.0.1:0".parse()?;
     let stages = [Stage::Pipeline];
     let app = App::build(settings, &stages).await?;
     let store = app.store.clone();
     let topic = app.settings().pipeline.tickets_topic.clone();
-    let consumer = app.settings().kafka.as_ref().map_or("embedded".to_string(), |k| k.group_id.clone());
-    let target = Target::Log { writer: app.writer(), topic: topic.clone() };
+    let consumer = app
+        .settings()
+        .kafka
+        .as_ref()
+        .map_or("embedded".to_string(), |k| k.group_id.clone());
+    let target = Target::Log {
+        writer: app.writer(),
+        topic: topic.clone(),
+    };
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(app.run(shutdown.clone()));
     eprintln!("bench ({mode}): replaying {} tickets...", background.len());
@@ -73,14 +104,22 @@ async fn measure(mode: &'static str, mut settings: Settings, background: &[Vec<u
     let _ = (brokers, consumer);
     shutdown.cancel();
     running.await.context("pipeline task failed")??;
-    Ok(Figures { mode, tickets: background.len(), seconds, sev_latency })
+    Ok(Figures {
+        mode,
+        tickets: background.len(),
+        seconds,
+        sev_latency,
+    })
 }
 
 /// Waits until the pipeline has stored `n` tickets.
 async fn wait_for_tickets(store: &Store, n: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while store.stats().await?.tickets < n {
-        anyhow::ensure!(Instant::now() < deadline, "the pipeline did not catch up within 10 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not catch up within 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())

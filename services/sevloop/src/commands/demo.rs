@@ -19,13 +19,19 @@ const SETTINGS: &str = include_str!("../../../../deploy/demo/sevloop.demo.toml")
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (data_dir, _temp) = data_dir(args.data_dir)?;
-    let mut settings: Settings = toml::from_str(SETTINGS).context("bundled demo settings are invalid")?;
+    let mut settings: Settings =
+        toml::from_str(SETTINGS).context("bundled demo settings are invalid")?;
     settings.data_dir = data_dir;
     settings.http.listen = args.listen;
     let app = App::build(settings, &ALL_STAGES).await?;
-    let url = app.local_addr().map(|a| format!("http://{a}")).unwrap_or_default();
+    let url = app
+        .local_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     println!("sevloop demo: dashboard on {url}");
-    println!("replaying a bundled slice of BANKING77 (CC BY 4.0, PolyAI) with an injected incident...");
+    println!(
+        "replaying a bundled slice of BANKING77 (CC BY 4.0, PolyAI) with an injected incident..."
+    );
     let target = Target::Log {
         writer: app.writer(),
         topic: app.settings().pipeline.tickets_topic.clone(),
@@ -33,13 +39,21 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let store = app.store.clone();
     let topic = app.settings().pipeline.tickets_topic.clone();
     let running = tokio::spawn(app.run(shutdown.clone()));
-    let lines: Vec<Vec<u8>> = TICKETS.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let lines: Vec<Vec<u8>> = TICKETS
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
     let watch = tokio::spawn(print_sevs(store.clone(), url.clone(), shutdown.clone()));
     replay(&target, &lines, args.rate, false, &shutdown).await?;
     wait_until_processed(&store, &topic, lines.len() as i64, &shutdown).await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let sevs = store.sevs(&SevFilter::default()).await?;
-    println!("replay finished: {} tickets, {} SEV(s) opened. Open {url} to look around (Ctrl-C stops).", lines.len(), sevs.len());
+    println!(
+        "replay finished: {} tickets, {} SEV(s) opened. Open {url} to look around (Ctrl-C stops).",
+        lines.len(),
+        sevs.len()
+    );
     if args.exit {
         shutdown.cancel();
     }
@@ -51,9 +65,14 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
 fn data_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     match given {
         Some(dir) => {
-            let used = std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+            let used = std::fs::read_dir(&dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
             if used {
-                bail!("{} is not empty; the demo needs a new or empty directory", dir.display());
+                bail!(
+                    "{} is not empty; the demo needs a new or empty directory",
+                    dir.display()
+                );
             }
             Ok((dir, None))
         }
@@ -64,7 +83,12 @@ fn data_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile:
     }
 }
 
-async fn wait_until_processed(store: &Store, topic: &str, end: i64, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn wait_until_processed(
+    store: &Store,
+    topic: &str,
+    end: i64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
         let stored = sevloop_store::stored_offsets(store, "embedded", topic).await?;
         if stored.get(&0).copied().unwrap_or(0) >= end {

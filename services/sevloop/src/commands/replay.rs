@@ -16,8 +16,14 @@ const BATCH: usize = 100;
 
 /// Where replayed tickets go.
 pub enum Target {
-    Log { writer: LogWriter, topic: String },
-    Api { client: reqwest::Client, url: String },
+    Log {
+        writer: LogWriter,
+        topic: String,
+    },
+    Api {
+        client: reqwest::Client,
+        url: String,
+    },
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +76,11 @@ pub async fn replay(
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut done = Replayed::default();
-    let batch = if rate == 0 { BATCH } else { (rate as usize / 10).clamp(1, BATCH) };
+    let batch = if rate == 0 {
+        BATCH
+    } else {
+        (rate as usize / 10).clamp(1, BATCH)
+    };
     for chunk in lines.chunks(batch) {
         if shutdown.is_cancelled() {
             break;
@@ -95,7 +105,11 @@ impl Target {
     async fn send(&self, lines: &[Vec<u8>]) -> anyhow::Result<usize> {
         match self {
             Target::Log { writer, topic } => {
-                let records = lines.iter().map(|l| Outgoing { key: product_key(l), payload: l.clone(), headers: vec![] });
+                let records = lines.iter().map(|l| Outgoing {
+                    key: product_key(l),
+                    payload: l.clone(),
+                    headers: vec![],
+                });
                 writer.send(topic, records.collect()).await?;
                 Ok(0)
             }
@@ -110,7 +124,11 @@ fn product_key(line: &[u8]) -> Option<Vec<u8>> {
     v.get("product")?.as_str().map(|p| p.as_bytes().to_vec())
 }
 
-async fn post_batch(client: &reqwest::Client, url: &str, lines: &[Vec<u8>]) -> anyhow::Result<usize> {
+async fn post_batch(
+    client: &reqwest::Client,
+    url: &str,
+    lines: &[Vec<u8>],
+) -> anyhow::Result<usize> {
     let mut items: Vec<serde_json::Value> = Vec::with_capacity(lines.len());
     let mut rejected = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -131,7 +149,12 @@ async fn post_batch(client: &reqwest::Client, url: &str, lines: &[Vec<u8>]) -> a
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         let bad: Vec<usize> = body["errors"]
             .as_array()
-            .map(|errs| errs.iter().filter_map(|e| e["index"].as_u64()).map(|i| i as usize).collect())
+            .map(|errs| {
+                errs.iter()
+                    .filter_map(|e| e["index"].as_u64())
+                    .map(|i| i as usize)
+                    .collect()
+            })
             .unwrap_or_default();
         if status != reqwest::StatusCode::UNPROCESSABLE_ENTITY || bad.is_empty() {
             bail!("the API refused a batch with {status}: {body}");
@@ -158,7 +181,9 @@ async fn post_with_retries(
     let mut wait = Duration::from_millis(200);
     for _ in 0..6 {
         match client.post(url).json(items).send().await {
-            Ok(resp) if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => return Ok(resp),
+            Ok(resp) if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                return Ok(resp)
+            }
             Ok(resp) => eprintln!("the API is unavailable ({}); retrying", resp.status()),
             Err(e) => eprintln!("failed to reach the API ({e}); retrying"),
         }

@@ -8,7 +8,10 @@ use crate::config::Settings;
 pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = Settings::load(Some(&args.config))?;
     if settings.kafka.is_none() {
-        bail!("{} has no [kafka] section; `serve` runs on Kafka (use `up` for the embedded mode)", args.config.display());
+        bail!(
+            "{} has no [kafka] section; `serve` runs on Kafka (use `up` for the embedded mode)",
+            args.config.display()
+        );
     }
     let stages = match args.only {
         Some(stage) => vec![stage],

@@ -1,0 +1,312 @@
+//! Kafka (tansu) + PostgreSQL, end to end, through the real binary.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{json, Value};
+
+/// Everything one run leaves behind, in comparable form.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    tickets: Vec<(String, String)>,
+    sevs: Vec<(String, i64, i64)>,
+    links: Vec<(String, String)>,
+}
+
+async fn outcome(database_url: &str) -> Outcome {
+    let pool = connect(database_url).await;
+    let tickets = sqlx::query_as("SELECT ticket_id, cluster_id FROM tickets ORDER BY ticket_id")
+        .fetch_all(&pool)
+        .await
+        .expect("tickets");
+    let sevs = sqlx::query_as(
+        "SELECT cluster_id, ticket_count, distinct_customers FROM sevs ORDER BY cluster_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("sevs");
+    let links = sqlx::query_as(
+        "SELECT s.cluster_id, st.ticket_id FROM sev_tickets st JOIN sevs s ON s.sev_id = st.sev_id ORDER BY 1, 2",
+    )
+    .fetch_all(&pool).await.expect("links");
+    pool.close().await;
+    Outcome {
+        tickets,
+        sevs,
+        links,
+    }
+}
+
+async fn wait_for_tickets(database_url: &str, n: i64, timeout: Duration) {
+    let pool = connect(database_url).await;
+    eventually(&format!("{n} tickets to be stored"), timeout, || async {
+        (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= n).then_some(())
+    })
+    .await;
+    pool.close().await;
+}
+
+/// Writes tickets to a file and replays it into a fresh topic with `sevloop replay --kafka`.
+async fn topic_with(tickets: &[Value], partitions: i32) -> (String, tempfile::TempDir) {
+    let topic = unique("sevloop.test");
+    fresh_topic(&topic, partitions).await;
+    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(tickets));
+    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+    (topic, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_exactly_one_sev_for_a_burst_among_10000_tickets_and_notifies_the_team() {
+    let mut tickets = background(9970, 15);
+    tickets.extend(burst(30, 5000 * 15));
+    let tickets = by_event_time(tickets);
+    let (topic, _dir) = topic_with(&tickets, 3).await;
+    let receiver = Receiver::start().await;
+    let db = fresh_database().await;
+    let mut config = Config::kafka(&topic, &unique("group"), &db);
+    config.webhook = Some(receiver.url.clone());
+    let sevloop = Sevloop::serve(&config);
+    sevloop.wait_healthy().await;
+    wait_for_tickets(&db, 10_000, Duration::from_secs(300)).await;
+
+    let (_, sevs) = sevloop.get("/api/v1/sevs").await;
+    let items = sevs["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "exactly one SEV: {sevs:#}");
+    let sev = &items[0];
+    let sev_id = sev["id"].as_str().unwrap_or_default().to_string();
+    let (_, first) = sevloop.get("/api/v1/tickets/burst-0").await;
+    assert_eq!(
+        sev["cluster_id"], first["cluster_id"],
+        "the SEV is the burst's cluster"
+    );
+    for field in [
+        "id",
+        "state",
+        "team",
+        "severity",
+        "cluster_id",
+        "opened_at",
+        "ticket_count",
+        "distinct_customers",
+    ] {
+        assert!(!sev[field].is_null(), "SEV has `{field}`: {sev}");
+    }
+    let (_, detail) = sevloop.get(&format!("/api/v1/sevs/{sev_id}")).await;
+    let linked: BTreeSet<String> =
+        serde_json::from_value(detail["ticket_ids"].clone()).unwrap_or_default();
+    let missing: Vec<String> = (0..30)
+        .map(|i| format!("burst-{i}"))
+        .filter(|t| !linked.contains(t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "burst tickets not linked to {sev_id}: {missing:?}"
+    );
+    let (_, ticket) = sevloop.get("/api/v1/tickets/burst-17").await;
+    assert_eq!(
+        (ticket["sev_id"].as_str(), ticket["sev_state"].as_str()),
+        (Some(sev_id.as_str()), Some("open"))
+    );
+
+    let delivered = eventually(
+        "the webhook to receive the SEV",
+        Duration::from_secs(30),
+        || async {
+            let r = receiver.received.lock().expect("lock").clone();
+            (!r.is_empty()).then_some(r)
+        },
+    )
+    .await;
+    let (headers, body) = &delivered[0];
+    assert_eq!(body["sev"]["id"], json!(sev_id));
+    assert!(
+        headers.get("idempotency-key").is_some(),
+        "notification carries an idempotency key"
+    );
+    let (_, search) = sevloop.get("/api/v1/search?q=checkout%20declined").await;
+    assert!(
+        search["total"].as_u64().unwrap_or_default() >= 30,
+        "search finds the burst: {search}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
+    let mut tickets = background(3000, 15);
+    tickets.extend(burst(30, 1500 * 15));
+    let tickets = by_event_time(tickets);
+    let topic = unique("sevloop.test");
+    fresh_topic(&topic, 3).await;
+    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(&tickets));
+
+    // Interrupted run: the replay runs while the pipeline is killed with SIGKILL and restarted.
+    let db_b = fresh_database().await;
+    let config_b = Config::kafka(&topic, &unique("group"), &db_b);
+    let mut b = Sevloop::serve(&config_b);
+    b.wait_healthy().await;
+    let brokers = kafka_brokers();
+    let replaying = std::thread::spawn({
+        let file = file.clone();
+        let topic = topic.clone();
+        move || {
+            replay(
+                &file,
+                &["--kafka", &brokers, "--topic", &topic, "--rate", "1500"],
+            )
+        }
+    });
+    let kill_after = Duration::from_millis(500 + (std::process::id() as u64 * 7919) % 1500);
+    eprintln!("killing the pipeline after {kill_after:?}");
+    tokio::time::sleep(kill_after).await;
+    b.kill9();
+    let pool = connect(&db_b).await;
+    let at_kill = scalar(&pool, "SELECT COUNT(*) FROM tickets").await;
+    pool.close().await;
+    assert!(
+        at_kill < tickets.len() as i64,
+        "the kill came mid-stream ({at_kill} stored)"
+    );
+    let mut b = Sevloop::serve(&config_b);
+    b.wait_healthy().await;
+    replaying.join().expect("replay thread");
+    wait_for_tickets(&db_b, tickets.len() as i64, Duration::from_secs(300)).await;
+    b.stop();
+
+    // Uninterrupted run over the same topic, with its own group, database and index.
+    let db_a = fresh_database().await;
+    let config_a = Config::kafka(&topic, &unique("group"), &db_a);
+    let mut a = Sevloop::serve(&config_a);
+    a.wait_healthy().await;
+    wait_for_tickets(&db_a, tickets.len() as i64, Duration::from_secs(300)).await;
+    a.stop();
+
+    let (interrupted, uninterrupted) = (outcome(&db_b).await, outcome(&db_a).await);
+    assert_eq!(interrupted.tickets.len(), tickets.len());
+    assert!(!uninterrupted.sevs.is_empty(), "the burst opened a SEV");
+    assert_eq!(interrupted, uninterrupted);
+    let docs = |config: &Config| {
+        sevloop_index::TicketIndex::open_read_only(&config.index_dir())
+            .expect("index")
+            .doc_count()
+    };
+    assert_eq!(
+        docs(&config_b),
+        tickets.len() as u64,
+        "interrupted index document count"
+    );
+    assert_eq!(
+        docs(&config_a),
+        tickets.len() as u64,
+        "uninterrupted index document count"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_them_are_processed() {
+    let valid = background(40, 15);
+    let mut wrong_tier = valid[0].clone();
+    wrong_tier["ticket_id"] = json!("bad-tier");
+    wrong_tier["customer"]["tier"] = json!("gold");
+    let mut huge = valid[1].clone();
+    huge["ticket_id"] = json!("bad-huge");
+    huge["body"] = json!("x".repeat(2 * 1024 * 1024));
+    let mut lines = to_lines(&valid[..10]);
+    lines.push("{\"ticket_id\": \"bad-json\", ".to_string());
+    lines.extend(to_lines(&valid[10..20]));
+    lines.push(wrong_tier.to_string());
+    lines.extend(to_lines(&valid[20..30]));
+    lines.push(huge.to_string());
+    lines.extend(to_lines(&valid[30..]));
+    let topic = unique("sevloop.test");
+    fresh_topic(&topic, 1).await;
+    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_jsonl(dir.path(), "mixed.jsonl", &lines);
+    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+
+    let db = fresh_database().await;
+    let config = Config::kafka(&topic, &unique("group"), &db);
+    let sevloop = Sevloop::serve(&config);
+    sevloop.wait_healthy().await;
+    wait_for_tickets(&db, valid.len() as i64, Duration::from_secs(120)).await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.message.max.bytes", "8388608")
+        .create()
+        .expect("dlq consumer");
+    consumer.subscribe(&[&config.dlq_topic]).expect("subscribe");
+    let mut dead = Vec::new();
+    while dead.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("three dead letters within a minute")
+            .expect("dead letter");
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_default()
+        };
+        dead.push((
+            header("sevloop.error.code"),
+            header("sevloop.error.reason"),
+            m.payload().map_or(0, <[u8]>::len),
+        ));
+    }
+    let codes: BTreeSet<&str> = dead.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(
+        codes,
+        BTreeSet::from(["invalid_json", "invalid_field", "too_large"]),
+        "{dead:?}"
+    );
+    let tier = dead
+        .iter()
+        .find(|d| d.0 == "invalid_field")
+        .expect("schema violation");
+    assert!(
+        tier.1.contains("customer.tier"),
+        "the reason names the field: {}",
+        tier.1
+    );
+    let too_large = dead.iter().find(|d| d.0 == "too_large").expect("oversized");
+    assert!(
+        too_large.2 > 2 * 1024 * 1024,
+        "the dead letter keeps the whole record"
+    );
+
+    let pool = connect(&db).await;
+    assert_eq!(
+        scalar(&pool, "SELECT COUNT(*) FROM tickets").await,
+        valid.len() as i64
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT COUNT(*) FROM tickets WHERE ticket_id LIKE 'bad-%'"
+        )
+        .await,
+        0
+    );
+    let metrics = reqwest::get(format!("{}/metrics", sevloop.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("sevloop_dead_letters_total{code=\"too_large\"} 1"),
+        "{metrics}"
+    );
+}
