@@ -7,6 +7,7 @@
 //! schedule with the offsets it covers in its payload; on restart the stage resumes from the
 //! lower of the two positions and skips what each side already has.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -157,12 +158,11 @@ impl Pipeline {
         let mut tx = self.store.begin().await?;
         let mut stored: BTreeMap<Position, Option<i64>> = BTreeMap::new();
         for r in &records {
-            let pos = (r.topic.clone(), r.partition);
-            if !stored.contains_key(&pos) {
+            if let Entry::Vacant(slot) = stored.entry((r.topic.clone(), r.partition)) {
                 let next =
                     sevloop_store::read_offset(&mut tx, &self.consumer, &r.topic, r.partition)
                         .await?;
-                stored.insert(pos, next);
+                slot.insert(next);
             }
         }
         let mut items = Vec::new();

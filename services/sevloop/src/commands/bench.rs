@@ -28,7 +28,7 @@ struct Figures {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let background = background(args.tickets)?;
-    let mut results = vec![measure("embedded", Settings::default(), &background, None).await?];
+    let mut results = vec![measure("embedded", Settings::default(), &background).await?];
     if let Some(brokers) = &args.kafka {
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let topic = format!("sevloop.bench.{stamp}");
@@ -38,16 +38,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &format!("sevloop_bench_{stamp}"),
         )
         .await?;
-        let mut settings = Settings::default();
-        settings.kafka = Some(KafkaSection {
-            brokers: brokers.clone(),
-            group_id: format!("sevloop-bench-{stamp}"),
-            auto_offset_reset: "earliest".into(),
-            instance_id: None,
-        });
+        let mut settings = Settings {
+            kafka: Some(KafkaSection {
+                brokers: brokers.clone(),
+                group_id: format!("sevloop-bench-{stamp}"),
+                auto_offset_reset: "earliest".into(),
+                instance_id: None,
+            }),
+            ..Settings::default()
+        };
         settings.database.url = db;
         settings.pipeline.tickets_topic = topic;
-        results.push(measure("kafka+postgres", settings, &background, Some(brokers)).await?);
+        results.push(measure("kafka+postgres", settings, &background).await?);
     }
     println!(
         "{:<16} {:>9} {:>9} {:>12} {:>18}",
@@ -73,7 +75,6 @@ async fn measure(
     mode: &'static str,
     mut settings: Settings,
     background: &[Vec<u8>],
-    brokers: Option<&String>,
 ) -> anyhow::Result<Figures> {
     let temp = tempfile::Builder::new()
         .prefix("sevloop-bench-")
@@ -83,15 +84,9 @@ async fn measure(
     let stages = [Stage::Pipeline];
     let app = App::build(settings, &stages).await?;
     let store = app.store.clone();
-    let topic = app.settings().pipeline.tickets_topic.clone();
-    let consumer = app
-        .settings()
-        .kafka
-        .as_ref()
-        .map_or("embedded".to_string(), |k| k.group_id.clone());
     let target = Target::Log {
         writer: app.writer(),
-        topic: topic.clone(),
+        topic: app.settings().pipeline.tickets_topic.clone(),
     };
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(app.run(shutdown.clone()));
@@ -101,7 +96,6 @@ async fn measure(
     wait_for_tickets(&store, background.len() as i64).await?;
     let seconds = started.elapsed().as_secs_f64();
     let sev_latency = burst_latency(&target, &store).await?;
-    let _ = (brokers, consumer);
     shutdown.cancel();
     running.await.context("pipeline task failed")??;
     Ok(Figures {
