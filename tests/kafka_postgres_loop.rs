@@ -160,19 +160,32 @@ async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
         move || {
             replay(
                 &file,
-                &["--kafka", &brokers, "--topic", &topic, "--rate", "1500"],
+                &["--kafka", &brokers, "--topic", &topic, "--rate", "600"],
             )
         }
     });
-    let kill_after = Duration::from_millis(500 + (std::process::id() as u64 * 7919) % 1500);
-    eprintln!("killing the pipeline after {kill_after:?}");
-    tokio::time::sleep(kill_after).await;
-    b.kill9();
+    // A random point mid-stream: once the pipeline has stored some tickets, wait 0 to 1 s more.
     let pool = connect(&db_b).await;
+    eventually(
+        "the pipeline to store its first tickets",
+        Duration::from_secs(60),
+        || async { (scalar(&pool, "SELECT COUNT(*) FROM tickets").await > 0).then_some(()) },
+    )
+    .await;
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
+    b.kill9();
     let at_kill = scalar(&pool, "SELECT COUNT(*) FROM tickets").await;
     pool.close().await;
+    eprintln!(
+        "killed the pipeline with {at_kill} of {} tickets stored",
+        tickets.len()
+    );
     assert!(
-        at_kill < tickets.len() as i64,
+        at_kill > 0 && at_kill < tickets.len() as i64,
         "the kill came mid-stream ({at_kill} stored)"
     );
     let mut b = Sevloop::serve(&config_b);
@@ -308,5 +321,42 @@ async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_th
     assert!(
         metrics.contains("sevloop_dead_letters_total{code=\"too_large\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_lost_with_its_directory_is_rebuilt_from_the_log_on_restart() {
+    let tickets = background(600, 15);
+    let (topic, _dir) = topic_with(&tickets, 3).await;
+    let db = fresh_database().await;
+    let config = Config::kafka(&topic, &unique("group"), &db);
+    let mut sevloop = Sevloop::serve(&config);
+    sevloop.wait_healthy().await;
+    wait_for_tickets(&db, tickets.len() as i64, Duration::from_secs(120)).await;
+    sevloop.stop();
+    std::fs::remove_dir_all(config.index_dir()).expect("index removed");
+
+    let sevloop = Sevloop::serve(&config);
+    sevloop.wait_healthy().await;
+    let want = format!("sevloop_index_documents {}", tickets.len());
+    eventually(
+        "the index to be rebuilt from the log",
+        Duration::from_secs(60),
+        || async {
+            let metrics = reqwest::get(format!("{}/metrics", sevloop.url))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics.lines().any(|l| l == want).then_some(())
+        },
+    )
+    .await;
+    let pool = connect(&db).await;
+    assert_eq!(
+        scalar(&pool, "SELECT COUNT(*) FROM tickets").await,
+        tickets.len() as i64,
+        "no ticket counted twice"
     );
 }

@@ -24,6 +24,13 @@ use tokio::sync::mpsc;
 
 use crate::{BusError, Outgoing, Record};
 
+/// How far before a stored position a partition is resumed. A broker may answer a fetch from the
+/// middle of a producer batch with the *next* batch (tansu 0.6 does; Kafka returns the containing
+/// batch and the client drops the records before the position), which would silently skip the
+/// rest of that batch. Resuming earlier is harmless: the pipeline drops records below its stored
+/// positions before parsing them. Larger than any producer batch of tickets.
+pub const RESUME_REWIND: i64 = 10_000;
+
 /// Where each assigned partition of a topic should resume: partition → next offset to read.
 /// Partitions it leaves out start at `auto.offset.reset`.
 pub type ResumeFn = Arc<dyn Fn(&str, &[i32]) -> Result<BTreeMap<i32, i64>, String> + Send + Sync>;
@@ -47,8 +54,21 @@ pub struct KafkaSettings {
     pub instance_id: Option<String>,
 }
 
+impl KafkaSettings {
+    /// Where a partition with no stored position starts (`auto.offset.reset`, made explicit so
+    /// an offset committed in Kafka is never used instead).
+    fn reset_offset(&self) -> Offset {
+        if self.auto_offset_reset == "latest" {
+            Offset::End
+        } else {
+            Offset::Beginning
+        }
+    }
+}
+
 struct Context {
     resume: ResumeFn,
+    reset: Offset,
     /// Set on every assignment change. A flag, not a channel message: the last revoke runs
     /// inside `close` on whichever thread drops the consumer, where nothing may block.
     rebalanced: Arc<AtomicBool>,
@@ -82,6 +102,9 @@ impl ConsumerContext for Context {
 }
 
 impl Context {
+    /// Gives every partition an explicit position: the stored one, or the reset offset. Left
+    /// unset, librdkafka would resume from the offset committed in Kafka, which is for lag
+    /// monitoring only and may be past records the index never got.
     fn seek_to_stored(&self, tpl: &mut TopicPartitionList) {
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for e in tpl.elements() {
@@ -91,19 +114,21 @@ impl Context {
                 .push(e.partition());
         }
         for (topic, partitions) in by_topic {
-            match (self.resume)(&topic, &partitions) {
-                Ok(stored) => {
-                    for (partition, next) in stored {
-                        if let Err(e) =
-                            tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
-                        {
-                            tracing::error!(%topic, partition, error = %e, "failed to seek to the stored offset");
-                        }
-                    }
+            let stored = match (self.resume)(&topic, &partitions) {
+                Ok(stored) => stored,
+                // Resuming from the start is safe (nothing applies twice); guessing is not.
+                Err(reason) => {
+                    tracing::error!(%topic, %reason, "failed to read stored offsets; resuming from the start");
+                    BTreeMap::new()
                 }
-                // Without the stored offsets we must not guess; the pipeline's compare-and-set on
-                // offsets still prevents double effects, so resume where Kafka says and warn.
-                Err(reason) => tracing::error!(%topic, %reason, "failed to read stored offsets"),
+            };
+            for partition in partitions {
+                let offset = stored.get(&partition).map_or(self.reset, |next| {
+                    Offset::Offset((next - RESUME_REWIND).max(0))
+                });
+                if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                    tracing::error!(%topic, partition, error = %e, "failed to set a partition's position");
+                }
             }
         }
     }
@@ -129,6 +154,7 @@ impl KafkaConsumer {
         let rebalanced = Arc::new(AtomicBool::new(false));
         let context = Context {
             resume,
+            reset: settings.reset_offset(),
             rebalanced: rebalanced.clone(),
         };
         let mut config = ClientConfig::new();
@@ -143,6 +169,9 @@ impl KafkaConsumer {
             .set("auto.offset.reset", &settings.auto_offset_reset)
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
+            // Also the rebalance timeout: how long a rebalance waits for members that never come
+            // back (a killed instance). The poll thread polls every 200 ms, so 30 s is ample.
+            .set("max.poll.interval.ms", "30000")
             .set("fetch.message.max.bytes", "8388608")
             .set("message.max.bytes", "8388608")
             .create_with_context(context)

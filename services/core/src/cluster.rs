@@ -68,35 +68,14 @@ impl Cluster {
             .collect()
     }
 
-    fn norm(&self) -> f32 {
-        self.centroid.values().map(|w| w * w).sum::<f32>().sqrt()
-    }
-
     /// Cosine similarity of two centroids.
     pub fn similarity_to(&self, other: &Cluster) -> f32 {
-        let norms = self.norm() * other.norm();
-        if norms == 0.0 {
-            return 0.0;
-        }
-        let dot: f32 = self
-            .centroid
-            .iter()
-            .filter_map(|(t, w)| other.centroid.get(t).map(|o| o * w))
-            .sum();
-        dot / norms
+        cosine(&self.centroid, &other.centroid)
     }
 
+    /// Cosine similarity of a ticket's (unit-length) vector to the centroid.
     fn similarity(&self, v: &TermVector) -> f32 {
-        let norm = self.norm();
-        if norm == 0.0 {
-            return 0.0;
-        }
-        let dot: f32 = v
-            .weights
-            .iter()
-            .filter_map(|(t, w)| self.centroid.get(t).map(|c| c * w))
-            .sum();
-        dot / norm
+        cosine(&v.weights, &self.centroid)
     }
 
     /// Terms of `v` that the centroid shares, most contributing first.
@@ -273,6 +252,17 @@ impl Clusterer {
             self.postings.entry(term.clone()).or_default().insert(seq);
         }
     }
+}
+
+/// Cosine similarity of two sparse vectors.
+fn cosine(a: &BTreeMap<String, f32>, b: &BTreeMap<String, f32>) -> f32 {
+    let norm = |v: &BTreeMap<String, f32>| v.values().map(|w| w * w).sum::<f32>().sqrt();
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 {
+        return 0.0;
+    }
+    let dot: f32 = a.iter().filter_map(|(t, w)| b.get(t).map(|o| o * w)).sum();
+    dot / norms
 }
 
 fn assignment(cluster_id: String, similarity: f32, matched: Vec<String>, new: bool) -> Assignment {

@@ -141,7 +141,7 @@ async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError
 
 async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let stats = s.store.stats().await?;
-    s.metrics.set_stats(&stats);
+    s.metrics.set_stats(&stats, s.index.doc_count());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -28,6 +28,7 @@ pub struct Metrics {
     tickets_stored: Gauge,
     open_sevs: Gauge,
     outbox_backlog: Gauge,
+    index_documents: Gauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +47,7 @@ impl Default for Metrics {
             tickets_stored: Gauge::default(),
             open_sevs: Gauge::default(),
             outbox_backlog: Gauge::default(),
+            index_documents: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -96,6 +98,11 @@ impl Default for Metrics {
             "Notifications waiting to be delivered",
             m.outbox_backlog.clone(),
         );
+        registry.register(
+            "index_documents",
+            "Ticket documents visible to search",
+            m.index_documents.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -117,7 +124,8 @@ impl Metrics {
             .get()
     }
 
-    pub(crate) fn set_stats(&self, stats: &sevloop_store::Stats) {
+    pub(crate) fn set_stats(&self, stats: &sevloop_store::Stats, index_documents: u64) {
+        self.index_documents.set(index_documents as i64);
         self.clusters.set(stats.clusters);
         self.tickets_stored.set(stats.tickets);
         self.open_sevs.set(stats.open_sevs);

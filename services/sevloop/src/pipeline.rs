@@ -130,6 +130,11 @@ impl Pipeline {
         &self.settings.pipeline.tickets_topic
     }
 
+    /// Records how many records of the log this consumer has yet to read.
+    pub fn report_lag(&self, lag: i64) {
+        self.metrics.consumer_lag.set(lag.max(0));
+    }
+
     /// Drops cached cluster state (after a rebalance or a failed batch); it reloads from SQL.
     pub fn reset(&mut self) {
         self.scopes.clear();

@@ -3,8 +3,9 @@
 //! An infrastructure error ends the loop without advancing anything; the supervisor waits (with
 //! backoff) and starts the loop again, which re-reads the stored offsets and resumes there.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sevloop_bus::embedded::EmbeddedLog;
 use sevloop_bus::kafka::{ConsumerEvent, KafkaConsumer, KafkaSettings, ResumeFn};
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::{Pipeline, PipelineError};
 
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How often the Kafka consumer asks the brokers for end offsets (one request per partition).
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Restart policy for a stage: after an error, wait with capped exponential backoff.
 pub struct Restarts {
@@ -72,6 +75,7 @@ pub async fn run_embedded(
         } else {
             pipeline.process(batch).await?;
         }
+        pipeline.report_lag(log.end_offset(topic) - reader.position());
     }
     pipeline.commit_index().await
 }
@@ -87,6 +91,8 @@ pub async fn run_kafka(
     pipeline.reset();
     let mut consumer = KafkaConsumer::start(settings, topic, pipeline.resume_fn(), max_batch)?;
     let mut idle = tokio::time::interval(IDLE_WAIT);
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_lag = Instant::now();
     loop {
         let event = tokio::select! {
             biased;
@@ -99,15 +105,30 @@ pub async fn run_kafka(
         };
         if consumer.take_rebalanced() {
             pipeline.reset();
+            positions.clear();
         }
         match event {
             Some(ConsumerEvent::Records(batch)) => {
                 for ((topic, partition), next) in pipeline.process(batch).await? {
                     consumer.mark_processed(&topic, partition, next);
+                    positions.insert(partition, next);
                 }
             }
             Some(ConsumerEvent::Failed(reason)) => return Err(PipelineError::Consumer(reason)),
             None => return Err(PipelineError::Consumer("consumer thread stopped".into())),
+        }
+        if last_lag.elapsed() >= LAG_INTERVAL {
+            // Asking the brokers blocks; keep it off the other tasks' threads.
+            let lag = tokio::task::block_in_place(|| {
+                positions
+                    .iter()
+                    .filter_map(|(p, next)| {
+                        consumer.high_watermark(topic, *p).map(|end| end - next)
+                    })
+                    .sum::<i64>()
+            });
+            pipeline.report_lag(lag);
+            last_lag = Instant::now();
         }
     }
     pipeline.commit_index().await

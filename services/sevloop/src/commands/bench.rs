@@ -42,8 +42,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             kafka: Some(KafkaSection {
                 brokers: brokers.clone(),
                 group_id: format!("sevloop-bench-{stamp}"),
-                auto_offset_reset: "earliest".into(),
-                instance_id: None,
+                ..KafkaSection::default()
             }),
             ..Settings::default()
         };
