@@ -174,6 +174,9 @@ impl KafkaConsumer {
             .set("max.poll.interval.ms", "30000")
             .set("fetch.message.max.bytes", "8388608")
             .set("message.max.bytes", "8388608")
+            // A waiting fetch returns at least this often: bounds the delay of a ticket arriving
+            // at the end of the log (librdkafka's default is 500 ms).
+            .set("fetch.wait.max.ms", "100")
             .create_with_context(context)
             .map_err(|source| BusError::Kafka {
                 operation: "create consumer",
