@@ -115,17 +115,21 @@ impl Context {
         }
         for (topic, partitions) in by_topic {
             let stored = match (self.resume)(&topic, &partitions) {
-                Ok(stored) => stored,
-                // Resuming from the start is safe (nothing applies twice); guessing is not.
+                Ok(stored) => Some(stored),
                 Err(reason) => {
                     tracing::error!(%topic, %reason, "failed to read stored offsets; resuming from the start");
-                    BTreeMap::new()
+                    None
                 }
             };
             for partition in partitions {
-                let offset = stored.get(&partition).map_or(self.reset, |next| {
-                    Offset::Offset((next - RESUME_REWIND).max(0))
-                });
+                let offset = match &stored {
+                    // Not knowing where we are, the start is safe (nothing applies twice);
+                    // `latest` would skip records.
+                    None => Offset::Beginning,
+                    Some(stored) => stored.get(&partition).map_or(self.reset, |next| {
+                        Offset::Offset((next - RESUME_REWIND).max(0))
+                    }),
+                };
                 if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
                     tracing::error!(%topic, partition, error = %e, "failed to set a partition's position");
                 }

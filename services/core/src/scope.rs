@@ -70,7 +70,15 @@ impl Scope {
             customer_id: ticket.customer.id.clone(),
             at: ticket.event_time,
         };
-        let started = *self.started.get_or_insert(ticket.event_time);
+        // The product's start is its earliest cluster's birth, exactly as `restore` derives it,
+        // so a restored scope decides like one that never stopped.
+        if assignment.new_cluster {
+            self.started = Some(
+                self.started
+                    .map_or(ticket.event_time, |s| s.min(ticket.event_time)),
+            );
+        }
+        let started = self.started.unwrap_or(ticket.event_time);
         let decision = self.detectors.entry(seq).or_default().observe(
             &assignment.cluster_id,
             member,

@@ -222,15 +222,27 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), TicketError> {
     Ok(())
 }
 
+/// Text may hold tabs and line breaks but no other control characters (PostgreSQL refuses NUL,
+/// and none of them belongs in a ticket).
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), TicketError> {
-    check_len(field, value, max)
+    check_len(field, value, max)?;
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(TicketError::field(
+            field,
+            format!("contains the control character U+{:04X}", c as u32),
+        ));
+    }
+    Ok(())
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), TicketError> {
     if value.trim().is_empty() {
         return Err(TicketError::field(field, "must not be empty"));
     }
-    check_len(field, value, MAX_NAME_CHARS)
+    check_text(field, value, MAX_NAME_CHARS)
 }
 
 fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), TicketError> {
@@ -365,6 +377,19 @@ pub(crate) mod tests {
             matches!(&err, TicketError::Field { field, .. } if field == "product"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_nul_character_in_the_body_is_refused_with_its_field() {
+        let mut v = example();
+        v["body"] = "card declined\u{0}".into();
+        let err = parse_value(&v).unwrap_err();
+        assert!(
+            matches!(&err, TicketError::Field { field, problem } if field == "body" && problem.contains("U+0000")),
+            "{err}"
+        );
+        v["body"] = "line one\r\nline two\tend".into();
+        assert!(parse_value(&v).is_ok(), "tabs and line breaks are fine");
     }
 
     #[test]

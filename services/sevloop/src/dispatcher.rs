@@ -113,8 +113,9 @@ impl Dispatcher {
         match sent {
             Ok(resp) if resp.status().is_success() => Outcome::Delivered,
             Ok(resp) => classify(resp.status(), resp.headers()),
+            // without_url: webhook URLs often carry a secret token.
             Err(e) => Outcome::Retry {
-                error: format!("request failed: {e}"),
+                error: format!("request failed: {}", e.without_url()),
                 after: None,
             },
         }

@@ -8,7 +8,7 @@
 //! lower of the two positions and skips what each side already has.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,8 +93,9 @@ impl Pipeline {
         })
     }
 
-    /// Where to resume each partition: the lower of what SQL and the index have covered.
-    /// A partition missing from either starts from the log's beginning (auto.offset.reset).
+    /// Where to resume each partition: the lower of what SQL and the index have covered, a side
+    /// that has nothing counting as offset 0 (a lost index is rebuilt from the start). Only a
+    /// partition neither side knows is left out: it starts at `auto.offset.reset`.
     pub async fn resume_offsets(
         store: &Store,
         index: &TicketIndex,
@@ -108,9 +109,13 @@ impl Pipeline {
             .filter(|c| c.topic == topic)
             .map(|c| (c.partition, c.next_offset))
             .collect();
-        Ok(db
+        let partitions: BTreeSet<i32> = db.keys().chain(indexed.keys()).copied().collect();
+        Ok(partitions
             .into_iter()
-            .filter_map(|(p, o)| indexed.get(&p).map(|i| (p, o.min(*i))))
+            .map(|p| {
+                let covered = |side: &BTreeMap<i32, i64>| side.get(&p).copied().unwrap_or(0);
+                (p, covered(&db).min(covered(&indexed)))
+            })
             .collect())
     }
 

@@ -23,13 +23,19 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Restarts {
     task: &'static str,
     backoff: Duration,
+    started: Instant,
 }
+
+/// A run this long counts as healthy: the next failure starts the backoff afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 impl Restarts {
     pub fn new(task: &'static str) -> Self {
         Restarts {
             task,
-            backoff: Duration::from_millis(250),
+            backoff: FIRST_BACKOFF,
+            started: Instant::now(),
         }
     }
 
@@ -43,12 +49,16 @@ impl Restarts {
             tracing::info!(task = self.task, "task stopped");
             return false;
         };
+        if self.started.elapsed() >= HEALTHY_RUN {
+            self.backoff = FIRST_BACKOFF;
+        }
         tracing::error!(task = self.task, error = %e, retry_in_ms = self.backoff.as_millis() as u64, "task failed; restarting");
         tokio::select! {
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(self.backoff) => {}
         }
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.started = Instant::now();
         true
     }
 }
