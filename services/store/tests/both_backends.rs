@@ -55,6 +55,16 @@ fn escalation() -> Escalation {
     }
 }
 
+fn new_sev(escalation: &Escalation) -> NewSev<'_> {
+    NewSev {
+        escalation,
+        title: "t",
+        severity: Severity::Sev4,
+        team: "triage",
+        first_ticket_at: t0(),
+    }
+}
+
 #[tokio::test]
 async fn offsets_move_only_by_compare_and_set() {
     let (stores, _dir) = stores("offsets").await;
@@ -110,13 +120,7 @@ async fn sixteen_concurrent_attempts_to_open_a_sev_for_one_cluster_episode_open_
                     id: format!("esc-{i}"),
                     ..escalation()
                 };
-                let new = NewSev {
-                    escalation: &e,
-                    title: "t",
-                    severity: Severity::Sev4,
-                    team: "triage",
-                    first_ticket_at: t0(),
-                };
+                let new = new_sev(&e);
                 // Each attempt retries on a serialization failure, as the pipeline's restart would.
                 for _ in 0..50 {
                     let Ok(mut tx) = store.begin().await else {
@@ -155,13 +159,7 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
     for store in stores {
         let mut tx = store.begin().await.expect("tx");
         let e = escalation();
-        let new = NewSev {
-            escalation: &e,
-            title: "t",
-            severity: Severity::Sev4,
-            team: "triage",
-            first_ticket_at: t0(),
-        };
+        let new = new_sev(&e);
         let sev = sevloop_store::open_sev(&mut tx, &new)
             .await
             .expect("open")
