@@ -103,11 +103,15 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// transaction that reads first and writes later would otherwise fail with SQLITE_BUSY
+    /// whenever another connection (the dispatcher) committed in between, busy timeout or not.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        self.pool
-            .begin()
-            .await
-            .map_err(|e| StoreError::sql("begin transaction", e))
+        let begun = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        };
+        begun.map_err(|e| StoreError::sql("begin transaction", e))
     }
 
     pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
