@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Everything one run leaves behind, in comparable form.
 #[derive(Debug, PartialEq)]
@@ -51,15 +51,34 @@ async fn wait_for_tickets(database_url: &str, n: i64, timeout: Duration) {
     pool.close().await;
 }
 
-/// Writes tickets to a file and replays it into a fresh topic with `sevloop replay --kafka`.
-async fn topic_with(tickets: &[Value], partitions: i32) -> (String, tempfile::TempDir) {
+/// A fresh topic and its dead-letter topic.
+async fn fresh_topics(partitions: i32) -> String {
     let topic = unique("sevloop.test");
     fresh_topic(&topic, partitions).await;
     fresh_topic(&format!("{topic}.dlq"), 1).await;
+    topic
+}
+
+/// Writes lines to a file and replays them into fresh topics with `sevloop replay --kafka`.
+async fn topic_with(lines: &[String], partitions: i32) -> (String, tempfile::TempDir) {
+    let topic = fresh_topics(partitions).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(tickets));
+    let file = write_jsonl(dir.path(), "tickets.jsonl", lines);
     replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
     (topic, dir)
+}
+
+/// Settings for an instance reading `topic` with its own consumer group and a fresh database.
+async fn kafka_config(topic: &str) -> Config {
+    Config::kafka(topic, &unique("group"), &fresh_database().await)
+}
+
+/// Starts `sevloop serve` and waits until it has stored `n` tickets.
+async fn serve_until_stored(config: &Config, n: usize, timeout: Duration) -> Sevloop {
+    let sevloop = Sevloop::serve(config);
+    sevloop.wait_healthy().await;
+    wait_for_tickets(&config.database_url, n as i64, timeout).await;
+    sevloop
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,14 +86,11 @@ async fn opens_exactly_one_sev_for_a_burst_among_10000_tickets_and_notifies_the_
     let mut tickets = background(9970, 15);
     tickets.extend(burst(30, 5000 * 15));
     let tickets = by_event_time(tickets);
-    let (topic, _dir) = topic_with(&tickets, 3).await;
+    let (topic, _dir) = topic_with(&to_lines(&tickets), 3).await;
     let receiver = Receiver::start().await;
-    let db = fresh_database().await;
-    let mut config = Config::kafka(&topic, &unique("group"), &db);
+    let mut config = kafka_config(&topic).await;
     config.webhook = Some(receiver.url.clone());
-    let sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
-    wait_for_tickets(&db, 10_000, Duration::from_secs(300)).await;
+    let sevloop = serve_until_stored(&config, 10_000, Duration::from_secs(300)).await;
 
     let (_, sevs) = sevloop.get("/api/v1/sevs").await;
     let items = sevs["items"].as_array().cloned().unwrap_or_default();
@@ -142,15 +158,13 @@ async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
     let mut tickets = background(3000, 15);
     tickets.extend(burst(30, 1500 * 15));
     let tickets = by_event_time(tickets);
-    let topic = unique("sevloop.test");
-    fresh_topic(&topic, 3).await;
-    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    let topic = fresh_topics(3).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(&tickets));
 
     // Interrupted run: the replay runs while the pipeline is killed with SIGKILL and restarted.
-    let db_b = fresh_database().await;
-    let config_b = Config::kafka(&topic, &unique("group"), &db_b);
+    let config_b = kafka_config(&topic).await;
+    let db_b = config_b.database_url.clone();
     let mut b = Sevloop::serve(&config_b);
     b.wait_healthy().await;
     let brokers = kafka_brokers();
@@ -195,12 +209,11 @@ async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
     b.stop();
 
     // Uninterrupted run over the same topic, with its own group, database and index.
-    let db_a = fresh_database().await;
-    let config_a = Config::kafka(&topic, &unique("group"), &db_a);
-    let mut a = Sevloop::serve(&config_a);
-    a.wait_healthy().await;
-    wait_for_tickets(&db_a, tickets.len() as i64, Duration::from_secs(300)).await;
-    a.stop();
+    let config_a = kafka_config(&topic).await;
+    let db_a = config_a.database_url.clone();
+    serve_until_stored(&config_a, tickets.len(), Duration::from_secs(300))
+        .await
+        .stop();
 
     let (interrupted, uninterrupted) = (outcome(&db_b).await, outcome(&db_a).await);
     assert_eq!(interrupted.tickets.len(), tickets.len());
@@ -239,18 +252,10 @@ async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_th
     lines.extend(to_lines(&valid[20..30]));
     lines.push(huge.to_string());
     lines.extend(to_lines(&valid[30..]));
-    let topic = unique("sevloop.test");
-    fresh_topic(&topic, 1).await;
-    fresh_topic(&format!("{topic}.dlq"), 1).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = write_jsonl(dir.path(), "mixed.jsonl", &lines);
-    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
-
-    let db = fresh_database().await;
-    let config = Config::kafka(&topic, &unique("group"), &db);
-    let sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
-    wait_for_tickets(&db, valid.len() as i64, Duration::from_secs(120)).await;
+    let (topic, _dir) = topic_with(&lines, 1).await;
+    let config = kafka_config(&topic).await;
+    let db = config.database_url.clone();
+    let sevloop = serve_until_stored(&config, valid.len(), Duration::from_secs(120)).await;
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
@@ -327,13 +332,12 @@ async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_lost_with_its_directory_is_rebuilt_from_the_log_on_restart() {
     let tickets = background(600, 15);
-    let (topic, _dir) = topic_with(&tickets, 3).await;
-    let db = fresh_database().await;
-    let config = Config::kafka(&topic, &unique("group"), &db);
-    let mut sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
-    wait_for_tickets(&db, tickets.len() as i64, Duration::from_secs(120)).await;
-    sevloop.stop();
+    let (topic, _dir) = topic_with(&to_lines(&tickets), 3).await;
+    let config = kafka_config(&topic).await;
+    let db = config.database_url.clone();
+    serve_until_stored(&config, tickets.len(), Duration::from_secs(120))
+        .await
+        .stop();
     std::fs::remove_dir_all(config.index_dir()).expect("index removed");
 
     let sevloop = Sevloop::serve(&config);

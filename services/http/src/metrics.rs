@@ -116,14 +116,6 @@ impl Metrics {
             .inc();
     }
 
-    pub fn dead_letter_count(&self, code: &str) -> u64 {
-        self.dead_letters
-            .get_or_create(&CodeLabel {
-                code: code.to_string(),
-            })
-            .get()
-    }
-
     pub(crate) fn set_stats(&self, stats: &sevloop_store::Stats, index_documents: u64) {
         self.index_documents.set(index_documents as i64);
         self.clusters.set(stats.clusters);

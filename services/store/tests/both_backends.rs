@@ -179,15 +179,17 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
         tx.commit().await.expect("commit");
 
         let now = t0() + chrono::Duration::seconds(1);
-        let lease = std::time::Duration::from_secs(60);
-        let first = store.lease_due(now, lease, 10).await.expect("lease");
-        assert_eq!(first.len(), 1, "{:?}", store.dialect());
-        assert!(
-            store
-                .lease_due(now, lease, 10)
+        let leaser = &store;
+        let lease = |at| async move {
+            leaser
+                .lease_due(at, std::time::Duration::from_secs(60), 10)
                 .await
                 .expect("lease")
-                .is_empty(),
+        };
+        let first = lease(now).await;
+        assert_eq!(first.len(), 1, "{:?}", store.dialect());
+        assert!(
+            lease(now).await.is_empty(),
             "leased rows are not handed out again"
         );
 
@@ -196,15 +198,8 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
             .mark_failed(&first[0].id, "receiver answered 500", Some(retry_at))
             .await
             .expect("fail");
-        assert!(
-            store
-                .lease_due(now, lease, 10)
-                .await
-                .expect("lease")
-                .is_empty(),
-            "not due before its retry time"
-        );
-        let again = store.lease_due(retry_at, lease, 10).await.expect("lease");
+        assert!(lease(now).await.is_empty(), "not due before its retry time");
+        let again = lease(retry_at).await;
         assert_eq!(again.len(), 1);
         store
             .mark_delivered(&again[0].id, retry_at)
