@@ -1,0 +1,1 @@
+//! Sentence encoder: turns ticket text into unit-length dense vectors.

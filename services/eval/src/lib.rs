@@ -1,0 +1,1 @@
+//! Clustering quality: scores against labels and batch baselines.
