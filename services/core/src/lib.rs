@@ -11,10 +11,13 @@ pub mod sev;
 pub mod text;
 pub mod ticket;
 
-pub use cluster::{Assignment, Cluster, ClusterConfig};
+pub use cluster::corrections::Correction;
+pub use cluster::{Assignment, Cluster, ClusterConfig, Features};
 pub use detect::{Decision, DetectorState, Escalation, FloorRule};
 pub use routing::{Catalog, Route, RouteInput};
-pub use scope::{ClusterCheckpoint, Observation, Scope};
+pub use scope::{
+    embedding_text, ticket_features, ClusterCheckpoint, CorrectionError, Observation, Scope,
+};
 pub use sev::{SevState, Severity};
 pub use text::Featurizer;
 pub use ticket::{Customer, EventKind, TicketError, TicketEvent, Tier};

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Assignment, Cluster, ClusterConfig, Clusterer};
+use crate::cluster::corrections::Correction;
+use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
 use crate::detect::{Decision, DetectorState, FloorRule, Member};
-use crate::text::Featurizer;
+use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
 /// A cluster and its detection state: what is checkpointed, in the same transaction as the
@@ -16,6 +17,9 @@ use crate::ticket::TicketEvent;
 pub struct ClusterCheckpoint {
     pub cluster: Cluster,
     pub detector: DetectorState,
+    /// The cluster's label when checkpointed (derived; stored for readers).
+    #[serde(default)]
+    pub label: Vec<String>,
 }
 
 /// What happened to one newly seen ticket.
@@ -34,6 +38,9 @@ pub struct Scope {
     touched: BTreeSet<u64>,
     /// Event time of the product's first ticket (its clusters' earliest `first_seen`).
     started: Option<DateTime<Utc>>,
+    /// Latest event time seen (its clusters' latest `last_seen`): consolidation runs when
+    /// event time crosses into a new round.
+    latest: Option<DateTime<Utc>>,
 }
 
 impl Scope {
@@ -44,6 +51,7 @@ impl Scope {
         checkpoints: Vec<ClusterCheckpoint>,
     ) -> Self {
         let started = checkpoints.iter().map(|cp| cp.cluster.first_seen).min();
+        let latest = checkpoints.iter().map(|cp| cp.cluster.last_seen).max();
         let mut detectors = BTreeMap::new();
         let mut clusters = Vec::with_capacity(checkpoints.len());
         for cp in checkpoints {
@@ -56,15 +64,17 @@ impl Scope {
             floor,
             touched: BTreeSet::new(),
             started,
+            latest,
         }
     }
 
     /// Clusters a ticket seen for the first time and counts it as a complaint.
     /// (Later events of a known ticket never come here: they are not new complaints.)
-    pub fn observe(&mut self, featurizer: &mut Featurizer, ticket: &TicketEvent) -> Observation {
-        let personal = personal_strings(ticket);
-        let features = featurizer.features(&ticket.text(), &personal);
-        let (seq, assignment) = self.clusterer.assign(&features, ticket.event_time);
+    pub fn observe(&mut self, features: &Features, ticket: &TicketEvent) -> Observation {
+        self.consolidate_until(ticket.event_time);
+        let (seq, assignment) =
+            self.clusterer
+                .assign(features, &ticket.ticket_id, ticket.event_time);
         let member = Member {
             ticket_id: ticket.ticket_id.clone(),
             customer_id: ticket.customer.id.clone(),
@@ -110,7 +120,9 @@ impl Scope {
             .iter()
             .filter(|(other, d)| **other != seq && d.active)
             .filter_map(|(other, d)| {
-                let sim = self.clusterer.get(*other)?.similarity_to(cluster);
+                let sim = self
+                    .clusterer
+                    .similarity_between(self.clusterer.get(*other)?, cluster);
                 Some((sim, d.sev_cluster.clone()?))
             })
             .filter(|(sim, _)| *sim >= threshold)
@@ -133,18 +145,163 @@ impl Scope {
         self.clusterer.get(seq)
     }
 
+    pub fn clusterer(&self) -> &Clusterer {
+        &self.clusterer
+    }
+
+    /// Runs the consolidation rounds that event time `t` makes due; merged clusters' detection
+    /// state moves into the cluster they merged into.
+    fn consolidate_until(&mut self, t: DateTime<Utc>) {
+        let last = *self.latest.get_or_insert(t);
+        if t <= last {
+            return;
+        }
+        self.latest = Some(t);
+        let merges = self.clusterer.consolidate(last, t);
+        self.after_merges(&merges);
+    }
+
+    fn after_merges(&mut self, merges: &[crate::cluster::consolidate::Merge]) {
+        for m in merges {
+            if let Some(gone) = self.detectors.remove(&m.from) {
+                self.detectors.entry(m.into).or_default().absorb(gone);
+            }
+            self.touched.extend([m.from, m.into]);
+        }
+    }
+
+    /// Applies a human correction. `members` are the tickets it names, with the cluster each is
+    /// in now and its features. Returns the tickets whose cluster changed and their new cluster.
+    pub fn correct(
+        &mut self,
+        correction: &Correction,
+        members: &[(String, String, Features)],
+    ) -> Result<Vec<(String, String)>, CorrectionError> {
+        let seq_of = |id: &str| -> Result<u64, CorrectionError> {
+            let (_, seq) = parse_cluster_id(id)
+                .filter(|(p, _)| *p == self.clusterer.product())
+                .ok_or_else(|| CorrectionError::UnknownCluster(id.to_string()))?;
+            let seq = self.clusterer.resolve(seq);
+            self.clusterer
+                .get(seq)
+                .map(|_| seq)
+                .ok_or_else(|| CorrectionError::UnknownCluster(id.to_string()))
+        };
+        match correction {
+            Correction::Merge {
+                cluster_ids: [a, b],
+            } => {
+                let (a, b) = (seq_of(a)?, seq_of(b)?);
+                if a == b {
+                    return Ok(Vec::new());
+                }
+                let m = self.clusterer.merge(a, b);
+                self.after_merges(&[m]);
+                Ok(Vec::new())
+            }
+            Correction::Split { cluster_id, .. } => {
+                let seq = seq_of(cluster_id)?;
+                let moving: Vec<(String, Features)> = members
+                    .iter()
+                    .filter(|(_, current, _)| seq_of(current).ok() == Some(seq))
+                    .map(|(id, _, f)| (id.clone(), f.clone()))
+                    .collect();
+                if moving.is_empty() {
+                    return Err(CorrectionError::NoMembers(cluster_id.clone()));
+                }
+                let new = self
+                    .clusterer
+                    .split_off(seq, &moving)
+                    .ok_or_else(|| CorrectionError::UnknownCluster(cluster_id.clone()))?;
+                self.touched.extend([seq, new]);
+                let new_id = self
+                    .clusterer
+                    .get(new)
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default();
+                Ok(moving
+                    .into_iter()
+                    .map(|(id, _)| (id, new_id.clone()))
+                    .collect())
+            }
+            Correction::Move {
+                ticket_id,
+                to_cluster_id,
+            } => {
+                let to = seq_of(to_cluster_id)?;
+                let (_, current, f) = members
+                    .iter()
+                    .find(|(id, _, _)| id == ticket_id)
+                    .ok_or_else(|| CorrectionError::UnknownTicket(ticket_id.clone()))?;
+                let from = seq_of(current)?;
+                self.clusterer.move_member(from, to, ticket_id, f);
+                self.touched.extend([from, to]);
+                let to_id = self
+                    .clusterer
+                    .get(self.clusterer.resolve(to))
+                    .map(|c| c.id.clone());
+                Ok(vec![(
+                    ticket_id.clone(),
+                    to_id.unwrap_or_else(|| to_cluster_id.clone()),
+                )])
+            }
+        }
+    }
+
     /// Checkpoints of the clusters changed since the last call.
     pub fn take_touched(&mut self) -> Vec<ClusterCheckpoint> {
-        std::mem::take(&mut self.touched)
+        let retired = self
+            .clusterer
+            .take_retired()
+            .into_iter()
+            .map(|cluster| ClusterCheckpoint {
+                cluster,
+                detector: DetectorState::default(),
+                label: Vec::new(),
+            });
+        let live: Vec<ClusterCheckpoint> = std::mem::take(&mut self.touched)
             .into_iter()
             .filter_map(|seq| {
+                let cluster = self.clusterer.get(seq)?;
                 Some(ClusterCheckpoint {
-                    cluster: self.clusterer.get(seq)?.clone(),
+                    label: self.clusterer.label(cluster, 3),
+                    cluster: cluster.clone(),
                     detector: self.detectors.get(&seq).cloned().unwrap_or_default(),
                 })
             })
-            .collect()
+            .collect();
+        retired.chain(live).collect()
     }
+}
+
+/// Why a correction could not be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CorrectionError {
+    #[error("cluster {0} does not exist in this product (or was merged away)")]
+    UnknownCluster(String),
+    #[error("ticket {0} is not known")]
+    UnknownTicket(String),
+    #[error("none of the named tickets is in cluster {0}")]
+    NoMembers(String),
+}
+
+/// A ticket's features: its terms, and the sentence vector the encoder made of
+/// [`embedding_text`], if the encoder is on.
+pub fn ticket_features(
+    featurizer: &mut Featurizer,
+    ticket: &TicketEvent,
+    dense: Option<Vec<f32>>,
+) -> Features {
+    Features {
+        terms: featurizer.features(&ticket.text(), &personal_strings(ticket)),
+        dense,
+    }
+}
+
+/// The text the sentence encoder sees: the ticket with identifiers, contact details and the
+/// customer's own name masked, so they cannot pull unrelated tickets together.
+pub fn embedding_text(ticket: &TicketEvent) -> String {
+    mask(&ticket.text(), &personal_strings(ticket))
 }
 
 /// The customer's own strings, masked out of features (and so out of labels and SEV titles).
@@ -177,10 +334,11 @@ mod tests {
     fn the_customers_name_never_reaches_a_cluster_label() {
         let mut scope = Scope::restore("cards", Default::default(), Default::default(), vec![]);
         let mut f = Featurizer::default();
-        scope.observe(&mut f, &ticket(1, "c1", "Ada here, my card is declined"));
+        let t = ticket(1, "c1", "Ada here, my card is declined");
+        scope.observe(&ticket_features(&mut f, &t, None), &t);
         let cp = scope.take_touched();
         assert_eq!(cp.len(), 1);
-        let label = cp[0].cluster.label(10);
+        let label = &cp[0].label;
         assert!(
             !label.iter().any(|t| t.to_lowercase().contains("ada")),
             "{label:?}"

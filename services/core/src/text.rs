@@ -190,6 +190,27 @@ mod tests {
         }
 
         #[test]
+        fn masking_keeps_every_word_in_place(s in "\\PC{0,200}") {
+            prop_assert_eq!(mask(&s, &[]).split_whitespace().count(), s.split_whitespace().count());
+        }
+
+        #[test]
+        fn tickets_differing_only_in_identifiers_look_alike(
+            words in proptest::collection::vec("[a-z]{2,10}", 1..12),
+            a in 0u64..1_000_000_000,
+            b in 0u64..1_000_000_000,
+            at in 0usize..12,
+        ) {
+            let with = |n: u64| {
+                let mut w: Vec<String> = words.clone();
+                w.insert(at.min(w.len()), format!("#{n}"));
+                w.join(" ")
+            };
+            let mut f = Featurizer::default();
+            prop_assert_eq!(f.features(&with(a), &[]).weights, f.features(&with(b), &[]).weights);
+        }
+
+        #[test]
         fn feature_vectors_are_unit_length_or_empty(s in "[a-zA-Z0-9 @.]{0,200}") {
             let v = Featurizer::default().features(&s, &[]);
             let norm: f32 = v.weights.values().map(|w| w * w).sum::<f32>().sqrt();

@@ -27,13 +27,7 @@ pub(crate) async fn post_tickets(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let intake = s.intake.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "intake_disabled",
-            "this instance does not accept tickets",
-        )
-    })?;
+    let intake = intake_of(&s)?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -82,6 +76,17 @@ pub(crate) async fn post_tickets(
         .map_err(|e| ApiError::unavailable(&e))?;
     s.metrics.tickets_accepted.inc_by(n as u64);
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": n}))))
+}
+
+/// The ticket log writer, if this instance has one.
+pub(crate) fn intake_of(s: &AppState) -> Result<&Intake, ApiError> {
+    s.intake.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "intake_disabled",
+            "this instance does not accept tickets or corrections",
+        )
+    })
 }
 
 fn validate(item: Value) -> Result<Outgoing, TicketError> {

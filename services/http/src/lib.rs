@@ -1,6 +1,7 @@
 //! The HTTP edge: ticket intake, the read API, search, health, metrics and the HTML pages.
 //! Handlers are thin: they validate, call the store or index, and shape the answer.
 
+mod clusters;
 mod error;
 mod intake;
 mod metrics;
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/tickets", post(intake::post_tickets))
         .route("/api/v1/tickets/{id}", get(get_ticket))
+        .route("/api/v1/tickets/{id}/move", post(clusters::move_ticket))
+        .route("/api/v1/clusters", get(clusters::list))
+        .route("/api/v1/clusters/{id}", get(clusters::get_one))
+        .route("/api/v1/clusters/{id}/merge", post(clusters::merge))
+        .route("/api/v1/clusters/{id}/split", post(clusters::split))
         .route("/api/v1/sevs", get(list_sevs))
         .route("/api/v1/sevs/{id}", get(get_sev))
         .route("/api/v1/search", get(search))

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
+use crate::embedder::Embedder;
 use crate::pipeline::Pipeline;
 use crate::runner::{run_embedded, run_kafka, Restarts};
 
@@ -48,6 +49,7 @@ pub struct App {
     log: Log,
     writer: LogWriter,
     listener: Option<tokio::net::TcpListener>,
+    embedder: Option<Embedder>,
 }
 
 impl App {
@@ -86,6 +88,11 @@ impl App {
             TicketIndex::open_read_only(&dir)
         }
         .with_context(|| format!("failed to open the index in {}", dir.display()))?;
+        let embedder = if stages.contains(&Stage::Pipeline) {
+            Embedder::load(&settings.encoder).context("failed to load the sentence encoder")?
+        } else {
+            None
+        };
         let listener = if stages.contains(&Stage::Api) {
             let addr = settings.http.listen;
             Some(
@@ -105,6 +112,7 @@ impl App {
             log,
             writer,
             listener,
+            embedder,
         })
     }
 
@@ -203,6 +211,7 @@ impl App {
             self.writer.clone(),
             self.settings.clone(),
             self.metrics.clone(),
+            self.embedder.clone(),
             &consumer,
         )?)
     }

@@ -31,6 +31,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Replay generated tickets through the pipeline and print throughput and SEV latency.
     Bench(BenchArgs),
+    /// Score the online clustering on labelled data (NMI, ARI, ...) beside batch baselines.
+    Eval(EvalArgs),
+    /// Benchmark the clustering stage alone on one thread (10k, 100k, 1M tickets).
+    BenchClustering(BenchClusteringArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,4 +105,60 @@ pub struct BenchArgs {
     /// PostgreSQL server URL for the Kafka run; a fresh database is created on it.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeatureSet {
+    /// Sentence-encoder vectors (with terms for labels and explanations).
+    Semantic,
+    /// Terms only, the encoder switched off.
+    Lexical,
+    /// Both, side by side; the first row (semantic) is the headline.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A labelled file of `{"id","text","label"}` lines, or a ticket.v1 stream with --truth.
+    pub file: PathBuf,
+    /// Truth file of a stream (`{"ticket_id","label","injected"}` lines).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Which online feature sets to run.
+    #[arg(long, value_enum, default_value = "both")]
+    pub features: FeatureSet,
+    /// Settings file whose [clustering] section to use (defaults otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model directory (default: where scripts/fetch-model.sh installs it).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Arrival rate given to a labelled file's tickets (event time drives consolidation).
+    #[arg(long, default_value_t = 120)]
+    pub per_hour: u32,
+    /// Skip the batch baselines.
+    #[arg(long)]
+    pub no_baselines: bool,
+    /// Seed of the baselines' k-means.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// End with one JSON line of the headline figures.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchClusteringArgs {
+    /// Labelled file to resample tickets from.
+    #[arg(long, default_value = "../shared/data/banking77/tickets.jsonl")]
+    pub file: PathBuf,
+    /// Tickets in the resampled stream.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tickets: usize,
+    #[arg(long, value_enum, default_value = "both")]
+    pub features: FeatureSet,
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

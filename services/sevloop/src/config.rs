@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sevloop_core::{Catalog, ClusterConfig, FloorRule};
 
+pub use crate::embedder::EncoderSettings;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -19,6 +21,7 @@ pub struct Settings {
     pub index: IndexSettings,
     pub pipeline: PipelineSettings,
     pub clustering: ClusterConfig,
+    pub encoder: EncoderSettings,
     pub detection: DetectionSettings,
     pub routing: Catalog,
     pub notify: NotifySettings,
@@ -34,6 +37,7 @@ impl Default for Settings {
             index: IndexSettings::default(),
             pipeline: PipelineSettings::default(),
             clustering: ClusterConfig::default(),
+            encoder: EncoderSettings::default(),
             detection: DetectionSettings::default(),
             routing: Catalog::default(),
             notify: NotifySettings::default(),

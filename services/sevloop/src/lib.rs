@@ -6,6 +6,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dispatcher;
+pub mod embedder;
+pub mod evaluation;
 pub mod pipeline;
 pub mod runner;
 pub mod telemetry;

@@ -15,6 +15,8 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => commands::serve::run(args, shutdown).await,
         Command::Replay(args) => commands::replay::run(args, shutdown).await,
         Command::Bench(args) => commands::bench::run(args).await,
+        Command::Eval(args) => commands::eval::run(args).await,
+        Command::BenchClustering(args) => commands::bench_clustering::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

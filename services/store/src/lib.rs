@@ -5,6 +5,7 @@
 //! derefs to one), so ticket rows, cluster checkpoints, SEVs, outbox rows and the consumed
 //! offsets commit together or not at all.
 
+mod clusters;
 mod error;
 mod offsets;
 mod outbox;
@@ -19,16 +20,17 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Transaction};
 
+pub use clusters::{
+    load_clusters, record_correction, save_clusters, set_ticket_cluster, ticket_members,
+    ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, Member,
+};
 pub use error::StoreError;
 pub use offsets::{advance_offset, read_offset, stored_offsets};
 pub use outbox::enqueue;
 pub use outbox::{NewNotification, Notification};
 pub use sevs::{add_sev_event, latest_sev_of_cluster, link_tickets, open_sev, refresh_sev_counts};
 pub use sevs::{NewSev, SevFilter, SevRow, TimelineEvent};
-pub use tickets::{
-    insert_ticket, known_tickets, load_clusters, save_clusters, update_ticket, KnownTicket,
-    TicketRow,
-};
+pub use tickets::{insert_ticket, known_tickets, update_ticket, KnownTicket, TicketRow};
 pub use time::{from_ms, to_ms};
 
 static POSTGRES: Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sevloop_core::{Assignment, ClusterCheckpoint, TicketEvent};
+use sevloop_core::{Assignment, TicketEvent};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -52,6 +52,7 @@ pub async fn insert_ticket(
     conn: &mut AnyConnection,
     ticket: &TicketEvent,
     assignment: &Assignment,
+    embedding: Option<&[f32]>,
     partition: i32,
     offset: i64,
 ) -> Result<(), StoreError> {
@@ -62,8 +63,8 @@ pub async fn insert_ticket(
     sqlx::query(
         "INSERT INTO tickets (ticket_id, product, status, subject, body, component, tags, customer_id, \
          customer_tier, channel, source, raw, created_at, updated_at, cluster_id, similarity, \
-         matched_terms, log_partition, log_offset) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         matched_terms, log_partition, log_offset, embedding) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(&ticket.ticket_id)
     .bind(&ticket.product)
@@ -84,6 +85,7 @@ pub async fn insert_ticket(
     .bind(matched)
     .bind(partition as i64)
     .bind(offset)
+    .bind(embedding.map(crate::clusters::vector_bytes))
     .execute(conn)
     .await
     .map_err(|e| StoreError::sql(format!("insert ticket {}", ticket.ticket_id), e))?;
@@ -129,59 +131,6 @@ fn tier_of(ticket: &TicketEvent) -> &'static str {
     }
 }
 
-/// Saves cluster checkpoints (state and detection window) in the pipeline's transaction.
-pub async fn save_clusters(
-    conn: &mut AnyConnection,
-    checkpoints: &[ClusterCheckpoint],
-) -> Result<(), StoreError> {
-    for cp in checkpoints {
-        let c = &cp.cluster;
-        let checkpoint = serde_json::to_string(cp).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO clusters (cluster_id, product, seq, label, size, first_seen, last_seen, checkpoint) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (cluster_id) DO UPDATE SET label = excluded.label, size = excluded.size, \
-             last_seen = excluded.last_seen, checkpoint = excluded.checkpoint",
-        )
-        .bind(&c.id)
-        .bind(&c.product)
-        .bind(c.seq as i64)
-        .bind(c.label(3).join(" · "))
-        .bind(c.size as i64)
-        .bind(to_ms(c.first_seen))
-        .bind(to_ms(c.last_seen))
-        .bind(checkpoint)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| StoreError::sql(format!("save cluster {}", c.id), e))?;
-    }
-    Ok(())
-}
-
-/// Restores a product's cluster checkpoints.
-pub async fn load_clusters(
-    conn: &mut AnyConnection,
-    product: &str,
-) -> Result<Vec<ClusterCheckpoint>, StoreError> {
-    let rows =
-        sqlx::query("SELECT cluster_id, checkpoint FROM clusters WHERE product = $1 ORDER BY seq")
-            .bind(product)
-            .fetch_all(conn)
-            .await
-            .map_err(|e| StoreError::sql(format!("load clusters of {product}"), e))?;
-    rows.iter()
-        .map(|row| {
-            let id: String = get(row, "cluster_id")?;
-            let text: String = get(row, "checkpoint")?;
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                what: "cluster checkpoint",
-                id,
-                reason: e.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// A ticket as support sees it, with its cluster and SEV.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TicketRow {
@@ -207,9 +156,11 @@ impl Store {
     pub async fn ticket(&self, ticket_id: &str) -> Result<Option<TicketRow>, StoreError> {
         let row = sqlx::query(
             "SELECT t.ticket_id, t.product, t.status, t.subject, t.body, t.customer_id, t.customer_tier, \
-             t.created_at, t.updated_at, t.cluster_id, t.similarity, t.matched_terms, c.label, \
+             t.created_at, t.updated_at, COALESCE(c.merged_into, t.cluster_id) AS cluster_id, \
+             t.similarity, t.matched_terms, COALESCE(m.label, c.label) AS label, \
              s.sev_id, s.state, s.team \
              FROM tickets t LEFT JOIN clusters c ON c.cluster_id = t.cluster_id \
+             LEFT JOIN clusters m ON m.cluster_id = c.merged_into \
              LEFT JOIN sev_tickets st ON st.ticket_id = t.ticket_id \
              LEFT JOIN sevs s ON s.sev_id = st.sev_id \
              WHERE t.ticket_id = $1 ORDER BY s.number DESC LIMIT 1",

@@ -16,14 +16,16 @@ use chrono::Utc;
 use serde_json::json;
 use sevloop_bus::Outgoing;
 use sevloop_bus::{BusError, LogWriter, Record};
-use sevloop_core::{
-    Cluster, Decision, Escalation, Featurizer, RouteInput, Scope, TicketError, TicketEvent,
-};
+use sevloop_core::cluster::corrections::{CorrectionRequest, CORRECTION_HEADER, CORRECTION_RECORD};
+use sevloop_core::{Decision, Escalation, Featurizer, RouteInput, Scope, TicketEvent};
 use sevloop_http::Metrics;
 use sevloop_index::{CoveredOffset, IndexDoc, IndexError, TicketIndex};
 use sevloop_store::{NewNotification, NewSev, Store, StoreError};
 
 use crate::config::Settings;
+use crate::embedder::Embedder;
+
+mod corrections;
 
 /// Infrastructure errors: the batch is rolled back and the stage restarts from stored offsets.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub enum PipelineError {
     Consumer(String),
     #[error("index task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("sentence encoder failed: {0}")]
+    Embed(#[from] crate::embedder::EmbedderError),
 }
 
 type Position = (String, i32);
@@ -51,6 +55,7 @@ pub struct Pipeline {
     consumer: String,
     scopes: HashMap<String, Scope>,
     featurizer: Featurizer,
+    embedder: Option<Embedder>,
     /// Next offsets fed to the index writer (committed or not).
     index_fed: BTreeMap<Position, i64>,
     index_dirty: bool,
@@ -60,9 +65,18 @@ pub struct Pipeline {
 /// A parsed record and what is already done with it.
 struct Item {
     record: Record,
-    ticket: TicketEvent,
+    body: Body,
     in_db: bool,
 }
+
+/// What a record of the ticket log carries.
+enum Body {
+    Ticket(TicketEvent),
+    Correction(CorrectionRequest),
+}
+
+/// A record that cannot be processed, with the code and reason it is dead-lettered under.
+type Dead = (Record, &'static str, String);
 
 impl Pipeline {
     pub fn new(
@@ -71,6 +85,7 @@ impl Pipeline {
         dlq: LogWriter,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        embedder: Option<Embedder>,
         consumer: &str,
     ) -> Result<Self, PipelineError> {
         let index_fed = index
@@ -87,6 +102,7 @@ impl Pipeline {
             consumer: consumer.to_string(),
             scopes: HashMap::new(),
             featurizer: Featurizer::default(),
+            embedder,
             index_fed,
             index_dirty: false,
             last_index_commit: Instant::now(),
@@ -187,41 +203,55 @@ impl Pipeline {
             if in_db && in_index {
                 continue;
             }
-            match TicketEvent::parse(&record.payload) {
-                Ok(ticket) => items.push(Item {
+            match parse(&record) {
+                Ok(body) => items.push(Item {
                     record,
-                    ticket,
+                    body,
                     in_db,
                 }),
-                Err(error) if !in_db => dead.push((record, error)),
+                Err((code, reason)) if !in_db => dead.push((record, code, reason)),
                 Err(_) => {}
             }
         }
-        let ids: Vec<&str> = items.iter().map(|i| i.ticket.ticket_id.as_str()).collect();
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|i| ticket_of(i).map(|t| t.ticket_id.as_str()))
+            .collect();
         let mut known = sevloop_store::known_tickets(&mut tx, &ids).await?;
+        let mut dense = self.embed_new(&items, &known).await?;
         let mut docs = Vec::with_capacity(items.len());
         let mut counted = 0u64;
         for item in &items {
-            let cluster_id = match known.get(&item.ticket.ticket_id) {
+            let ticket = match &item.body {
+                Body::Ticket(ticket) => ticket,
+                Body::Correction(request) => {
+                    if !item.in_db {
+                        self.correct(&mut tx, request).await?;
+                    }
+                    continue;
+                }
+            };
+            let cluster_id = match known.get(&ticket.ticket_id) {
                 Some(k) => {
                     if !item.in_db {
-                        sevloop_store::update_ticket(&mut tx, &item.ticket).await?;
+                        sevloop_store::update_ticket(&mut tx, ticket).await?;
                     }
                     k.cluster_id.clone()
                 }
                 None if item.in_db => continue,
                 None => {
                     counted += 1;
-                    self.observe(&mut tx, item).await?
+                    let vector = dense.remove(&ticket.ticket_id);
+                    self.observe(&mut tx, item, ticket, vector).await?
                 }
             };
             known.insert(
-                item.ticket.ticket_id.clone(),
+                ticket.ticket_id.clone(),
                 sevloop_store::KnownTicket {
                     cluster_id: cluster_id.clone(),
                 },
             );
-            docs.push(index_doc(&item.ticket, cluster_id));
+            docs.push(index_doc(ticket, cluster_id));
         }
         for scope in self.scopes.values_mut() {
             sevloop_store::save_clusters(&mut tx, &scope.take_touched()).await?;
@@ -250,39 +280,81 @@ impl Pipeline {
         Ok(next_of.into_iter().collect())
     }
 
+    /// Sentence vectors for the tickets this batch sees for the first time (none when the
+    /// encoder is off). Identical texts are embedded once.
+    async fn embed_new(
+        &self,
+        items: &[Item],
+        known: &BTreeMap<String, sevloop_store::KnownTicket>,
+    ) -> Result<HashMap<String, Vec<f32>>, PipelineError> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(HashMap::new());
+        };
+        let mut seen = BTreeSet::new();
+        let new: Vec<&TicketEvent> = items
+            .iter()
+            .filter(|i| !i.in_db)
+            .filter_map(ticket_of)
+            .filter(|t| !known.contains_key(&t.ticket_id) && seen.insert(t.ticket_id.as_str()))
+            .collect();
+        let texts = new
+            .iter()
+            .map(|t| sevloop_core::embedding_text(t))
+            .collect();
+        let vectors = embedder.embed(texts).await?;
+        Ok(new
+            .into_iter()
+            .map(|t| t.ticket_id.clone())
+            .zip(vectors)
+            .collect())
+    }
+
+    /// The product's clusters, restored from their checkpoints on first use.
+    async fn scope(
+        &mut self,
+        tx: &mut sevloop_store::Tx,
+        product: &str,
+    ) -> Result<&mut Scope, PipelineError> {
+        if !self.scopes.contains_key(product) {
+            let checkpoints = sevloop_store::load_clusters(tx, product).await?;
+            let scope = Scope::restore(
+                product,
+                self.settings.clustering.clone(),
+                self.settings.detection.floor.clone(),
+                checkpoints,
+            );
+            self.scopes.insert(product.to_string(), scope);
+        }
+        self.scopes
+            .get_mut(product)
+            .ok_or_else(|| PipelineError::Consumer(format!("scope {product} vanished")))
+    }
+
     /// Clusters a new ticket, stores it and acts on the detection decision. Returns its cluster.
     async fn observe(
         &mut self,
         tx: &mut sevloop_store::Tx,
         item: &Item,
+        ticket: &TicketEvent,
+        dense: Option<Vec<f32>>,
     ) -> Result<String, PipelineError> {
-        let ticket = &item.ticket;
-        let scope = match self.scopes.entry(ticket.product.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let checkpoints = sevloop_store::load_clusters(tx, &ticket.product).await?;
-                e.insert(Scope::restore(
-                    &ticket.product,
-                    self.settings.clustering.clone(),
-                    self.settings.detection.floor.clone(),
-                    checkpoints,
-                ))
-            }
-        };
-        let obs = scope.observe(&mut self.featurizer, ticket);
-        let cluster = scope.cluster(obs.seq).cloned();
+        let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
+        let scope = self.scope(tx, &ticket.product).await?;
+        let obs = scope.observe(&features, ticket);
+        let label = scope
+            .cluster(obs.seq)
+            .map(|c| scope.clusterer().label(c, 3));
         sevloop_store::insert_ticket(
             tx,
             ticket,
             &obs.assignment,
+            features.dense.as_deref(),
             item.record.partition,
             item.record.offset,
         )
         .await?;
-        match (&obs.decision, cluster) {
-            (Decision::Escalate(e), Some(cluster)) => {
-                self.open_sev(tx, ticket, e, &cluster).await?
-            }
+        match (&obs.decision, label) {
+            (Decision::Escalate(e), Some(label)) => self.open_sev(tx, ticket, e, &label).await?,
             (
                 Decision::Join {
                     escalation,
@@ -301,14 +373,13 @@ impl Pipeline {
         tx: &mut sevloop_store::Tx,
         ticket: &TicketEvent,
         e: &Escalation,
-        cluster: &Cluster,
+        label: &[String],
     ) -> Result<(), PipelineError> {
-        let label = cluster.label(3);
         let team = self.settings.routing.route(&RouteInput {
             product: &ticket.product,
             component: ticket.component.as_deref(),
             tags: &ticket.tags,
-            label: &label,
+            label,
         });
         let title = format!("{}: customers report {}", ticket.product, label.join(", "));
         let new = NewSev {
@@ -395,22 +466,22 @@ impl Pipeline {
 
     /// Sends bad records to the dead-letter topic with their reason, and waits for the ack: the
     /// offsets past them are committed only after.
-    async fn dead_letter(&self, dead: &[(Record, TicketError)]) -> Result<(), PipelineError> {
+    async fn dead_letter(&self, dead: &[Dead]) -> Result<(), PipelineError> {
         if dead.is_empty() {
             return Ok(());
         }
         let out: Vec<Outgoing> = dead
             .iter()
-            .map(|(r, e)| {
+            .map(|(r, code, reason)| {
                 tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset,
-                    code = e.code(), "dead-lettered a ticket record");
-                self.metrics.dead_lettered(e.code());
+                    code, "dead-lettered a record");
+                self.metrics.dead_lettered(code);
                 Outgoing {
                     key: r.key.clone(),
                     payload: r.payload.clone(),
                     headers: vec![
-                        ("sevloop.error.code".into(), e.code().as_bytes().to_vec()),
-                        ("sevloop.error.reason".into(), e.to_string().into_bytes()),
+                        ("sevloop.error.code".into(), code.as_bytes().to_vec()),
+                        ("sevloop.error.reason".into(), reason.clone().into_bytes()),
                         ("sevloop.source.topic".into(), r.topic.clone().into_bytes()),
                         (
                             "sevloop.source.partition".into(),
@@ -469,6 +540,34 @@ impl Pipeline {
         self.index_dirty = false;
         self.last_index_commit = Instant::now();
         Ok(())
+    }
+}
+
+/// Parses a record of the ticket log: a ticket, or a correction marked by its header.
+fn parse(record: &Record) -> Result<Body, (&'static str, String)> {
+    let is_correction = record
+        .headers
+        .iter()
+        .any(|(k, v)| k == CORRECTION_HEADER && v.as_slice() == CORRECTION_RECORD.as_bytes());
+    if is_correction {
+        return serde_json::from_slice(&record.payload)
+            .map(Body::Correction)
+            .map_err(|e| {
+                (
+                    "invalid_correction",
+                    format!("invalid correction record: {e}"),
+                )
+            });
+    }
+    TicketEvent::parse(&record.payload)
+        .map(Body::Ticket)
+        .map_err(|e| (e.code(), e.to_string()))
+}
+
+fn ticket_of(item: &Item) -> Option<&TicketEvent> {
+    match &item.body {
+        Body::Ticket(t) => Some(t),
+        Body::Correction(_) => None,
     }
 }
 

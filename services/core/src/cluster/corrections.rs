@@ -1,0 +1,176 @@
+//! Human corrections: merge two clusters, split tickets off into a new cluster, move one ticket.
+//!
+//! Corrections travel through the ticket log like tickets (see `Correction`), so a replay applies
+//! them at the same point of the stream and ends with the same clusters. Once applied they
+//! stick: a merged-away cluster never receives tickets again, a split pair is never merged back
+//! by consolidation (`cannot_link`), and the centroids they leave behind steer later tickets.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{add_terms, cluster_id, vector, Cluster, Clusterer, Exemplar, Features};
+
+/// A correction as a person asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Correction {
+    /// Both clusters become one (the larger survives).
+    Merge { cluster_ids: [String; 2] },
+    /// The named tickets leave their cluster and form a new one, kept apart from the old.
+    Split {
+        cluster_id: String,
+        ticket_ids: Vec<String>,
+    },
+    /// One ticket belongs to another cluster.
+    Move {
+        ticket_id: String,
+        to_cluster_id: String,
+    },
+}
+
+impl Clusterer {
+    /// Moves the given members (with their features) out of cluster `seq` into a new cluster
+    /// that consolidation keeps apart from it. Returns the new cluster's seq.
+    pub fn split_off(&mut self, seq: u64, members: &[(String, Features)]) -> Option<u64> {
+        let seq = self.resolve(seq);
+        // The new cluster dates from its source, so event time (and the consolidation schedule
+        // derived from it) does not depend on when a person made the correction.
+        let (first, last) = self
+            .clusters
+            .get(&seq)
+            .map(|k| (k.first_seen, k.last_seen))
+            .filter(|_| !members.is_empty())?;
+        let new = self.next_seq;
+        self.next_seq += 1;
+        let mut fresh = Cluster {
+            id: cluster_id(&self.product, new),
+            product: self.product.clone(),
+            seq: new,
+            size: 0,
+            centroid: Default::default(),
+            surface: Default::default(),
+            dense: None,
+            projections: Vec::new(),
+            exemplars: Vec::new(),
+            cannot_link: BTreeSet::from([seq]),
+            merged_into: None,
+            first_seen: first,
+            last_seen: last,
+        };
+        for (ticket_id, f) in members {
+            self.withdraw(seq, f);
+            add_member(&mut fresh, f);
+            fresh.exemplars.push(Exemplar {
+                ticket_id: ticket_id.clone(),
+                similarity: 1.0,
+            });
+        }
+        fresh.exemplars.truncate(self.config.exemplars.max(1));
+        if let Some(old) = self.clusters.get_mut(&seq) {
+            old.cannot_link.insert(new);
+            old.exemplars
+                .retain(|e| !members.iter().any(|(id, _)| *id == e.ticket_id));
+        }
+        self.insert(fresh);
+        self.refresh_indexes(new);
+        Some(new)
+    }
+
+    /// Moves one ticket's features from cluster `from` to cluster `to`. A cluster left empty is
+    /// retired into `to`.
+    pub fn move_member(&mut self, from: u64, to: u64, ticket_id: &str, f: &Features) -> bool {
+        let (from, to) = (self.resolve(from), self.resolve(to));
+        if from == to || !self.clusters.contains_key(&from) || !self.clusters.contains_key(&to) {
+            return false;
+        }
+        self.withdraw(from, f);
+        if let Some(k) = self.clusters.get_mut(&to) {
+            add_member(k, f);
+            if k.exemplars.len() < self.config.exemplars {
+                k.exemplars.push(Exemplar {
+                    ticket_id: ticket_id.to_string(),
+                    similarity: 1.0,
+                });
+            }
+        }
+        self.refresh_indexes(to);
+        if self.clusters.get(&from).is_some_and(|k| k.size == 0) {
+            self.merge_into(from, to);
+        }
+        true
+    }
+
+    /// Subtracts one member's features from a cluster.
+    fn withdraw(&mut self, seq: u64, f: &Features) {
+        if let Some(k) = self.clusters.get_mut(&seq) {
+            let negated = crate::text::TermVector {
+                weights: f.terms.weights.clone(),
+                surface: Default::default(),
+            };
+            add_terms(k, &negated, -1.0);
+            if let (Some(sum), Some(v)) = (k.dense.as_mut(), &f.dense) {
+                vector::add_scaled(sum, v, -1.0);
+            }
+            k.size = k.size.saturating_sub(1);
+        }
+        self.refresh_indexes(seq);
+    }
+
+    /// Brings the inverted index and LSH buckets in line with a cluster's current sums.
+    fn refresh_indexes(&mut self, seq: u64) {
+        if let Some(mut k) = self.take(seq) {
+            if let (Some(lsh), Some(dense)) = (&self.lsh, &k.dense) {
+                k.projections = lsh.project(dense);
+            }
+            self.insert(k);
+            self.prune(seq);
+        }
+    }
+}
+
+fn add_member(k: &mut Cluster, f: &Features) {
+    add_terms(k, &f.terms, 1.0);
+    if let Some(v) = &f.dense {
+        match k.dense.as_mut() {
+            Some(sum) => vector::add_scaled(sum, v, 1.0),
+            None => k.dense = Some(v.clone()),
+        }
+    }
+    k.size += 1;
+}
+
+/// Header that marks a record of the ticket log as a correction, not a ticket.
+pub const CORRECTION_HEADER: &str = "sevloop.record";
+pub const CORRECTION_RECORD: &str = "cluster-correction.v1";
+
+/// A correction as it travels through the ticket log (keyed by product, so it is ordered with
+/// the product's tickets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionRequest {
+    pub product: String,
+    pub correction: Correction,
+    /// The role of whoever asked (never a person's name).
+    pub actor_role: String,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Correction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Correction::Merge { .. } => "merge",
+            Correction::Split { .. } => "split",
+            Correction::Move { .. } => "move",
+        }
+    }
+
+    /// The tickets whose features applying this correction needs.
+    pub fn ticket_ids(&self) -> Vec<String> {
+        match self {
+            Correction::Merge { .. } => Vec::new(),
+            Correction::Split { ticket_ids, .. } => ticket_ids.clone(),
+            Correction::Move { ticket_id, .. } => vec![ticket_id.clone()],
+        }
+    }
+}

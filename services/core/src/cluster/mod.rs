@@ -1,0 +1,543 @@
+//! Online clustering of one product's tickets (a "scope").
+//!
+//! A leader clusterer: a ticket joins the most similar candidate cluster above a threshold, or
+//! starts a new one. Similarity is the cosine to the cluster's centroid, over sentence-encoder
+//! vectors when the ticket has one and over idf-weighted terms otherwise. Candidates never come
+//! from a scan of every cluster: semantic vectors go through LSH ([`lsh`]), terms through an
+//! inverted index from centroid terms to clusters, both capped at `max_candidates`, so the cost
+//! per ticket stays flat as clusters grow. Consolidation ([`consolidate`]) periodically merges
+//! fragments of one complaint and folds stale strays into their nearest cluster; human
+//! corrections ([`corrections`]) merge, split and move, and are respected afterwards.
+//!
+//! Everything iterates in sorted order with fixed summation order, so the same tickets in the
+//! same order give bit-identical clusters.
+
+pub mod consolidate;
+pub mod corrections;
+pub mod lsh;
+pub mod vector;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::text::{is_mask, TermVector};
+pub use consolidate::ConsolidationConfig;
+use lsh::{Lsh, LshConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Cosine similarity of idf-weighted terms to a centroid needed to join its cluster.
+    pub similarity_threshold: f32,
+    /// Cosine similarity of sentence vectors to a centroid needed to join its cluster.
+    pub semantic_threshold: f32,
+    /// Cosine similarity between two centroids above which an escalating cluster joins the
+    /// other's open SEV instead of opening a duplicate.
+    pub related_threshold: f32,
+    /// Terms kept per centroid; also bounds the postings each cluster adds to the inverted index.
+    pub centroid_terms: usize,
+    /// At most this many candidate clusters are scored per ticket (bounded time per ticket).
+    pub max_candidates: usize,
+    /// Exemplar tickets kept per cluster: its first ticket and the closest later ones.
+    pub exemplars: usize,
+    pub lsh: LshConfig,
+    pub consolidation: ConsolidationConfig,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            similarity_threshold: 0.45,
+            semantic_threshold: 0.65,
+            related_threshold: 0.3,
+            centroid_terms: 40,
+            max_candidates: 64,
+            exemplars: 3,
+            lsh: LshConfig::default(),
+            consolidation: ConsolidationConfig::default(),
+        }
+    }
+}
+
+/// A ticket's features: terms always (labels, explanations, search), a sentence vector when the
+/// encoder is on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    pub terms: TermVector,
+    /// Unit-length sentence vector.
+    pub dense: Option<Vec<f32>>,
+}
+
+/// A ticket shown as typical of its cluster, with its similarity when it joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exemplar {
+    pub ticket_id: String,
+    pub similarity: f32,
+}
+
+/// A cluster's durable state. Stored as JSON with the consumed offsets, restored on start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub product: String,
+    pub seq: u64,
+    pub size: u64,
+    /// Sum of member term vectors, pruned to the heaviest terms.
+    pub centroid: BTreeMap<String, f32>,
+    pub surface: BTreeMap<String, String>,
+    /// Sum of member sentence vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<Vec<f32>>,
+    /// LSH projections of `dense`, kept so buckets survive a restart exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projections: Vec<f32>,
+    /// The first ticket, then the closest later ones.
+    #[serde(default)]
+    pub exemplars: Vec<Exemplar>,
+    /// Clusters a human split from this one: consolidation never merges them back.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub cannot_link: BTreeSet<u64>,
+    /// Set when this cluster was merged into another; its tickets now count there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<u64>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Where a ticket went and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub cluster_id: String,
+    pub similarity: f32,
+    pub matched_terms: Vec<String>,
+    pub new_cluster: bool,
+}
+
+/// The clusters of one product and the indexes over their centroids.
+#[derive(Debug, Clone)]
+pub struct Clusterer {
+    config: ClusterConfig,
+    product: String,
+    clusters: BTreeMap<u64, Cluster>,
+    /// Merged-away clusters: seq → the cluster it went into.
+    merged: BTreeMap<u64, u64>,
+    /// Merged-away clusters not yet checkpointed.
+    retired: Vec<Cluster>,
+    next_seq: u64,
+    postings: HashMap<String, BTreeSet<u64>>,
+    lsh: Option<Lsh>,
+}
+
+impl Clusterer {
+    pub fn new(product: &str, config: ClusterConfig) -> Self {
+        Clusterer {
+            config,
+            product: product.to_string(),
+            clusters: BTreeMap::new(),
+            merged: BTreeMap::new(),
+            retired: Vec::new(),
+            next_seq: 1,
+            postings: HashMap::new(),
+            lsh: None,
+        }
+    }
+
+    /// Restores a product's clusters (merged ones included) as they were checkpointed.
+    pub fn restore(product: &str, config: ClusterConfig, clusters: Vec<Cluster>) -> Self {
+        let mut me = Clusterer::new(product, config);
+        for cluster in clusters {
+            me.next_seq = me.next_seq.max(cluster.seq + 1);
+            match cluster.merged_into {
+                Some(into) => {
+                    me.merged.insert(cluster.seq, into);
+                }
+                None => me.insert(cluster),
+            }
+        }
+        me
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&Cluster> {
+        self.clusters.get(&seq)
+    }
+
+    /// Live clusters, by seq.
+    pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
+    /// The live cluster a (possibly merged-away) cluster's tickets now belong to.
+    pub fn resolve(&self, mut seq: u64) -> u64 {
+        while let Some(into) = self.merged.get(&seq) {
+            seq = *into;
+        }
+        seq
+    }
+
+    /// Merged-away clusters since the last call, for checkpointing.
+    pub fn take_retired(&mut self) -> Vec<Cluster> {
+        std::mem::take(&mut self.retired)
+    }
+
+    /// Assigns a ticket to a cluster, updating that cluster. Returns the cluster's seq.
+    pub fn assign(
+        &mut self,
+        f: &Features,
+        ticket_id: &str,
+        at: DateTime<Utc>,
+    ) -> (u64, Assignment) {
+        let projections = self.project(f);
+        let best = self
+            .candidates(f, projections.as_deref())
+            .into_iter()
+            .filter_map(|seq| {
+                let (sim, threshold) = self.score(self.clusters.get(&seq)?, f);
+                Some((seq, sim, sim - threshold))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2).then_with(|| b.0.cmp(&a.0)));
+        match best {
+            Some((seq, sim, margin)) if margin >= 0.0 => {
+                let matched = self.matched_terms(&self.clusters[&seq], &f.terms, 5);
+                self.absorb(seq, f, projections.as_deref(), at);
+                self.add_exemplar(seq, ticket_id, sim);
+                let id = self.clusters[&seq].id.clone();
+                (seq, assignment(id, sim, matched, false))
+            }
+            _ => {
+                let seq = self.create(f, projections, ticket_id, at);
+                let id = self.clusters[&seq].id.clone();
+                (seq, assignment(id, 1.0, Vec::new(), true))
+            }
+        }
+    }
+
+    /// The label: the centroid's most distinguishing terms (weight × idf), in readable form.
+    pub fn label(&self, cluster: &Cluster, terms: usize) -> Vec<String> {
+        let mut ranked: Vec<(&String, f32)> = cluster
+            .centroid
+            .iter()
+            .filter(|(t, _)| !is_mask(t))
+            .map(|(t, w)| (t, w * self.idf(t)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        ranked
+            .into_iter()
+            .take(terms)
+            .map(|(t, _)| cluster.surface.get(t).unwrap_or(t).clone())
+            .collect()
+    }
+
+    /// Cosine similarity of two clusters' centroids (semantic when both have vectors).
+    pub fn similarity_between(&self, a: &Cluster, b: &Cluster) -> f32 {
+        match (&a.dense, &b.dense) {
+            (Some(x), Some(y)) => vector::cosine(x, y),
+            _ => sparse_cosine(&a.centroid, &b.centroid),
+        }
+    }
+
+    /// Inverse cluster frequency: terms found in many clusters say little about any one of them.
+    /// Derived from the inverted index, so it is restored with the clusters at no cost.
+    fn idf(&self, term: &str) -> f32 {
+        let n = self.clusters.len() as f32;
+        let df = self.postings.get(term).map_or(0, BTreeSet::len) as f32;
+        ((1.0 + n) / (1.0 + df)).ln() + 1.0
+    }
+
+    /// A ticket's similarity to a cluster and the threshold that similarity must reach.
+    fn score(&self, c: &Cluster, f: &Features) -> (f32, f32) {
+        match (&c.dense, &f.dense) {
+            (Some(sum), Some(v)) => {
+                let n = vector::norm(sum);
+                let sim = if n == 0.0 {
+                    0.0
+                } else {
+                    vector::dot(sum, v) / n
+                };
+                (sim, self.config.semantic_threshold)
+            }
+            _ => (
+                self.lexical_similarity(c, &f.terms),
+                self.config.similarity_threshold,
+            ),
+        }
+    }
+
+    /// Cosine of the ticket's idf-weighted terms to the centroid.
+    fn lexical_similarity(&self, c: &Cluster, v: &TermVector) -> f32 {
+        let weighted: Vec<(&String, f32)> = v
+            .weights
+            .iter()
+            .map(|(t, w)| (t, w * self.idf(t)))
+            .collect();
+        let vn = weighted.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        let cn = c.centroid.values().map(|w| w * w).sum::<f32>().sqrt();
+        if vn == 0.0 || cn == 0.0 {
+            return 0.0;
+        }
+        let dot: f32 = weighted
+            .iter()
+            .filter_map(|(t, w)| c.centroid.get(*t).map(|x| x * w))
+            .sum();
+        dot / (vn * cn)
+    }
+
+    /// Terms of `v` that the centroid shares, most contributing first.
+    fn matched_terms(&self, c: &Cluster, v: &TermVector, n: usize) -> Vec<String> {
+        let mut shared: Vec<(&String, f32)> = v
+            .weights
+            .iter()
+            .filter(|(t, _)| !is_mask(t))
+            .filter_map(|(t, w)| c.centroid.get(t).map(|x| (t, x * w * self.idf(t))))
+            .collect();
+        shared.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        shared.into_iter().take(n).map(|(t, _)| t.clone()).collect()
+    }
+
+    fn project(&mut self, f: &Features) -> Option<Vec<f32>> {
+        let v = f.dense.as_ref()?;
+        let config = self.config.lsh.clone();
+        let lsh = self.lsh.get_or_insert_with(|| Lsh::new(config, v.len()));
+        (lsh.dim() == v.len()).then(|| lsh.project(v))
+    }
+
+    /// Candidate clusters: LSH buckets for a sentence vector, else clusters sharing the ticket's
+    /// most distinguishing terms; at most `max_candidates`.
+    fn candidates(&self, f: &Features, projections: Option<&[f32]>) -> BTreeSet<u64> {
+        let max = self.config.max_candidates;
+        if let (Some(lsh), Some(p)) = (&self.lsh, projections) {
+            return lsh.candidates(p, max);
+        }
+        let mut terms: Vec<(&String, f32)> = f
+            .terms
+            .weights
+            .iter()
+            .map(|(t, w)| (t, w * self.idf(t)))
+            .collect();
+        terms.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut out = BTreeSet::new();
+        for (term, _) in terms {
+            for seq in self.postings.get(term).into_iter().flatten() {
+                if out.len() >= max {
+                    return out;
+                }
+                out.insert(*seq);
+            }
+        }
+        out
+    }
+
+    fn create(
+        &mut self,
+        f: &Features,
+        projections: Option<Vec<f32>>,
+        ticket_id: &str,
+        at: DateTime<Utc>,
+    ) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.insert(Cluster {
+            id: cluster_id(&self.product, seq),
+            product: self.product.clone(),
+            seq,
+            size: 1,
+            centroid: f.terms.weights.clone(),
+            surface: f.terms.surface.clone(),
+            dense: f.dense.clone(),
+            projections: projections.unwrap_or_default(),
+            exemplars: vec![Exemplar {
+                ticket_id: ticket_id.to_string(),
+                similarity: 1.0,
+            }],
+            cannot_link: BTreeSet::new(),
+            merged_into: None,
+            first_seen: at,
+            last_seen: at,
+        });
+        self.prune(seq);
+        seq
+    }
+
+    /// Adds one member's features to a cluster's sums.
+    fn absorb(&mut self, seq: u64, f: &Features, projections: Option<&[f32]>, at: DateTime<Utc>) {
+        let Some(c) = self.clusters.get_mut(&seq) else {
+            return;
+        };
+        let added = add_terms(c, &f.terms, 1.0);
+        if let (Some(sum), Some(v)) = (c.dense.as_mut(), &f.dense) {
+            vector::add_scaled(sum, v, 1.0);
+            if let Some(p) = projections {
+                vector::add_scaled(&mut c.projections, p, 1.0);
+            }
+        }
+        c.size += 1;
+        c.last_seen = c.last_seen.max(at);
+        for term in added {
+            self.postings.entry(term).or_default().insert(seq);
+        }
+        self.reindex_dense(seq);
+        self.prune(seq);
+    }
+
+    fn add_exemplar(&mut self, seq: u64, ticket_id: &str, similarity: f32) {
+        let keep = self.config.exemplars.max(1);
+        let Some(c) = self.clusters.get_mut(&seq) else {
+            return;
+        };
+        c.exemplars.push(Exemplar {
+            ticket_id: ticket_id.to_string(),
+            similarity,
+        });
+        // The first ticket stays first; the rest are the closest, best first.
+        c.exemplars[1..].sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.ticket_id.cmp(&b.ticket_id))
+        });
+        c.exemplars.truncate(keep);
+    }
+
+    /// Files a live cluster in both indexes.
+    fn insert(&mut self, cluster: Cluster) {
+        let seq = cluster.seq;
+        for term in cluster.centroid.keys() {
+            self.postings.entry(term.clone()).or_default().insert(seq);
+        }
+        if let Some(dense) = &cluster.dense {
+            let config = self.config.lsh.clone();
+            self.lsh
+                .get_or_insert_with(|| Lsh::new(config, dense.len()));
+        }
+        self.clusters.insert(seq, cluster);
+        self.reindex_dense(seq);
+    }
+
+    /// Removes a cluster from both indexes and the live set.
+    fn take(&mut self, seq: u64) -> Option<Cluster> {
+        let cluster = self.clusters.remove(&seq)?;
+        for term in cluster.centroid.keys() {
+            self.unpost(term, seq);
+        }
+        if let Some(lsh) = self.lsh.as_mut() {
+            lsh.remove(seq);
+        }
+        Some(cluster)
+    }
+
+    fn reindex_dense(&mut self, seq: u64) {
+        if let (Some(lsh), Some(c)) = (self.lsh.as_mut(), self.clusters.get(&seq)) {
+            if c.projections.len() == lsh.project_len() {
+                lsh.insert(seq, &c.projections);
+            }
+        }
+    }
+
+    fn unpost(&mut self, term: &str, seq: u64) {
+        if let Some(set) = self.postings.get_mut(term) {
+            set.remove(&seq);
+            if set.is_empty() {
+                self.postings.remove(term);
+            }
+        }
+    }
+
+    /// Keeps a centroid to its heaviest terms, dropping the rest from the inverted index too.
+    fn prune(&mut self, seq: u64) {
+        let Some(c) = self.clusters.get_mut(&seq) else {
+            return;
+        };
+        if c.centroid.len() <= self.config.centroid_terms {
+            return;
+        }
+        let mut ranked: Vec<(String, f32)> =
+            c.centroid.iter().map(|(t, w)| (t.clone(), *w)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let dropped = ranked.split_off(self.config.centroid_terms);
+        for (term, _) in &dropped {
+            c.centroid.remove(term);
+            c.surface.remove(term);
+        }
+        for (term, _) in dropped {
+            self.unpost(&term, seq);
+        }
+    }
+}
+
+/// Adds `sign ×` a term vector to a centroid, dropping terms that fall to zero or below. Returns
+/// the terms that are new to the centroid.
+fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
+    let mut added = Vec::new();
+    for (term, w) in &v.weights {
+        let slot = c.centroid.entry(term.clone()).or_insert_with(|| {
+            added.push(term.clone());
+            0.0
+        });
+        *slot += sign * w;
+        if let Some(word) = v.surface.get(term) {
+            c.surface
+                .entry(term.clone())
+                .or_insert_with(|| word.clone());
+        }
+    }
+    c.centroid.retain(|_, w| *w > 1e-6);
+    let centroid = &c.centroid;
+    c.surface.retain(|t, _| centroid.contains_key(t));
+    added.retain(|t| c.centroid.contains_key(t));
+    added
+}
+
+/// Cosine similarity of two sparse vectors.
+fn sparse_cosine(a: &BTreeMap<String, f32>, b: &BTreeMap<String, f32>) -> f32 {
+    let norm = |v: &BTreeMap<String, f32>| v.values().map(|w| w * w).sum::<f32>().sqrt();
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 {
+        return 0.0;
+    }
+    let dot: f32 = a.iter().filter_map(|(t, w)| b.get(t).map(|o| o * w)).sum();
+    dot / norms
+}
+
+fn assignment(cluster_id: String, similarity: f32, matched: Vec<String>, new: bool) -> Assignment {
+    Assignment {
+        cluster_id,
+        similarity,
+        matched_terms: matched,
+        new_cluster: new,
+    }
+}
+
+/// Cluster ids are deterministic: the product and the cluster's sequence number within it.
+pub fn cluster_id(product: &str, seq: u64) -> String {
+    format!("{product}:{seq}")
+}
+
+/// Parses a cluster id back into its product and seq.
+pub fn parse_cluster_id(id: &str) -> Option<(&str, u64)> {
+    let (product, seq) = id.rsplit_once(':')?;
+    Some((product, seq.parse().ok()?))
+}
+
+fn duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+//! Dense vector arithmetic for semantic features. Plain loops over slices: the compiler
+//! vectorises them, and the summation order is fixed, so results are bit-for-bit repeatable.
+
+/// Eight independent partial sums, combined in a fixed order: the compiler can use SIMD lanes
+/// (a single running sum cannot be reordered, so it would not vectorise), and the result is
+/// still the same on every run.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for (lane, (p, q)) in lanes.iter_mut().zip(x.iter().zip(y)) {
+            *lane += p * q;
+        }
+    }
+    let pairs = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
+    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
+}
+
+pub fn norm(a: &[f32]) -> f32 {
+    dot(a, a).sqrt()
+}
+
+/// Cosine similarity; 0 when either vector is zero.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 {
+        0.0
+    } else {
+        dot(a, b) / norms
+    }
+}
+
+/// `acc += sign * v`, growing `acc` to `v`'s length if needed.
+pub fn add_scaled(acc: &mut Vec<f32>, v: &[f32], sign: f32) {
+    if acc.len() < v.len() {
+        acc.resize(v.len(), 0.0);
+    }
+    for (a, x) in acc.iter_mut().zip(v) {
+        *a += sign * x;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_of_parallel_orthogonal_and_zero_vectors() {
+        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-6);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), 0.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+    }
+
+    #[test]
+    fn dot_agrees_with_the_plain_sum_at_every_length() {
+        for n in 0..40 {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn add_scaled_adds_and_subtracts() {
+        let mut acc = Vec::new();
+        add_scaled(&mut acc, &[1.0, 2.0], 1.0);
+        add_scaled(&mut acc, &[0.5, 0.5], -1.0);
+        assert_eq!(acc, vec![0.5, 1.5]);
+    }
+}

@@ -1,0 +1,205 @@
+//! The cluster API: list and explain clusters, and accept human corrections.
+//!
+//! Corrections are validated here, then appended to the ticket log (keyed by product, so they
+//! are ordered with that product's tickets) and applied by the pipeline; the answer is 202 and
+//! the change shows in `GET /api/v1/clusters/{id}` once applied.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use sevloop_bus::Outgoing;
+use sevloop_core::cluster::corrections::{
+    Correction, CorrectionRequest, CORRECTION_HEADER, CORRECTION_RECORD,
+};
+use sevloop_store::{ClusterFilter, ClusterSort};
+
+use crate::{ApiError, AppState};
+
+/// Most tickets one split may name.
+const MAX_SPLIT: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    product: Option<String>,
+    #[serde(default)]
+    sort: ClusterSort,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(bad("`limit` must be between 1 and 500"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(bad("`offset` must not be negative"));
+    }
+    let filter = ClusterFilter {
+        product: q.product,
+        sort: q.sort,
+        limit,
+        offset,
+    };
+    Ok(Json(json!({"items": s.store.clusters(&filter).await?})))
+}
+
+pub(crate) async fn get_one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let cluster = s
+        .store
+        .cluster(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster", &id))?;
+    Ok(Json(cluster))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MergeBody {
+    /// The cluster to merge with.
+    with: String,
+}
+
+pub(crate) async fn merge(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<MergeBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let product = live_product(&s, &id).await?;
+    if live_product(&s, &body.with).await? != product {
+        return Err(bad("clusters of different products cannot be merged"));
+    }
+    let correction = Correction::Merge {
+        cluster_ids: [id, body.with],
+    };
+    submit(&s, product, correction).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SplitBody {
+    /// The tickets that form the new cluster.
+    ticket_ids: Vec<String>,
+}
+
+pub(crate) async fn split(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<SplitBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.ticket_ids.is_empty() || body.ticket_ids.len() > MAX_SPLIT {
+        return Err(bad(format!(
+            "`ticket_ids` must hold 1 to {MAX_SPLIT} tickets"
+        )));
+    }
+    let product = live_product(&s, &id).await?;
+    for ticket_id in &body.ticket_ids {
+        let ticket = s
+            .store
+            .ticket(ticket_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("ticket", ticket_id))?;
+        if ticket.cluster_id != id {
+            return Err(bad(format!(
+                "ticket `{ticket_id}` is not in cluster `{id}`"
+            )));
+        }
+    }
+    let correction = Correction::Split {
+        cluster_id: id,
+        ticket_ids: body.ticket_ids,
+    };
+    submit(&s, product, correction).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoveBody {
+    to_cluster_id: String,
+}
+
+pub(crate) async fn move_ticket(
+    State(s): State<AppState>,
+    Path(ticket_id): Path<String>,
+    Json(body): Json<MoveBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ticket = s
+        .store
+        .ticket(&ticket_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ticket", &ticket_id))?;
+    if live_product(&s, &body.to_cluster_id).await? != ticket.product {
+        return Err(bad(
+            "a ticket can only move to a cluster of its own product",
+        ));
+    }
+    let correction = Correction::Move {
+        ticket_id,
+        to_cluster_id: body.to_cluster_id,
+    };
+    submit(&s, ticket.product, correction).await
+}
+
+/// The product of a cluster that exists and has not been merged away.
+async fn live_product(s: &AppState, id: &str) -> Result<String, ApiError> {
+    let cluster = s
+        .store
+        .cluster(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster", id))?;
+    if cluster.row.cluster_id != id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "merged",
+            format!(
+                "cluster `{id}` was merged into `{}`",
+                cluster.row.cluster_id
+            ),
+        ));
+    }
+    Ok(cluster.row.product)
+}
+
+async fn submit(
+    s: &AppState,
+    product: String,
+    correction: Correction,
+) -> Result<impl IntoResponse, ApiError> {
+    let intake = crate::intake::intake_of(s)?;
+    let request = CorrectionRequest {
+        product: product.clone(),
+        correction,
+        actor_role: "operator".to_string(),
+        requested_at: chrono::Utc::now(),
+    };
+    let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;
+    let record = Outgoing {
+        key: Some(product.into_bytes()),
+        payload,
+        headers: vec![(
+            CORRECTION_HEADER.into(),
+            CORRECTION_RECORD.as_bytes().to_vec(),
+        )],
+    };
+    intake
+        .writer
+        .send(&intake.topic, vec![record])
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": request}))))
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+}

@@ -1,0 +1,121 @@
+//! `bench-clustering`: the clustering stage alone (features, assignment, consolidation and
+//! detection, as the pipeline runs them), on one thread, over a stream resampled from a
+//! labelled file. Prints throughput, the time per ticket at 10k, 100k and 1M tickets, the
+//! clusters alive and peak memory. Sentence vectors are computed once per distinct text
+//! beforehand (they are stored with each ticket in the pipeline), so this measures clustering,
+//! not the encoder.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use sevloop_core::{ClusterConfig, Featurizer, FloorRule, Scope, TicketEvent};
+
+use crate::cli::{BenchClusteringArgs, FeatureSet};
+use crate::evaluation;
+
+pub async fn run(args: BenchClusteringArgs) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || bench(&args)).await?
+}
+
+fn bench(args: &BenchClusteringArgs) -> anyhow::Result<()> {
+    let corpus = evaluation::load_labelled(&args.file, 120)?;
+    let texts: Vec<String> = corpus
+        .tickets
+        .iter()
+        .map(sevloop_core::embedding_text)
+        .collect();
+    let dense = match args.features {
+        FeatureSet::Lexical => None,
+        _ => {
+            let dir = args
+                .model_dir
+                .clone()
+                .unwrap_or_else(sevloop_embed::default_model_dir);
+            let encoder = sevloop_embed::Encoder::load(&dir)?;
+            Some(evaluation::embed_cached(
+                &encoder,
+                &texts,
+                &evaluation::default_cache_dir(),
+            )?)
+        }
+    };
+    let runs: Vec<(&str, Option<&[Vec<f32>]>)> = match args.features {
+        FeatureSet::Semantic => vec![("semantic", dense.as_deref())],
+        FeatureSet::Lexical => vec![("lexical", None)],
+        FeatureSet::Both => vec![("semantic", dense.as_deref()), ("lexical", None)],
+    };
+    println!("| features | after tickets | tickets/s (cumulative) | µs/ticket (last interval) | clusters | peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    for (name, dense) in runs {
+        run_one(name, &corpus.tickets, dense, args)?;
+    }
+    Ok(())
+}
+
+/// Resamples the corpus (seeded) into a stream of `args.tickets`, 2 tickets a second of event
+/// time, each a distinct customer, and clusters it, reporting at each checkpoint.
+fn run_one(
+    name: &str,
+    source: &[TicketEvent],
+    dense: Option<&[Vec<f32>]>,
+    args: &BenchClusteringArgs,
+) -> anyhow::Result<()> {
+    let config = ClusterConfig::default();
+    let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&Utc);
+    let mut rng = args.seed.max(1);
+    let mut featurizer = Featurizer::default();
+    let mut scopes: HashMap<String, Scope> = HashMap::new();
+    let checkpoints = [10_000usize, 100_000, 1_000_000];
+    let started = Instant::now();
+    let mut last = (0usize, started);
+    for i in 0..args.tickets {
+        rng = xorshift(rng);
+        let pick = (rng % source.len() as u64) as usize;
+        let mut ticket = source[pick].clone();
+        ticket.ticket_id = format!("bench-{i}");
+        ticket.customer.id = format!("c-{i}");
+        ticket.event_time = start + Duration::milliseconds(500 * i as i64);
+        let features =
+            sevloop_core::ticket_features(&mut featurizer, &ticket, dense.map(|d| d[pick].clone()));
+        let scope = scopes.entry(ticket.product.clone()).or_insert_with(|| {
+            Scope::restore(
+                &ticket.product,
+                config.clone(),
+                FloorRule::default(),
+                Vec::new(),
+            )
+        });
+        scope.observe(&features, &ticket);
+        scope.take_touched();
+        let done = i + 1;
+        if checkpoints.contains(&done) || done == args.tickets {
+            let now = Instant::now();
+            let interval = now.duration_since(last.1).as_secs_f64() / (done - last.0) as f64;
+            let clusters: usize = scopes.values().map(|s| s.clusterer().len()).sum();
+            println!(
+                "| {name} | {done} | {:.0} | {:.2} | {clusters} | {} |",
+                done as f64 / started.elapsed().as_secs_f64(),
+                interval * 1e6,
+                peak_rss_mb().map_or("-".into(), |m| format!("{m:.0}")),
+            );
+            last = (done, now);
+        }
+    }
+    Ok(())
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// Peak resident memory of this process (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

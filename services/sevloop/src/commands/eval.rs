@@ -1,0 +1,200 @@
+//! `sevloop eval`: clustering quality on labelled data, online beside batch baselines.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use sevloop_core::ClusterConfig;
+use sevloop_eval::{BaselineConfig, Scores};
+
+use crate::cli::{EvalArgs, FeatureSet};
+use crate::evaluation::{self, Corpus};
+
+/// One line of the results table.
+#[derive(Debug, Serialize)]
+struct Row {
+    method: String,
+    #[serde(flatten)]
+    scores: Scores,
+    tickets_per_sec: f64,
+}
+
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || evaluate(&args)).await?
+}
+
+fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
+    let corpus = match &args.truth {
+        Some(truth) => evaluation::load_stream(&args.file, truth)?,
+        None => evaluation::load_labelled(&args.file, args.per_hour)?,
+    };
+    let config = match &args.config {
+        Some(path) => crate::config::Settings::load(Some(path))?.clustering,
+        None => ClusterConfig::default(),
+    };
+    eprintln!(
+        "eval: {} tickets, {} labels, file {}",
+        corpus.tickets.len(),
+        distinct(&corpus.labels),
+        args.file.display()
+    );
+    let mut rows = Vec::new();
+    if matches!(args.features, FeatureSet::Semantic | FeatureSet::Both) {
+        let dense = embed(args, &corpus)?;
+        rows.push(online(
+            "online, semantic + terms",
+            &corpus,
+            Some(&dense),
+            &config,
+        )?);
+    }
+    if matches!(args.features, FeatureSet::Lexical | FeatureSet::Both) {
+        rows.push(online("online, terms only", &corpus, None, &config)?);
+    }
+    if !args.no_baselines {
+        rows.extend(baselines(&corpus, args.seed)?);
+    }
+    print_table(&rows);
+    if args.truth.is_some() {
+        print_incidents(&corpus, &config, args)?;
+    }
+    if args.json {
+        let first = &rows[0];
+        let line = serde_json::json!({
+            "nmi": first.scores.nmi, "ari": first.scores.ari,
+            "homogeneity": first.scores.homogeneity, "completeness": first.scores.completeness,
+            "clusters": first.scores.clusters, "labels": first.scores.labels,
+            "tickets_per_sec": first.tickets_per_sec, "method": first.method,
+            "rows": rows,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn embed(args: &EvalArgs, corpus: &Corpus) -> anyhow::Result<Vec<Vec<f32>>> {
+    let dir = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(sevloop_embed::default_model_dir);
+    let encoder = sevloop_embed::Encoder::load(&dir)
+        .context("semantic features need the model (or pass --features lexical)")?;
+    let texts: Vec<String> = corpus
+        .tickets
+        .iter()
+        .map(sevloop_core::embedding_text)
+        .collect();
+    evaluation::embed_cached(&encoder, &texts, &evaluation::default_cache_dir())
+}
+
+fn online(
+    method: &str,
+    corpus: &Corpus,
+    dense: Option<&[Vec<f32>]>,
+    config: &ClusterConfig,
+) -> anyhow::Result<Row> {
+    let total = corpus.tickets.len();
+    let started = Instant::now();
+    let run = evaluation::run_online(corpus, dense, config, |done| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprintln!("{method}: {done}/{total} tickets ({rate:.0}/s)");
+    });
+    Ok(Row {
+        method: method.to_string(),
+        scores: sevloop_eval::score(&corpus.labels, &run.clusters)?,
+        tickets_per_sec: total as f64 / run.seconds.max(1e-9),
+    })
+}
+
+/// The batch baselines on the same texts, k = the true number of labels.
+fn baselines(corpus: &Corpus, seed: u64) -> anyhow::Result<Vec<Row>> {
+    let texts: Vec<String> = corpus.tickets.iter().map(|t| t.text()).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let k = distinct(&corpus.labels);
+    let mut rows = Vec::new();
+    for (method, lsa_dims) in [
+        ("batch TF-IDF + KMeans (k given)", None),
+        ("batch TF-IDF + LSA 100 + KMeans (k given)", Some(100)),
+    ] {
+        eprintln!("{method}: running");
+        let config = BaselineConfig {
+            k,
+            seed,
+            max_terms: 2000,
+            lsa_dims,
+        };
+        let started = Instant::now();
+        let assigned = sevloop_eval::tfidf_kmeans(&refs, &config)?;
+        let seconds = started.elapsed().as_secs_f64();
+        rows.push(Row {
+            method: method.to_string(),
+            scores: sevloop_eval::score(&corpus.labels, &assigned)?,
+            tickets_per_sec: texts.len() as f64 / seconds.max(1e-9),
+        });
+    }
+    Ok(rows)
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| method | NMI | ARI | homogeneity | completeness | clusters | labels | tickets/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let s = &r.scores;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {:.0} |",
+            r.method,
+            s.nmi,
+            s.ari,
+            s.homogeneity,
+            s.completeness,
+            s.clusters,
+            s.labels,
+            r.tickets_per_sec
+        );
+    }
+}
+
+/// For streams: how much of each injected incident landed in its largest cluster.
+fn print_incidents(corpus: &Corpus, config: &ClusterConfig, args: &EvalArgs) -> anyhow::Result<()> {
+    let dense = match args.features {
+        FeatureSet::Lexical => None,
+        _ => Some(embed(args, corpus)?),
+    };
+    let run = evaluation::run_online(corpus, dense.as_deref(), config, |_| {});
+    let mut by_label: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for (i, cluster) in run
+        .clusters
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| corpus.injected[*i])
+    {
+        *by_label
+            .entry(&corpus.labels[i])
+            .or_default()
+            .entry(cluster)
+            .or_default() += 1;
+    }
+    println!("\n| injected incident | tickets | largest cluster | share |");
+    println!("|---|---|---|---|");
+    for (label, clusters) in by_label {
+        let total: usize = clusters.values().sum();
+        let (cluster, most) = clusters
+            .iter()
+            .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+            .map(|(c, n)| (*c, *n))
+            .unwrap_or(("-", 0));
+        println!(
+            "| {label} | {total} | {cluster} | {:.0}% |",
+            100.0 * most as f64 / total.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+fn distinct(labels: &[String]) -> usize {
+    labels
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}

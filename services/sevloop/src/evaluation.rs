@@ -1,0 +1,220 @@
+//! Running the online clustering over a labelled corpus, as `eval` and `bench` do: the same
+//! features, scopes and consolidation as the pipeline, without the log and the database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sevloop_core::{ClusterConfig, Featurizer, FloorRule, Scope, TicketEvent};
+use sevloop_embed::Encoder;
+use sha2::{Digest, Sha256};
+
+/// Tickets in stream order with their labels (read only to score).
+pub struct Corpus {
+    pub tickets: Vec<TicketEvent>,
+    pub labels: Vec<String>,
+    /// Which tickets an incident injected (streams only).
+    pub injected: Vec<bool>,
+}
+
+/// A labelled file (`{"id","text","label"}` lines) as a stream: one product, tickets
+/// `3600 / per_hour` seconds apart from a fixed start, each from its own customer.
+pub fn load_labelled(path: &Path, per_hour: u32) -> anyhow::Result<Corpus> {
+    let rows = sevloop_eval::read_labelled(path)?;
+    let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&Utc);
+    let gap_ms = 3_600_000 / i64::from(per_hour.max(1));
+    let mut corpus = Corpus {
+        tickets: Vec::new(),
+        labels: Vec::new(),
+        injected: Vec::new(),
+    };
+    for (i, row) in rows.into_iter().enumerate() {
+        let at = start + Duration::milliseconds(gap_ms * i as i64);
+        let event = json!({
+            "ticket_id": row.id, "event": "created", "event_time": at.to_rfc3339(),
+            "subject": "", "body": row.text, "product": "eval", "component": null, "tags": [],
+            "customer": {"id": format!("eval-{i}"), "tier": "free"},
+            "channel": "email", "source": "eval",
+        });
+        let ticket = TicketEvent::from_value(event)
+            .with_context(|| format!("{}: row {} is not a valid ticket", path.display(), i + 1))?;
+        corpus.tickets.push(ticket);
+        corpus.labels.push(row.label);
+        corpus.injected.push(false);
+    }
+    Ok(corpus)
+}
+
+/// A ticket.v1 stream and its truth file; only each ticket's first event is a complaint.
+pub fn load_stream(path: &Path, truth: &Path) -> anyhow::Result<Corpus> {
+    let labels = sevloop_eval::read_truth(truth)?;
+    let injected = read_injected(truth)?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut corpus = Corpus {
+        tickets: Vec::new(),
+        labels: Vec::new(),
+        injected: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let ticket = TicketEvent::parse(line.as_bytes())
+            .with_context(|| format!("{} line {}", path.display(), n + 1))?;
+        if !seen.insert(ticket.ticket_id.clone()) {
+            continue;
+        }
+        let label = labels.get(&ticket.ticket_id).with_context(|| {
+            format!(
+                "{} has no label for ticket {}",
+                truth.display(),
+                ticket.ticket_id
+            )
+        })?;
+        corpus.labels.push(label.clone());
+        corpus
+            .injected
+            .push(injected.get(&ticket.ticket_id).copied().unwrap_or(false));
+        corpus.tickets.push(ticket);
+    }
+    Ok(corpus)
+}
+
+fn read_injected(truth: &Path) -> anyhow::Result<BTreeMap<String, bool>> {
+    let text = std::fs::read_to_string(truth)?;
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if let (Some(id), Some(inj)) = (v["ticket_id"].as_str(), v["injected"].as_bool()) {
+            out.insert(id.to_string(), inj);
+        }
+    }
+    Ok(out)
+}
+
+/// The online pass: each ticket's final cluster (after every merge), and the time it took.
+pub struct Online {
+    pub clusters: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Clusters the corpus in order, one scope per product, exactly as the pipeline does.
+pub fn run_online(
+    corpus: &Corpus,
+    dense: Option<&[Vec<f32>]>,
+    config: &ClusterConfig,
+    mut progress: impl FnMut(usize),
+) -> Online {
+    let mut featurizer = Featurizer::default();
+    let mut scopes: HashMap<String, Scope> = HashMap::new();
+    let mut assigned = Vec::with_capacity(corpus.tickets.len());
+    let started = Instant::now();
+    for (i, ticket) in corpus.tickets.iter().enumerate() {
+        let vector = dense.map(|d| d[i].clone());
+        let features = sevloop_core::ticket_features(&mut featurizer, ticket, vector);
+        let scope = scopes.entry(ticket.product.clone()).or_insert_with(|| {
+            Scope::restore(
+                &ticket.product,
+                config.clone(),
+                FloorRule::default(),
+                Vec::new(),
+            )
+        });
+        let obs = scope.observe(&features, ticket);
+        scope.take_touched();
+        assigned.push((ticket.product.clone(), obs.seq));
+        if (i + 1) % 2000 == 0 {
+            progress(i + 1);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let clusters = assigned
+        .into_iter()
+        .map(|(product, seq)| {
+            let live = scopes[&product].clusterer().resolve(seq);
+            sevloop_core::cluster::cluster_id(&product, live)
+        })
+        .collect();
+    Online { clusters, seconds }
+}
+
+/// Sentence vectors for `texts`, from a cache file when this model has embedded exactly these
+/// texts before (embedding is the expensive step; evaluation and benchmarks reuse it).
+pub fn embed_cached(
+    encoder: &Encoder,
+    texts: &[String],
+    cache_dir: &Path,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let path = cache_path(encoder, texts, cache_dir);
+    if let Some(vectors) = read_cache(&path, texts.len(), encoder.dim()) {
+        eprintln!("embeddings: {} from cache {}", texts.len(), path.display());
+        return Ok(vectors);
+    }
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(1024) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        out.extend(encoder.encode(&refs)?);
+        let rate = out.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprintln!(
+            "embeddings: {}/{} ({rate:.0} texts/s)",
+            out.len(),
+            texts.len()
+        );
+    }
+    write_cache(&path, &out).with_context(|| format!("write {}", path.display()))?;
+    Ok(out)
+}
+
+fn cache_path(encoder: &Encoder, texts: &[String], dir: &Path) -> PathBuf {
+    let mut h = Sha256::new();
+    for t in texts {
+        h.update(t.as_bytes());
+        h.update([0u8]);
+    }
+    let digest: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    dir.join(format!("{}-{digest}.f32", encoder.model_id()))
+}
+
+fn read_cache(path: &Path, n: usize, dim: usize) -> Option<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() != n * dim * 4 {
+        return None;
+    }
+    let floats: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Some(floats.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+}
+
+fn write_cache(path: &Path, vectors: &[Vec<f32>]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for x in vectors.iter().flatten() {
+        f.write_all(&x.to_le_bytes())?;
+    }
+    f.into_inner()?.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// Where `eval` and `bench` keep embeddings: `$SEVLOOP_CACHE_DIR` or `~/.cache/sevloop`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("SEVLOOP_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sevloop")))
+        .unwrap_or_else(|| PathBuf::from(".sevloop-cache"))
+        .join("embeddings")
+}
