@@ -41,22 +41,6 @@ async fn processed(sevloop: &Sevloop, ticket_id: &str) {
     .await;
 }
 
-fn up(data: &std::path::Path, config: &std::path::Path, port: u16) -> Sevloop {
-    let listen = format!("127.0.0.1:{port}");
-    Sevloop::spawn(
-        &[
-            "up",
-            "--data-dir",
-            data.to_str().unwrap_or_default(),
-            "--listen",
-            &listen,
-            "--config",
-            config.to_str().unwrap_or_default(),
-        ],
-        port,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrections_stick_across_restart_consolidation_and_later_tickets() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -64,7 +48,7 @@ async fn corrections_stick_across_restart_consolidation_and_later_tickets() {
     std::fs::write(&config, "[encoder]\nenabled = true\n").expect("config");
     let data = dir.path().join("data");
     let port = free_port();
-    let mut sevloop = up(&data, &config, port);
+    let mut sevloop = Sevloop::up(&data, &config, port);
     sevloop.wait_healthy().await;
 
     let declined = "My card was declined at the checkout";
@@ -156,7 +140,7 @@ async fn corrections_stick_across_restart_consolidation_and_later_tickets() {
     // After a restart, and hours of event time later (consolidation rounds run, strays fold),
     // the corrections hold, and tickets like the split ones go to the split cluster.
     sevloop.stop();
-    let mut sevloop = up(&data, &config, port);
+    let mut sevloop = Sevloop::up(&data, &config, port);
     sevloop.wait_healthy().await;
     assert_eq!(cluster_of(&sevloop, "declined-3").await, split_cluster);
     assert_eq!(cluster_of(&sevloop, "address-1").await, merged);

@@ -22,21 +22,7 @@ async fn up(receiver: &Receiver) -> (Sevloop, tempfile::TempDir) {
         ),
     )
     .expect("config");
-    let port = free_port();
-    let data = dir.path().join("data");
-    let listen = format!("127.0.0.1:{port}");
-    let sevloop = Sevloop::spawn(
-        &[
-            "up",
-            "--data-dir",
-            data.to_str().unwrap_or_default(),
-            "--listen",
-            &listen,
-            "--config",
-            config.to_str().unwrap_or_default(),
-        ],
-        port,
-    );
+    let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
     sevloop.wait_healthy().await;
     (sevloop, dir)
 }

@@ -109,6 +109,23 @@ impl Sevloop {
         }
     }
 
+    /// `sevloop up` (the embedded mode) on `data` with the settings file `config`.
+    pub fn up(data: &Path, config: &Path, port: u16) -> Self {
+        let listen = format!("127.0.0.1:{port}");
+        Sevloop::spawn(
+            &[
+                "up",
+                "--data-dir",
+                data.to_str().unwrap_or_default(),
+                "--listen",
+                &listen,
+                "--config",
+                config.to_str().unwrap_or_default(),
+            ],
+            port,
+        )
+    }
+
     /// `sevloop serve --config FILE` with the given config text.
     pub fn serve(config: &Config) -> Self {
         let path = config.write();

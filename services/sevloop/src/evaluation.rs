@@ -104,42 +104,80 @@ pub struct Online {
     pub seconds: f64,
 }
 
-/// Clusters the corpus in order, one scope per product, exactly as the pipeline does.
+/// The clustering stage without log or database: one scope per product, fed in stream order,
+/// exactly as the pipeline feeds it.
+pub struct OnlineClustering {
+    config: ClusterConfig,
+    featurizer: Featurizer,
+    scopes: HashMap<String, Scope>,
+}
+
+impl OnlineClustering {
+    pub fn new(config: ClusterConfig) -> Self {
+        OnlineClustering {
+            config,
+            featurizer: Featurizer::default(),
+            scopes: HashMap::new(),
+        }
+    }
+
+    /// Clusters one new ticket; returns its cluster's seq within its product.
+    pub fn observe(&mut self, ticket: &TicketEvent, dense: Option<Vec<f32>>) -> u64 {
+        let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
+        let config = &self.config;
+        let scope = self
+            .scopes
+            .entry(ticket.product.clone())
+            .or_insert_with(|| {
+                Scope::restore(
+                    &ticket.product,
+                    config.clone(),
+                    FloorRule::default(),
+                    Vec::new(),
+                )
+            });
+        let seq = scope.observe(&features, ticket).seq;
+        scope.take_touched();
+        seq
+    }
+
+    /// The live cluster a ticket assigned to `seq` belongs to now (after merges).
+    pub fn final_cluster(&self, product: &str, seq: u64) -> String {
+        let live = self
+            .scopes
+            .get(product)
+            .map_or(seq, |s| s.clusterer().resolve(seq));
+        sevloop_core::cluster::cluster_id(product, live)
+    }
+
+    /// Live clusters across products.
+    pub fn clusters(&self) -> usize {
+        self.scopes.values().map(|s| s.clusterer().len()).sum()
+    }
+}
+
+/// Clusters the corpus in order and reports each ticket's final cluster.
 pub fn run_online(
     corpus: &Corpus,
     dense: Option<&[Vec<f32>]>,
     config: &ClusterConfig,
     mut progress: impl FnMut(usize),
 ) -> Online {
-    let mut featurizer = Featurizer::default();
-    let mut scopes: HashMap<String, Scope> = HashMap::new();
+    let mut online = OnlineClustering::new(config.clone());
     let mut assigned = Vec::with_capacity(corpus.tickets.len());
     let started = Instant::now();
     for (i, ticket) in corpus.tickets.iter().enumerate() {
-        let vector = dense.map(|d| d[i].clone());
-        let features = sevloop_core::ticket_features(&mut featurizer, ticket, vector);
-        let scope = scopes.entry(ticket.product.clone()).or_insert_with(|| {
-            Scope::restore(
-                &ticket.product,
-                config.clone(),
-                FloorRule::default(),
-                Vec::new(),
-            )
-        });
-        let obs = scope.observe(&features, ticket);
-        scope.take_touched();
-        assigned.push((ticket.product.clone(), obs.seq));
+        assigned.push(online.observe(ticket, dense.map(|d| d[i].clone())));
         if (i + 1) % 2000 == 0 {
             progress(i + 1);
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let clusters = assigned
-        .into_iter()
-        .map(|(product, seq)| {
-            let live = scopes[&product].clusterer().resolve(seq);
-            sevloop_core::cluster::cluster_id(&product, live)
-        })
+    let clusters = corpus
+        .tickets
+        .iter()
+        .zip(assigned)
+        .map(|(t, seq)| online.final_cluster(&t.product, seq))
         .collect();
     Online { clusters, seconds }
 }

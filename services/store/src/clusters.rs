@@ -66,7 +66,7 @@ pub async fn load_clusters(
             .fetch_all(conn)
             .await
             .map_err(|e| StoreError::sql(format!("load clusters of {product}"), e))?;
-    rows.iter().map(|row| parse_checkpoint(row)).collect()
+    rows.iter().map(parse_checkpoint).collect()
 }
 
 fn parse_checkpoint(row: &AnyRow) -> Result<ClusterCheckpoint, StoreError> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{add_terms, duration, vector, Cluster, Clusterer};
+use super::{add_terms, duration, vector, Cluster, Clusterer, Features};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,15 +199,18 @@ impl Clusterer {
 
     /// Candidate neighbours of a cluster, from the same indexes tickets use.
     fn neighbours(&self, k: &Cluster) -> BTreeSet<u64> {
-        let max = self.config.max_candidates;
         if let (Some(lsh), false) = (&self.lsh, k.projections.is_empty()) {
-            return lsh.candidates(&k.projections, max);
+            return lsh.candidates(&k.projections, self.config.max_candidates);
         }
-        let mut out = BTreeSet::new();
-        for term in k.centroid.keys() {
-            out.extend(self.postings.get(term).into_iter().flatten());
-        }
-        out.into_iter().take(max).collect()
+        // The same bounded retrieval a ticket gets, with the centroid as the query.
+        let query = Features {
+            terms: crate::text::TermVector {
+                weights: k.centroid.clone(),
+                surface: Default::default(),
+            },
+            dense: None,
+        };
+        self.candidates(&query, None)
     }
 
     /// Merges two clusters: the larger survives (the older on a tie).

@@ -5,14 +5,13 @@
 //! beforehand (they are stored with each ticket in the pipeline), so this measures clustering,
 //! not the encoder.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use sevloop_core::{ClusterConfig, Featurizer, FloorRule, Scope, TicketEvent};
+use sevloop_core::{ClusterConfig, TicketEvent};
 
 use crate::cli::{BenchClusteringArgs, FeatureSet};
-use crate::evaluation;
+use crate::evaluation::{self, OnlineClustering};
 
 pub async fn run(args: BenchClusteringArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || bench(&args)).await?
@@ -61,11 +60,9 @@ fn run_one(
     dense: Option<&[Vec<f32>]>,
     args: &BenchClusteringArgs,
 ) -> anyhow::Result<()> {
-    let config = ClusterConfig::default();
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&Utc);
     let mut rng = args.seed.max(1);
-    let mut featurizer = Featurizer::default();
-    let mut scopes: HashMap<String, Scope> = HashMap::new();
+    let mut online = OnlineClustering::new(ClusterConfig::default());
     let checkpoints = [10_000usize, 100_000, 1_000_000];
     let started = Instant::now();
     let mut last = (0usize, started);
@@ -76,23 +73,12 @@ fn run_one(
         ticket.ticket_id = format!("bench-{i}");
         ticket.customer.id = format!("c-{i}");
         ticket.event_time = start + Duration::milliseconds(500 * i as i64);
-        let features =
-            sevloop_core::ticket_features(&mut featurizer, &ticket, dense.map(|d| d[pick].clone()));
-        let scope = scopes.entry(ticket.product.clone()).or_insert_with(|| {
-            Scope::restore(
-                &ticket.product,
-                config.clone(),
-                FloorRule::default(),
-                Vec::new(),
-            )
-        });
-        scope.observe(&features, &ticket);
-        scope.take_touched();
+        online.observe(&ticket, dense.map(|d| d[pick].clone()));
         let done = i + 1;
         if checkpoints.contains(&done) || done == args.tickets {
             let now = Instant::now();
             let interval = now.duration_since(last.1).as_secs_f64() / (done - last.0) as f64;
-            let clusters: usize = scopes.values().map(|s| s.clusterer().len()).sum();
+            let clusters = online.clusters();
             println!(
                 "| {name} | {done} | {:.0} | {:.2} | {clusters} | {} |",
                 done as f64 / started.elapsed().as_secs_f64(),

@@ -70,6 +70,9 @@ struct Item {
 }
 
 /// What a record of the ticket log carries.
+// Tickets are the common case; boxing them to even out the variants would cost an allocation
+// per record for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Body {
     Ticket(TicketEvent),
     Correction(CorrectionRequest),
