@@ -137,12 +137,33 @@ async fn corrections_stick_across_restart_consolidation_and_later_tickets() {
     .await;
     assert_eq!(status, 404);
 
+    // A person moves one ticket; a move to a cluster that does not exist is refused.
+    let (status, body) = post(
+        &sevloop,
+        "/api/v1/tickets/declined-1/move",
+        json!({"to_cluster_id": split_cluster}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the move to apply", Duration::from_secs(30), || async {
+        (cluster_of(&sevloop, "declined-1").await == split_cluster).then_some(())
+    })
+    .await;
+    let (status, _) = post(
+        &sevloop,
+        "/api/v1/tickets/declined-0/move",
+        json!({"to_cluster_id": "cards:999"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+
     // After a restart, and hours of event time later (consolidation rounds run, strays fold),
     // the corrections hold, and tickets like the split ones go to the split cluster.
     sevloop.stop();
     let mut sevloop = Sevloop::up(&data, &config, port);
     sevloop.wait_healthy().await;
     assert_eq!(cluster_of(&sevloop, "declined-3").await, split_cluster);
+    assert_eq!(cluster_of(&sevloop, "declined-1").await, split_cluster);
     assert_eq!(cluster_of(&sevloop, "address-1").await, merged);
     let later = vec![
         ticket("late-declined", 9 * 60, declined),

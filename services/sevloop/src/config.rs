@@ -235,6 +235,12 @@ mod tests {
         let s = Settings::load(Some(path)).unwrap();
         assert!(s.kafka.is_some());
         assert!(s.database.url.starts_with("postgres://"));
+        assert!(s.encoder.enabled);
+        assert_eq!(s.clustering.consolidation.stray_size, 4);
+        assert_eq!(
+            s.clustering.consolidation.every,
+            Duration::from_secs(15 * 60)
+        );
     }
 
     #[test]
