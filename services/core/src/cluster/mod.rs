@@ -129,6 +129,8 @@ pub struct Clusterer {
     next_seq: u64,
     postings: HashMap<String, BTreeSet<u64>>,
     lsh: Option<Lsh>,
+    /// Norms of the clusters' vector sums, refreshed wherever a sum changes (scoring hot path).
+    norms: HashMap<u64, f32>,
 }
 
 impl Clusterer {
@@ -142,6 +144,7 @@ impl Clusterer {
             next_seq: 1,
             postings: HashMap::new(),
             lsh: None,
+            norms: HashMap::new(),
         }
     }
 
@@ -206,11 +209,12 @@ impl Clusterer {
         at: DateTime<Utc>,
     ) -> (u64, Assignment) {
         let projections = self.project(f);
+        let query = self.weighted(&f.terms);
         let best = self
             .candidates(f, projections.as_deref())
             .into_iter()
             .filter_map(|seq| {
-                let (sim, threshold) = self.score(self.clusters.get(&seq)?, f);
+                let (sim, threshold) = self.score(self.clusters.get(&seq)?, f, &query);
                 Some((seq, sim, sim - threshold))
             })
             .max_by(|a, b| a.2.total_cmp(&b.2).then_with(|| b.0.cmp(&a.0)));
@@ -263,10 +267,14 @@ impl Clusterer {
     }
 
     /// A ticket's similarity to a cluster and the threshold that similarity must reach.
-    fn score(&self, c: &Cluster, f: &Features) -> (f32, f32) {
+    fn score(&self, c: &Cluster, f: &Features, query: &Weighted) -> (f32, f32) {
         match (&c.dense, &f.dense) {
             (Some(sum), Some(v)) => {
-                let n = vector::norm(sum);
+                let n = self
+                    .norms
+                    .get(&c.seq)
+                    .copied()
+                    .unwrap_or_else(|| vector::norm(sum));
                 let sim = if n == 0.0 {
                     0.0
                 } else {
@@ -275,29 +283,21 @@ impl Clusterer {
                 (sim, self.config.semantic_threshold)
             }
             _ => (
-                self.lexical_similarity(c, &f.terms),
+                lexical_similarity(c, query),
                 self.config.similarity_threshold,
             ),
         }
     }
 
-    /// Cosine of the ticket's idf-weighted terms to the centroid.
-    fn lexical_similarity(&self, c: &Cluster, v: &TermVector) -> f32 {
-        let weighted: Vec<(&String, f32)> = v
+    /// A ticket's terms weighted by idf, with their norm: computed once per ticket.
+    fn weighted<'a>(&self, v: &'a TermVector) -> Weighted<'a> {
+        let terms: Vec<(&String, f32)> = v
             .weights
             .iter()
             .map(|(t, w)| (t, w * self.idf(t)))
             .collect();
-        let vn = weighted.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        let cn = c.centroid.values().map(|w| w * w).sum::<f32>().sqrt();
-        if vn == 0.0 || cn == 0.0 {
-            return 0.0;
-        }
-        let dot: f32 = weighted
-            .iter()
-            .filter_map(|(t, w)| c.centroid.get(*t).map(|x| x * w))
-            .sum();
-        dot / (vn * cn)
+        let norm = terms.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        Weighted { terms, norm }
     }
 
     /// Terms of `v` that the centroid shares, most contributing first.
@@ -439,11 +439,19 @@ impl Clusterer {
         if let Some(lsh) = self.lsh.as_mut() {
             lsh.remove(seq);
         }
+        self.norms.remove(&seq);
         Some(cluster)
     }
 
+    /// Refreshes what derives from a cluster's vector sum: its norm and its LSH buckets.
     fn reindex_dense(&mut self, seq: u64) {
-        if let (Some(lsh), Some(c)) = (self.lsh.as_mut(), self.clusters.get(&seq)) {
+        let Some(c) = self.clusters.get(&seq) else {
+            return;
+        };
+        if let Some(sum) = &c.dense {
+            self.norms.insert(seq, vector::norm(sum));
+        }
+        if let Some(lsh) = self.lsh.as_mut() {
             if c.projections.len() == lsh.project_len() {
                 lsh.insert(seq, &c.projections);
             }
@@ -502,6 +510,26 @@ fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
     c.surface.retain(|t, _| centroid.contains_key(t));
     added.retain(|t| c.centroid.contains_key(t));
     added
+}
+
+/// A ticket's idf-weighted terms and their norm.
+struct Weighted<'a> {
+    terms: Vec<(&'a String, f32)>,
+    norm: f32,
+}
+
+/// Cosine of a ticket's idf-weighted terms to a centroid.
+fn lexical_similarity(c: &Cluster, query: &Weighted) -> f32 {
+    let cn = c.centroid.values().map(|w| w * w).sum::<f32>().sqrt();
+    if query.norm == 0.0 || cn == 0.0 {
+        return 0.0;
+    }
+    let dot: f32 = query
+        .terms
+        .iter()
+        .filter_map(|(t, w)| c.centroid.get(*t).map(|x| x * w))
+        .sum();
+    dot / (query.norm * cn)
 }
 
 /// Cosine similarity of two sparse vectors.
