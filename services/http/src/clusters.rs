@@ -153,22 +153,19 @@ pub(crate) async fn move_ticket(
 
 /// The product of a cluster that exists and has not been merged away.
 async fn live_product(s: &AppState, id: &str) -> Result<String, ApiError> {
-    let cluster = s
+    let live = s
         .store
-        .cluster(id)
+        .live_cluster(id)
         .await?
         .ok_or_else(|| ApiError::not_found("cluster", id))?;
-    if cluster.row.cluster_id != id {
+    if live.cluster_id != id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "merged",
-            format!(
-                "cluster `{id}` was merged into `{}`",
-                cluster.row.cluster_id
-            ),
+            format!("cluster `{id}` was merged into `{}`", live.cluster_id),
         ));
     }
-    Ok(cluster.row.product)
+    Ok(live.product)
 }
 
 async fn submit(

@@ -221,6 +221,13 @@ pub struct Exemplar {
     pub body: String,
 }
 
+/// The live cluster an id resolves to, and its product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCluster {
+    pub cluster_id: String,
+    pub product: String,
+}
+
 /// One cluster with its explanation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterDetail {
@@ -282,22 +289,18 @@ impl Store {
 
     /// One cluster by id; a merged-away id answers with the cluster it went into.
     pub async fn cluster(&self, cluster_id: &str) -> Result<Option<ClusterDetail>, StoreError> {
-        let live: Option<String> = sqlx::query_scalar(
-            "SELECT COALESCE(merged_into, cluster_id) FROM clusters WHERE cluster_id = $1",
-        )
-        .bind(cluster_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| StoreError::sql(format!("resolve cluster {cluster_id}"), e))?;
-        let Some(live) = live else { return Ok(None) };
-        let mut conn = self.conn().await?;
+        let Some(LiveCluster {
+            cluster_id: live, ..
+        }) = self.live_cluster(cluster_id).await?
+        else {
+            return Ok(None);
+        };
         let row = sqlx::query("SELECT cluster_id, checkpoint FROM clusters WHERE cluster_id = $1")
             .bind(&live)
-            .fetch_one(&mut *conn)
+            .fetch_one(self.pool())
             .await
             .map_err(|e| StoreError::sql(format!("read cluster {live}"), e))?;
         let cp = parse_checkpoint(&row)?;
-        drop(conn);
         let one = ClusterFilter {
             limit: 1,
             ..ClusterFilter::default()
@@ -325,6 +328,25 @@ impl Store {
                 .map(|seq| sevloop_core::cluster::cluster_id(product, *seq))
                 .collect(),
         }))
+    }
+
+    /// Where a cluster id leads now (itself, or the cluster it was merged into) and its
+    /// product: one indexed lookup, for callers that need no more than that.
+    pub async fn live_cluster(&self, cluster_id: &str) -> Result<Option<LiveCluster>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(merged_into, cluster_id) AS live, product FROM clusters WHERE cluster_id = $1",
+        )
+        .bind(cluster_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("resolve cluster {cluster_id}"), e))?;
+        row.map(|r| {
+            Ok(LiveCluster {
+                cluster_id: get(&r, "live")?,
+                product: get(&r, "product")?,
+            })
+        })
+        .transpose()
     }
 
     async fn exemplars(&self, cp: &ClusterCheckpoint) -> Result<Vec<Exemplar>, StoreError> {

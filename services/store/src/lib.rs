@@ -22,7 +22,8 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Transaction};
 
 pub use clusters::{
     load_clusters, record_correction, save_clusters, set_ticket_cluster, ticket_members,
-    ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, Member,
+    ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, LiveCluster,
+    Member,
 };
 pub use error::StoreError;
 pub use offsets::{advance_offset, read_offset, stored_offsets};

@@ -39,10 +39,11 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         distinct(&corpus.labels),
         args.file.display()
     );
-    let mut rows = Vec::new();
+    // Each online run's final clusters; the first run is the headline.
+    let mut runs = Vec::new();
     if matches!(args.features, FeatureSet::Semantic | FeatureSet::Both) {
         let dense = embed(args, &corpus)?;
-        rows.push(online(
+        runs.push(online(
             "online, semantic + terms",
             &corpus,
             Some(&dense),
@@ -50,14 +51,19 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         )?);
     }
     if matches!(args.features, FeatureSet::Lexical | FeatureSet::Both) {
-        rows.push(online("online, terms only", &corpus, None, &config)?);
+        runs.push(online("online, terms only", &corpus, None, &config)?);
     }
+    let headline = runs
+        .first()
+        .map(|(_, clusters)| clusters.clone())
+        .unwrap_or_default();
+    let mut rows: Vec<Row> = runs.into_iter().map(|(row, _)| row).collect();
     if !args.no_baselines {
         rows.extend(baselines(&corpus, args.seed)?);
     }
     print_table(&rows);
     if args.truth.is_some() {
-        print_incidents(&corpus, &config, args)?;
+        print_incidents(&corpus, &headline);
     }
     if args.json {
         let first = &rows[0];
@@ -93,18 +99,19 @@ fn online(
     corpus: &Corpus,
     dense: Option<&[Vec<f32>]>,
     config: &ClusterConfig,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<(Row, Vec<String>)> {
     let total = corpus.tickets.len();
     let started = Instant::now();
     let run = evaluation::run_online(corpus, dense, config, |done| {
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         eprintln!("{method}: {done}/{total} tickets ({rate:.0}/s)");
     });
-    Ok(Row {
+    let row = Row {
         method: method.to_string(),
         scores: sevloop_eval::score(&corpus.labels, &run.clusters)?,
         tickets_per_sec: total as f64 / run.seconds.max(1e-9),
-    })
+    };
+    Ok((row, run.clusters))
 }
 
 /// The batch baselines on the same texts, k = the true number of labels.
@@ -155,16 +162,11 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// For streams: how much of each injected incident landed in its largest cluster.
-fn print_incidents(corpus: &Corpus, config: &ClusterConfig, args: &EvalArgs) -> anyhow::Result<()> {
-    let dense = match args.features {
-        FeatureSet::Lexical => None,
-        _ => Some(embed(args, corpus)?),
-    };
-    let run = evaluation::run_online(corpus, dense.as_deref(), config, |_| {});
+/// For streams: how much of each injected incident landed in its largest cluster (of the
+/// headline run, reused rather than clustered again).
+fn print_incidents(corpus: &Corpus, clusters: &[String]) {
     let mut by_label: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
-    for (i, cluster) in run
-        .clusters
+    for (i, cluster) in clusters
         .iter()
         .enumerate()
         .filter(|(i, _)| corpus.injected[*i])
@@ -189,7 +191,6 @@ fn print_incidents(corpus: &Corpus, config: &ClusterConfig, args: &EvalArgs) -> 
             100.0 * most as f64 / total.max(1) as f64
         );
     }
-    Ok(())
 }
 
 fn distinct(labels: &[String]) -> usize {
