@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod detect;
+pub mod redact;
 pub mod routing;
 pub mod scope;
 pub mod sev;
