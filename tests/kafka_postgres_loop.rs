@@ -141,7 +141,7 @@ async fn opens_exactly_one_sev_for_a_burst_among_10000_tickets_and_notifies_the_
     )
     .await;
     let (headers, body) = &delivered[0];
-    assert_eq!(body["sev"]["id"], json!(sev_id));
+    assert_eq!(body["data"]["sev_id"], json!(sev_id));
     assert!(
         headers.get("idempotency-key").is_some(),
         "notification carries an idempotency key"

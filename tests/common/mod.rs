@@ -211,9 +211,11 @@ impl Config {
     }
 
     pub fn toml(&self) -> String {
+        let catalog = self.dir.path().join("catalog.toml");
         let mut t = format!(
-            "data_dir = {data:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n\
+            "catalog = {catalog:?}\ndata_dir = {data:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {db:?}\n\
              [pipeline]\ntickets_topic = {topic:?}\ndlq_topic = {dlq:?}\nindex_commit_interval = \"200ms\"\n",
+            catalog = catalog.display().to_string(),
             data = self.dir.path().display().to_string(),
             port = self.port,
             db = self.database_url,
@@ -225,15 +227,12 @@ impl Config {
                 "[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\ninstance_id = \"{group}-1\"\n"
             ));
         }
-        if let Some(url) = &self.webhook {
-            t.push_str(&format!(
-                "[[notify.webhooks]]\nname = \"test\"\nurl = {url:?}\n"
-            ));
-        }
         t
     }
 
     pub fn write(&self) -> PathBuf {
+        let catalog = self.dir.path().join("catalog.toml");
+        std::fs::write(&catalog, catalog_toml(self.webhook.as_deref())).expect("catalog written");
         let path = self.dir.path().join("sevloop.toml");
         std::fs::write(&path, self.toml()).expect("config written");
         path
@@ -242,6 +241,19 @@ impl Config {
     pub fn index_dir(&self) -> PathBuf {
         self.dir.path().join("index")
     }
+}
+
+/// A catalog that sends everything to `triage` and, given a URL, tells a generic webhook
+/// named `test` about every SEV.
+pub fn catalog_toml(webhook: Option<&str>) -> String {
+    let mut t = String::from("default_team = \"triage\"\n");
+    if let Some(url) = webhook {
+        t.push_str(&format!(
+            "broadcast = [\"test\"]\n[channels.test]\nkind = \"webhook\"\nurl = {url:?}\n"
+        ));
+    }
+    t.push_str("[teams.triage]\n");
+    t
 }
 
 /// A webhook receiver on loopback that records every request.

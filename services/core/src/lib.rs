@@ -3,21 +3,29 @@
 //! event times, so a replay gives the same result. Adapters (SQL, Kafka, tantivy, HTTP) live in
 //! the other crates.
 
+pub mod catalog;
 pub mod cluster;
 pub mod detect;
 pub mod redact;
-pub mod routing;
 pub mod scope;
 pub mod sev;
 pub mod text;
 pub mod ticket;
 
+/// Header that marks a record of the ticket log that is not a ticket; its value names the
+/// record's kind and version (a cluster correction, a SEV action).
+pub const RECORD_HEADER: &str = "sevloop.record";
+
+pub use catalog::{Catalog, CatalogError, Route, RouteInput};
 pub use cluster::corrections::Correction;
 pub use cluster::{Assignment, Cluster, ClusterConfig, Features};
-pub use detect::{Decision, DetectorState, Escalation, FloorRule};
-pub use routing::{Catalog, Route, RouteInput};
+pub use detect::{
+    Decision, DetectionConfig, DetectorState, Escalation, Policy, RuleBook, RuleName, Rules,
+    Verdict,
+};
 pub use scope::{
-    embedding_text, ticket_features, ClusterCheckpoint, CorrectionError, Observation, Scope,
+    embedding_text, ticket_features, ClusterCheckpoint, CorrectionError, Detection, Observation,
+    Scope,
 };
 pub use sev::{SevState, Severity};
 pub use text::Featurizer;

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalog, RouteInput};
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
-use crate::detect::{Decision, DetectorState, FloorRule, Member};
+use crate::detect::{Decision, DetectorState, Member, Policy, RuleBook};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
@@ -28,13 +29,23 @@ pub struct Observation {
     /// The cluster's sequence number within its product (see [`Scope::cluster`]).
     pub seq: u64,
     pub assignment: Assignment,
-    pub decision: Decision,
+    /// Escalations and joins of the clusters the ticket counted toward, then at most one
+    /// attachment of the ticket to an open episode's SEV; empty when all is quiet.
+    pub decisions: Vec<Decision>,
+}
+
+/// What detection needs besides the tickets: the rules, the catalog that says which team owns
+/// a cluster (for per-team rules), and which rules must hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Detection<'a> {
+    pub rules: &'a RuleBook,
+    pub catalog: &'a Catalog,
+    pub policy: Policy,
 }
 
 pub struct Scope {
     clusterer: Clusterer,
     detectors: BTreeMap<u64, DetectorState>,
-    floor: FloorRule,
     touched: BTreeSet<u64>,
     /// Event time of the product's first ticket (its clusters' earliest `first_seen`).
     started: Option<DateTime<Utc>>,
@@ -47,7 +58,6 @@ impl Scope {
     pub fn restore(
         product: &str,
         clustering: ClusterConfig,
-        floor: FloorRule,
         checkpoints: Vec<ClusterCheckpoint>,
     ) -> Self {
         let started = checkpoints.iter().map(|cp| cp.cluster.first_seen).min();
@@ -61,25 +71,25 @@ impl Scope {
         Scope {
             clusterer: Clusterer::restore(product, clustering, clusters),
             detectors,
-            floor,
             touched: BTreeSet::new(),
             started,
             latest,
         }
     }
 
-    /// Clusters a ticket seen for the first time and counts it as a complaint.
-    /// (Later events of a known ticket never come here: they are not new complaints.)
-    pub fn observe(&mut self, features: &Features, ticket: &TicketEvent) -> Observation {
+    /// Clusters a ticket seen for the first time and counts it as a complaint, where it joined
+    /// and toward the clusters it nearly joined. (Later events of a known ticket never come
+    /// here: they are not new complaints.)
+    pub fn observe(
+        &mut self,
+        features: &Features,
+        ticket: &TicketEvent,
+        detection: &Detection,
+    ) -> Observation {
         self.consolidate_until(ticket.event_time);
-        let (seq, assignment) =
+        let (seq, assignment, near) =
             self.clusterer
-                .assign(features, &ticket.ticket_id, ticket.event_time);
-        let member = Member {
-            ticket_id: ticket.ticket_id.clone(),
-            customer_id: ticket.customer.id.clone(),
-            at: ticket.event_time,
-        };
+                .assign_near(features, &ticket.ticket_id, ticket.event_time);
         // The product's start is its earliest cluster's birth, exactly as `restore` derives it,
         // so a restored scope decides like one that never stopped.
         if assignment.new_cluster {
@@ -88,19 +98,78 @@ impl Scope {
                     .map_or(ticket.event_time, |s| s.min(ticket.event_time)),
             );
         }
-        let started = self.started.unwrap_or(ticket.event_time);
-        let decision = self.detectors.entry(seq).or_default().observe(
-            &assignment.cluster_id,
-            member,
-            &self.floor,
-            started,
-        );
-        let decision = self.join_related(seq, decision);
-        self.touched.insert(seq);
+        let member = Member {
+            ticket_id: ticket.ticket_id.clone(),
+            customer_id: ticket.customer.id.clone(),
+            tier: ticket.customer.tier,
+            at: ticket.event_time,
+        };
+        let mut decisions = Vec::new();
+        let mut attached = false;
+        for counted in std::iter::once(seq).chain(near) {
+            match self.detect(counted, member.clone(), ticket, detection) {
+                Decision::Quiet => {}
+                Decision::Attach { .. } if attached => {}
+                d @ Decision::Attach { .. } => {
+                    attached = true;
+                    decisions.push(d);
+                }
+                d => decisions.push(d),
+            }
+            self.touched.insert(counted);
+        }
+        // Escalations first: an attachment may be to the SEV one of them opens.
+        decisions.sort_by_key(|d| matches!(d, Decision::Attach { .. }));
         Observation {
             seq,
             assignment,
-            decision,
+            decisions,
+        }
+    }
+
+    /// Counts a ticket toward one cluster's window and decides for that cluster.
+    fn detect(
+        &mut self,
+        seq: u64,
+        member: Member,
+        ticket: &TicketEvent,
+        detection: &Detection,
+    ) -> Decision {
+        let Some(cluster) = self.clusterer.get(seq) else {
+            return Decision::Quiet;
+        };
+        let rules = detection.rules.for_cluster(&ticket.product, || {
+            let label = self.clusterer.label(cluster, 3);
+            detection
+                .catalog
+                .route(&RouteInput {
+                    product: &ticket.product,
+                    component: ticket.component.as_deref(),
+                    tags: &ticket.tags,
+                    label: &label,
+                })
+                .to_string()
+        });
+        let cluster_id = cluster.id.clone();
+        let started = self.started.unwrap_or(ticket.event_time);
+        let decision = self.detectors.entry(seq).or_default().observe(
+            &cluster_id,
+            member,
+            rules,
+            started,
+            detection.policy,
+        );
+        self.join_related(seq, decision)
+    }
+
+    /// Ends the open episodes linked to the SEV of `sev_cluster` (it was resolved, declined or
+    /// merged), so the next crossing of those clusters is a new episode: a regression.
+    pub fn end_episodes(&mut self, sev_cluster: &str) {
+        for (seq, d) in self.detectors.iter_mut() {
+            if d.active && d.sev_cluster.as_deref() == Some(sev_cluster) {
+                d.end_episode();
+                self.touched.insert(*seq);
+            }
         }
     }
 
@@ -332,10 +401,16 @@ mod tests {
 
     #[test]
     fn the_customers_name_never_reaches_a_cluster_label() {
-        let mut scope = Scope::restore("cards", Default::default(), Default::default(), vec![]);
+        let mut scope = Scope::restore("cards", Default::default(), vec![]);
         let mut f = Featurizer::default();
         let t = ticket(1, "c1", "Ada here, my card is declined");
-        scope.observe(&ticket_features(&mut f, &t, None), &t);
+        let (rules, catalog) = (RuleBook::default(), Catalog::default());
+        let detection = Detection {
+            rules: &rules,
+            catalog: &catalog,
+            policy: Policy::Combined,
+        };
+        scope.observe(&ticket_features(&mut f, &t, None), &t, &detection);
         let cp = scope.take_touched();
         assert_eq!(cp.len(), 1);
         let label = &cp[0].label;

@@ -3,7 +3,10 @@
 //! restored, ends exactly like the uninterrupted run, consolidation rounds included.
 
 use chrono::{DateTime, Duration, Utc};
-use sevloop_core::{ticket_features, ClusterCheckpoint, Featurizer, FloorRule, Scope, TicketEvent};
+use sevloop_core::{
+    ticket_features, Catalog, ClusterCheckpoint, Detection, Featurizer, Policy, RuleBook, Scope,
+    TicketEvent,
+};
 
 fn stream() -> Vec<TicketEvent> {
     let start: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().expect("time");
@@ -26,12 +29,7 @@ fn stream() -> Vec<TicketEvent> {
 }
 
 fn scope(checkpoints: Vec<ClusterCheckpoint>) -> Scope {
-    Scope::restore(
-        "cards",
-        Default::default(),
-        FloorRule::default(),
-        checkpoints,
-    )
+    Scope::restore("cards", Default::default(), checkpoints)
 }
 
 /// Feeds tickets, keeping the checkpoints as the pipeline stores them (latest per cluster).
@@ -42,8 +40,15 @@ fn feed(
 ) -> Vec<u64> {
     let mut f = Featurizer::default();
     let mut seqs = Vec::new();
+    let (rules, catalog) = (RuleBook::default(), Catalog::default());
+    let detection = Detection {
+        rules: &rules,
+        catalog: &catalog,
+        policy: Policy::Combined,
+    };
     for t in tickets {
-        seqs.push(scope.observe(&ticket_features(&mut f, t, None), t).seq);
+        let features = ticket_features(&mut f, t, None);
+        seqs.push(scope.observe(&features, t, &detection).seq);
         for cp in scope.take_touched() {
             saved.insert(
                 cp.cluster.seq,

@@ -10,10 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use sevloop_bus::Outgoing;
-use sevloop_core::cluster::corrections::{
-    Correction, CorrectionRequest, CORRECTION_HEADER, CORRECTION_RECORD,
-};
+use sevloop_core::cluster::corrections::{Correction, CorrectionRequest, CORRECTION_RECORD};
 use sevloop_store::{ClusterFilter, ClusterSort};
 
 use crate::{ApiError, AppState};
@@ -173,7 +170,6 @@ async fn submit(
     product: String,
     correction: Correction,
 ) -> Result<impl IntoResponse, ApiError> {
-    let intake = crate::intake::intake_of(s)?;
     let request = CorrectionRequest {
         product: product.clone(),
         correction,
@@ -181,19 +177,7 @@ async fn submit(
         requested_at: chrono::Utc::now(),
     };
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;
-    let record = Outgoing {
-        key: Some(product.into_bytes()),
-        payload,
-        headers: vec![(
-            CORRECTION_HEADER.into(),
-            CORRECTION_RECORD.as_bytes().to_vec(),
-        )],
-    };
-    intake
-        .writer
-        .send(&intake.topic, vec![record])
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+    crate::intake::append_record(s, &product, CORRECTION_RECORD, payload).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": request}))))
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sevloop_bus::LogWriter;
 use sevloop_bus::Outgoing;
 use sevloop_core::ticket::MAX_TICKET_BYTES;
-use sevloop_core::{TicketError, TicketEvent};
+use sevloop_core::{TicketError, TicketEvent, RECORD_HEADER};
 
 use crate::{ApiError, AppState};
 
@@ -103,4 +103,25 @@ fn validate(item: Value) -> Result<Outgoing, TicketError> {
         payload,
         headers: Vec::new(),
     })
+}
+
+/// Appends a record that is not a ticket (a correction, a SEV action) to the ticket log, keyed
+/// by `product` so it is ordered with that product's tickets, marked with its kind.
+pub(crate) async fn append_record(
+    s: &AppState,
+    product: &str,
+    kind: &str,
+    payload: Vec<u8>,
+) -> Result<(), ApiError> {
+    let intake = intake_of(s)?;
+    let record = Outgoing {
+        key: Some(product.as_bytes().to_vec()),
+        payload,
+        headers: vec![(RECORD_HEADER.into(), kind.as_bytes().to_vec())],
+    };
+    intake
+        .writer
+        .send(&intake.topic, vec![record])
+        .await
+        .map_err(|e| ApiError::unavailable(&e))
 }

@@ -6,6 +6,7 @@ mod error;
 mod intake;
 mod metrics;
 mod pages;
+mod sevs;
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use sevloop_core::redact::Redactor;
 use sevloop_index::TicketIndex;
-use sevloop_store::{SevFilter, Store};
+use sevloop_store::Store;
 
 pub use error::ApiError;
 pub use intake::Intake;
@@ -33,6 +35,8 @@ pub struct AppState {
     /// Absent in processes that only read (no ticket log to write to).
     pub intake: Option<Intake>,
     pub metrics: Arc<Metrics>,
+    /// Hides personal data in what people type (decline reasons, reroute notes).
+    pub redactor: Arc<Redactor>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,8 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clusters/{id}", get(clusters::get_one))
         .route("/api/v1/clusters/{id}/merge", post(clusters::merge))
         .route("/api/v1/clusters/{id}/split", post(clusters::split))
-        .route("/api/v1/sevs", get(list_sevs))
-        .route("/api/v1/sevs/{id}", get(get_sev))
+        .route("/api/v1/sevs", get(sevs::list))
+        .route("/api/v1/sevs/{id}", get(sevs::get_one))
+        .route("/api/v1/sevs/{id}/acknowledge", post(sevs::acknowledge))
+        .route("/api/v1/sevs/{id}/mitigate", post(sevs::mitigate))
+        .route("/api/v1/sevs/{id}/resolve", post(sevs::resolve))
+        .route("/api/v1/sevs/{id}/decline", post(sevs::decline))
+        .route("/api/v1/sevs/{id}/reroute", post(sevs::reroute))
+        .route("/api/v1/sevs/{id}/merge", post(sevs::merge))
         .route("/api/v1/search", get(search))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -66,49 +76,6 @@ async fn get_ticket(
         .await?
         .ok_or_else(|| ApiError::not_found("ticket", &id))?;
     Ok(Json(ticket))
-}
-
-#[derive(Debug, Deserialize)]
-struct SevQuery {
-    state: Option<String>,
-    team: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn list_sevs(
-    State(s): State<AppState>,
-    Query(q): Query<SevQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
-            "`limit` must be between 1 and 1000",
-        ));
-    }
-    let filter = SevFilter {
-        state: q.state,
-        team: q.team,
-        limit,
-    };
-    Ok(Json(json!({"items": s.store.sevs(&filter).await?})))
-}
-
-async fn get_sev(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let sev = s
-        .store
-        .sev(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
-    let mut body = serde_json::to_value(sev).map_err(|e| ApiError::internal(&e))?;
-    body["ticket_ids"] = json!(s.store.sev_ticket_ids(&id).await?);
-    body["timeline"] = json!(s.store.sev_timeline(&id).await?);
-    body["notifications"] = json!(s.store.notifications_of(&id).await?);
-    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,10 +14,11 @@ use sevloop_store::Store;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
 use crate::embedder::Embedder;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Parts, Pipeline};
 use crate::runner::{run_embedded, run_kafka, Restarts};
 
 /// A stage that can run alone (`serve --only STAGE`) or with the others.
@@ -50,11 +51,14 @@ pub struct App {
     writer: LogWriter,
     listener: Option<tokio::net::TcpListener>,
     embedder: Option<Embedder>,
+    catalog: CatalogHandle,
 }
 
 impl App {
     /// Embedded default: log, SQLite and index under `data_dir`. With a `[kafka]` section: Kafka.
     pub async fn build(settings: Settings, stages: &[Stage]) -> anyhow::Result<App> {
+        let catalog = CatalogHandle::load(settings.catalog.as_deref())
+            .context("failed to load the catalog")?;
         let (log, writer) = match &settings.kafka {
             Some(k) => {
                 let producer = KafkaProducer::new(&k.brokers)
@@ -113,6 +117,7 @@ impl App {
             writer,
             listener,
             embedder,
+            catalog,
         })
     }
 
@@ -140,6 +145,7 @@ impl App {
                     topic: self.settings.pipeline.tickets_topic.clone(),
                 }),
                 metrics: self.metrics.clone(),
+                redactor: Arc::new(sevloop_core::redact::Redactor::new()),
             };
             let http_shutdown = shutdown.clone();
             tasks.spawn(async move {
@@ -176,6 +182,9 @@ impl App {
             let dispatcher = Dispatcher::new(
                 self.store.clone(),
                 self.settings.notify.clone(),
+                self.catalog.clone(),
+                self.settings.http.public_url(),
+                self.writer.clone(),
                 self.metrics.clone(),
             );
             let token = shutdown.clone();
@@ -185,6 +194,7 @@ impl App {
                 ("dispatcher", Ok(()))
             });
         }
+        let watch = tokio::spawn(self.catalog.clone().watch(shutdown.clone()));
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             let (name, outcome) = joined.context("a task panicked")?;
@@ -196,6 +206,7 @@ impl App {
             }
             shutdown.cancel();
         }
+        watch.abort();
         self.store.close().await;
         result
     }
@@ -205,14 +216,15 @@ impl App {
             Log::Embedded(_) => "embedded".to_string(),
             Log::Kafka(k) => k.group_id.clone(),
         };
-        Ok(Pipeline::new(
-            self.store.clone(),
-            self.index.clone(),
-            self.writer.clone(),
-            self.settings.clone(),
-            self.metrics.clone(),
-            self.embedder.clone(),
-            &consumer,
-        )?)
+        let parts = Parts {
+            store: self.store.clone(),
+            index: self.index.clone(),
+            dlq: self.writer.clone(),
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            embedder: self.embedder.clone(),
+            catalog: self.catalog.clone(),
+        };
+        Ok(Pipeline::new(parts, &consumer)?)
     }
 }

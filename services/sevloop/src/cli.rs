@@ -35,6 +35,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Benchmark the clustering stage alone on one thread (10k, 100k, 1M tickets).
     BenchClustering(BenchClusteringArgs),
+    /// Replay a ticket log through clustering and detection: which SEVs each rule would open,
+    /// when, and on which tickets (scored against a stream's truth when given).
+    Backtest(BacktestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,4 +164,34 @@ pub struct BenchClusteringArgs {
     pub model_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// A JSONL log of ticket.v1 events, in arrival order.
+    pub file: PathBuf,
+    /// Detection rules: a TOML file shaped like the `[detection]` section of the settings
+    /// (defaults otherwise; overrides the settings file's section).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Settings file whose [clustering], [detection] and [routing] sections to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Truth file of a generated stream: scores the SEVs against its injected incidents.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// The stream's incidents file (default: `<stream>.incidents.json` beside the truth file).
+    #[arg(long)]
+    pub incidents: Option<PathBuf>,
+    /// Sentence-encoder vectors (default), or terms only.
+    #[arg(long, value_enum, default_value = "semantic")]
+    pub features: FeatureSet,
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// SEVs listed per rule alone (all are counted).
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+    /// End with one JSON line: each SEV with the event time it opens and its linked tickets.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sevloop_core::{Catalog, ClusterConfig, FloorRule};
+use sevloop_core::{ClusterConfig, DetectionConfig, RuleBook};
 
 pub use crate::embedder::EncoderSettings;
 
@@ -22,8 +22,10 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub clustering: ClusterConfig,
     pub encoder: EncoderSettings,
-    pub detection: DetectionSettings,
-    pub routing: Catalog,
+    pub detection: DetectionConfig,
+    /// The ownership catalog file (teams, channels, routes); without one, every SEV goes to
+    /// the `triage` team and nobody is notified. Re-read whenever it changes.
+    pub catalog: Option<PathBuf>,
     pub notify: NotifySettings,
 }
 
@@ -38,8 +40,8 @@ impl Default for Settings {
             pipeline: PipelineSettings::default(),
             clustering: ClusterConfig::default(),
             encoder: EncoderSettings::default(),
-            detection: DetectionSettings::default(),
-            routing: Catalog::default(),
+            detection: DetectionConfig::default(),
+            catalog: None,
             notify: NotifySettings::default(),
         }
     }
@@ -128,35 +130,23 @@ impl Default for PipelineSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectionSettings {
-    pub floor: FloorRule,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifySettings {
-    pub webhooks: Vec<WebhookSettings>,
     /// Give up on a notification after this long (it stays visible as failed on its SEV).
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
+    /// Every SEV change and every ticket linked is published here (key: the SEV id).
+    pub sev_events_topic: String,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
         NotifySettings {
-            webhooks: Vec::new(),
             give_up_after: Duration::from_secs(24 * 3600),
+            sev_events_topic: "sevloop.sev-events.v1".into(),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSettings {
-    pub name: String,
-    pub url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +177,16 @@ impl Settings {
                 })?
             }
         };
+        if let Some(path) = path {
+            // A relative catalog path is relative to the settings file.
+            if let Some(catalog) = settings.catalog.as_mut().filter(|c| c.is_relative()) {
+                *catalog = path.parent().unwrap_or(Path::new(".")).join(&catalog);
+            }
+            settings.rule_book().map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
         if let Ok(url) = std::env::var("SEVLOOP_DATABASE_URL") {
             settings.database.url = url;
         }
@@ -197,6 +197,11 @@ impl Settings {
                 .brokers = brokers;
         }
         Ok(settings)
+    }
+
+    /// The detection rules, resolved per product and team (validated at load).
+    pub fn rule_book(&self) -> Result<RuleBook, sevloop_core::detect::RuleError> {
+        self.detection.rule_book()
     }
 
     pub fn database_url(&self) -> String {

@@ -9,7 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sevloop_core::{ClusterConfig, Featurizer, FloorRule, Scope, TicketEvent};
+use sevloop_core::{
+    Catalog, ClusterConfig, Detection, Featurizer, Observation, Policy, RuleBook, Scope,
+    TicketEvent,
+};
 use sevloop_embed::Encoder;
 use sha2::{Digest, Sha256};
 
@@ -49,27 +52,54 @@ pub fn load_labelled(path: &Path, per_hour: u32) -> anyhow::Result<Corpus> {
     Ok(corpus)
 }
 
-/// A ticket.v1 stream and its truth file; only each ticket's first event is a complaint.
+/// A log of ticket.v1 events: each ticket's first event (later ones are updates, never new
+/// complaints), and the lines refused, each with its line number and reason.
+pub struct Log {
+    pub tickets: Vec<TicketEvent>,
+    pub refused: Vec<String>,
+}
+
+pub fn load_log(path: &Path) -> anyhow::Result<Log> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let mut log = Log {
+        tickets: Vec::new(),
+        refused: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match TicketEvent::parse(line.as_bytes()) {
+            Ok(t) if seen.insert(t.ticket_id.clone()) => log.tickets.push(t),
+            Ok(_) => {}
+            Err(e) => log.refused.push(format!("line {}: {e}", n + 1)),
+        }
+    }
+    Ok(log)
+}
+
+/// A ticket.v1 stream and its truth file. A line that is not a valid ticket is an error here:
+/// the stream is meant to be scored whole.
 pub fn load_stream(path: &Path, truth: &Path) -> anyhow::Result<Corpus> {
+    let log = load_log(path)?;
+    if let Some(first) = log.refused.first() {
+        anyhow::bail!("{}: {first}", path.display());
+    }
+    with_truth(log.tickets, truth)
+}
+
+/// Labels a stream's tickets from its truth file.
+pub fn with_truth(tickets: Vec<TicketEvent>, truth: &Path) -> anyhow::Result<Corpus> {
     let labels = sevloop_eval::read_truth(truth)?;
     let injected = read_injected(truth)?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let mut corpus = Corpus {
         tickets: Vec::new(),
         labels: Vec::new(),
         injected: Vec::new(),
     };
-    let mut seen = std::collections::BTreeSet::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let ticket = TicketEvent::parse(line.as_bytes())
-            .with_context(|| format!("{} line {}", path.display(), n + 1))?;
-        if !seen.insert(ticket.ticket_id.clone()) {
-            continue;
-        }
+    for ticket in tickets {
         let label = labels.get(&ticket.ticket_id).with_context(|| {
             format!(
                 "{} has no label for ticket {}",
@@ -104,41 +134,65 @@ pub struct Online {
     pub seconds: f64,
 }
 
-/// The clustering stage without log or database: one scope per product, fed in stream order,
-/// exactly as the pipeline feeds it.
+/// The clustering and detection stages without log or database: one scope per product, fed in
+/// stream order, exactly as the pipeline feeds it.
 pub struct OnlineClustering {
     config: ClusterConfig,
+    rules: RuleBook,
+    catalog: Catalog,
+    policy: Policy,
     featurizer: Featurizer,
     scopes: HashMap<String, Scope>,
 }
 
 impl OnlineClustering {
+    /// Default detection rules and catalog.
     pub fn new(config: ClusterConfig) -> Self {
+        Self::with_detection(
+            config,
+            RuleBook::default(),
+            Catalog::default(),
+            Policy::Combined,
+        )
+    }
+
+    pub fn with_detection(
+        config: ClusterConfig,
+        rules: RuleBook,
+        catalog: Catalog,
+        policy: Policy,
+    ) -> Self {
         OnlineClustering {
             config,
+            rules,
+            catalog,
+            policy,
             featurizer: Featurizer::default(),
             scopes: HashMap::new(),
         }
     }
 
-    /// Clusters one new ticket; returns its cluster's seq within its product.
-    pub fn observe(&mut self, ticket: &TicketEvent, dense: Option<Vec<f32>>) -> u64 {
+    /// Clusters one new ticket and decides on it.
+    pub fn observe(&mut self, ticket: &TicketEvent, dense: Option<Vec<f32>>) -> Observation {
         let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
         let config = &self.config;
         let scope = self
             .scopes
             .entry(ticket.product.clone())
-            .or_insert_with(|| {
-                Scope::restore(
-                    &ticket.product,
-                    config.clone(),
-                    FloorRule::default(),
-                    Vec::new(),
-                )
-            });
-        let seq = scope.observe(&features, ticket).seq;
+            .or_insert_with(|| Scope::restore(&ticket.product, config.clone(), Vec::new()));
+        let detection = Detection {
+            rules: &self.rules,
+            catalog: &self.catalog,
+            policy: self.policy,
+        };
+        let observation = scope.observe(&features, ticket, &detection);
         scope.take_touched();
-        seq
+        observation
+    }
+
+    /// A product's clusters.
+    pub fn scope(&self, product: &str) -> Option<&Scope> {
+        self.scopes.get(product)
     }
 
     /// The live cluster a ticket assigned to `seq` belongs to now (after merges).
@@ -167,7 +221,7 @@ pub fn run_online(
     let mut assigned = Vec::with_capacity(corpus.tickets.len());
     let started = Instant::now();
     for (i, ticket) in corpus.tickets.iter().enumerate() {
-        assigned.push(online.observe(ticket, dense.map(|d| d[i].clone())));
+        assigned.push(online.observe(ticket, dense.map(|d| d[i].clone())).seq);
         if (i + 1) % 2000 == 0 {
             progress(i + 1);
         }
@@ -180,6 +234,18 @@ pub fn run_online(
         .map(|(t, seq)| online.final_cluster(&t.product, seq))
         .collect();
     Online { clusters, seconds }
+}
+
+/// Sentence vectors of tickets (their masked text), through the embedding cache.
+pub fn embed_tickets(
+    tickets: &[TicketEvent],
+    model_dir: Option<&Path>,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let dir = model_dir.map_or_else(sevloop_embed::default_model_dir, Path::to_path_buf);
+    let encoder = Encoder::load(&dir)
+        .context("semantic features need the model (or pass --features lexical)")?;
+    let texts: Vec<String> = tickets.iter().map(sevloop_core::embedding_text).collect();
+    embed_cached(&encoder, &texts, &default_cache_dir())
 }
 
 /// Sentence vectors for `texts`, from a cache file when this model has embedded exactly these

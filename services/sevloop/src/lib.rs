@@ -2,6 +2,8 @@
 //! commands that wire the crates under `services/` together.
 
 pub mod app;
+pub mod backtest;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -10,4 +12,5 @@ pub mod embedder;
 pub mod evaluation;
 pub mod pipeline;
 pub mod runner;
+pub mod sevs;
 pub mod telemetry;

@@ -17,6 +17,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(args) => commands::bench::run(args).await,
         Command::Eval(args) => commands::eval::run(args).await,
         Command::BenchClustering(args) => commands::bench_clustering::run(args).await,
+        Command::Backtest(args) => commands::backtest::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

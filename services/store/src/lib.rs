@@ -7,6 +7,7 @@
 
 mod clusters;
 mod error;
+mod lifecycle;
 mod offsets;
 mod outbox;
 mod sevs;
@@ -26,10 +27,17 @@ pub use clusters::{
     Member,
 };
 pub use error::StoreError;
+pub use lifecycle::{
+    action_seen, apply_transition, cluster_owner, mark_escalated, record_action, reopen,
+    set_cluster_owner, ActionRow, DisabledEndpoint,
+};
 pub use offsets::{advance_offset, read_offset, stored_offsets};
 pub use outbox::enqueue;
 pub use outbox::{NewNotification, Notification};
-pub use sevs::{add_sev_event, latest_sev_of_cluster, link_tickets, open_sev, refresh_sev_counts};
+pub use sevs::{
+    add_sev_event, latest_sev_of_cluster, link_tickets, open_sev, sev_in, sev_ticket_ids,
+    update_severity,
+};
 pub use sevs::{NewSev, SevFilter, SevRow, TimelineEvent};
 pub use tickets::{insert_ticket, known_tickets, update_ticket, KnownTicket, TicketRow};
 pub use time::{from_ms, to_ms};
@@ -51,6 +59,9 @@ pub struct Store {
 }
 
 pub type Tx = Transaction<'static, sqlx::Any>;
+
+/// A connection (or a transaction, which derefs to one) the statements run on.
+pub type Conn = AnyConnection;
 
 impl Store {
     /// Connects (creating an SQLite file if needed) and applies pending migrations.

@@ -1,7 +1,8 @@
-//! SEVs: opened once per cluster episode, with their linked tickets and timeline.
+//! SEVs: opened once per cluster episode, with their linked tickets, counts and timeline.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sevloop_core::sev::Impact;
 use sevloop_core::{Escalation, Severity};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -13,13 +14,17 @@ use crate::{Store, StoreError};
 pub struct NewSev<'a> {
     pub escalation: &'a Escalation,
     pub title: &'a str,
-    pub severity: Severity,
     pub team: &'a str,
-    pub first_ticket_at: DateTime<Utc>,
+    pub product: &'a str,
+    /// Wall-clock time sevloop opened it (response times are measured from here).
+    pub created_at: DateTime<Utc>,
+    /// The declined SEV of the same cluster this one follows, if any.
+    pub previous_sev: Option<&'a str>,
 }
 
-/// Opens the SEV of an escalation. Returns its id, or `None` when this escalation (or this
-/// cluster episode) already has one: the unique keys make opening idempotent and race-free.
+/// Opens the SEV of an escalation (counts start at zero; linking the evidence sets them).
+/// Returns its id, or `None` when this escalation (or this cluster episode) already has one:
+/// the unique keys make opening idempotent and race-free.
 pub async fn open_sev(
     conn: &mut AnyConnection,
     new: &NewSev<'_>,
@@ -44,10 +49,13 @@ pub async fn open_sev(
     .await
     .map_err(|err| StoreError::sql("number a SEV", err))?;
     let sev_id = format!("SEV-{number}");
+    let created = to_ms(new.created_at);
     let inserted = sqlx::query(
         "INSERT INTO sevs (sev_id, number, escalation_id, cluster_id, episode, rule, title, severity, team, \
-         state, ticket_count, distinct_customers, first_ticket_at, opened_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+         state, ticket_count, distinct_customers, first_ticket_at, opened_at, product, created_at, \
+         assigned_at, previous_sev) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', 0, 0, $10, $11, $12, $13, $13, $14) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(&sev_id)
     .bind(number)
@@ -56,42 +64,32 @@ pub async fn open_sev(
     .bind(e.episode as i64)
     .bind(&e.rule)
     .bind(new.title)
-    .bind(new.severity.as_str())
+    .bind(Severity::Sev4.as_str())
     .bind(new.team)
-    .bind(e.ticket_count as i64)
-    .bind(e.distinct_customers as i64)
-    .bind(to_ms(new.first_ticket_at))
+    .bind(to_ms(e.first_ticket_at))
     .bind(to_ms(e.fired_at))
+    .bind(new.product)
+    .bind(created)
+    .bind(new.previous_sev)
     .execute(&mut *conn)
     .await
     .map_err(|err| StoreError::sql(format!("open {sev_id}"), err))?;
     Ok((inserted.rows_affected() == 1).then_some(sev_id))
 }
 
-/// The SEV of a cluster's latest episode.
-pub async fn latest_sev_of_cluster(
-    conn: &mut AnyConnection,
-    cluster_id: &str,
-) -> Result<Option<String>, StoreError> {
-    sqlx::query_scalar(
-        "SELECT sev_id FROM sevs WHERE cluster_id = $1 ORDER BY episode DESC LIMIT 1",
-    )
-    .bind(cluster_id)
-    .fetch_optional(conn)
-    .await
-    .map_err(|e| StoreError::sql(format!("find SEV of cluster {cluster_id}"), e))
-}
-
-/// Links tickets to a SEV; linking twice is a no-op. Returns how many links are new.
+/// Links tickets to a SEV and counts them; linking twice is a no-op. Returns the tickets that
+/// were not linked before. Counts grow incrementally: a new link adds one ticket, and one
+/// customer when the SEV had none of theirs.
 pub async fn link_tickets(
     conn: &mut AnyConnection,
     sev_id: &str,
     ticket_ids: &[String],
     at: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let mut added = 0;
+) -> Result<Vec<String>, StoreError> {
+    let mut linked = Vec::new();
+    let (mut customers, mut enterprise) = (0i64, 0i64);
     for ticket_id in ticket_ids {
-        added += sqlx::query(
+        let added = sqlx::query(
             "INSERT INTO sev_tickets (sev_id, ticket_id, linked_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(sev_id)
@@ -101,45 +99,75 @@ pub async fn link_tickets(
         .await
         .map_err(|e| StoreError::sql(format!("link {ticket_id} to {sev_id}"), e))?
         .rows_affected();
+        if added == 0 {
+            continue;
+        }
+        linked.push(ticket_id.clone());
+        let tier: Option<String> = sqlx::query_scalar(
+            "INSERT INTO sev_customers (sev_id, customer_id, tier, first_at) \
+             SELECT $1, customer_id, customer_tier, created_at FROM tickets WHERE ticket_id = $2 \
+             ON CONFLICT DO NOTHING RETURNING tier",
+        )
+        .bind(sev_id)
+        .bind(ticket_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| StoreError::sql(format!("count the customer of {ticket_id}"), e))?;
+        if let Some(tier) = tier {
+            customers += 1;
+            enterprise += i64::from(tier == "enterprise");
+        }
     }
-    Ok(added)
+    sqlx::query(
+        "UPDATE sevs SET ticket_count = ticket_count + $1, distinct_customers = distinct_customers + $2, \
+         enterprise_customers = enterprise_customers + $3 WHERE sev_id = $4",
+    )
+    .bind(linked.len() as i64)
+    .bind(customers)
+    .bind(enterprise)
+    .bind(sev_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("count the tickets of {sev_id}"), e))?;
+    Ok(linked)
 }
 
-/// Recounts a SEV's tickets and distinct customers from its links and re-derives its severity.
-/// Returns the new severity.
-pub async fn refresh_sev_counts(
+/// Raises a SEV's severity to what its impact as of event time `at` calls for. Returns the new
+/// severity when it changed.
+pub async fn update_severity(
     conn: &mut AnyConnection,
     sev_id: &str,
-) -> Result<Severity, StoreError> {
-    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(sev_id.to_string());
-    let tickets = count("SELECT COUNT(*) FROM sev_tickets WHERE sev_id = $1")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| StoreError::sql("count SEV tickets", e))?;
-    let customers = count(
-        "SELECT COUNT(DISTINCT t.customer_id) FROM sev_tickets st \
-         JOIN tickets t ON t.ticket_id = st.ticket_id WHERE st.sev_id = $1",
+    at: DateTime<Utc>,
+) -> Result<Option<Severity>, StoreError> {
+    let row = sqlx::query(
+        "SELECT severity, distinct_customers, enterprise_customers, \
+         (SELECT COUNT(*) FROM sev_customers c WHERE c.sev_id = $1 AND c.first_at >= $2) AS last_hour \
+         FROM sevs WHERE sev_id = $1",
     )
+    .bind(sev_id)
+    .bind(to_ms(at) - 3_600_000)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| StoreError::sql("count SEV customers", e))?;
-    let enterprise = count(
-        "SELECT COUNT(DISTINCT t.customer_id) FROM sev_tickets st \
-         JOIN tickets t ON t.ticket_id = st.ticket_id WHERE st.sev_id = $1 AND t.customer_tier = 'enterprise'",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| StoreError::sql("count SEV enterprise customers", e))?;
-    let severity = Severity::from_impact(customers as u64, enterprise as u64);
-    sqlx::query("UPDATE sevs SET ticket_count = $1, distinct_customers = $2, severity = $3 WHERE sev_id = $4")
-        .bind(tickets)
-        .bind(customers)
+    .map_err(|e| StoreError::sql(format!("read the impact of {sev_id}"), e))?;
+    let impact = Impact {
+        distinct_customers: get::<i64>(&row, "distinct_customers")? as u64,
+        enterprise_customers: get::<i64>(&row, "enterprise_customers")? as u64,
+        customers_last_hour: get::<i64>(&row, "last_hour")? as u64,
+    };
+    // Severity only rises on its own: a complaint that slows down is not less severe for the
+    // customers it already hit (a person can still decide otherwise).
+    let before = Severity::parse(&get::<String>(&row, "severity")?).unwrap_or(Severity::Sev4);
+    let severity = Severity::from_impact(&impact).min(before);
+    if severity == before {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE sevs SET severity = $1 WHERE sev_id = $2")
         .bind(severity.as_str())
         .bind(sev_id)
         .execute(&mut *conn)
         .await
-        .map_err(|e| StoreError::sql(format!("update counts of {sev_id}"), e))?;
-    Ok(severity)
+        .map_err(|e| StoreError::sql(format!("set the severity of {sev_id}"), e))?;
+    Ok(Some(severity))
 }
 
 /// Appends to a SEV's timeline. The actor is a role, never a person: the timeline is blameless.
@@ -173,15 +201,31 @@ pub struct SevRow {
     pub severity: String,
     pub team: String,
     pub state: String,
+    pub product: String,
     pub cluster_id: String,
     pub rule: String,
     pub escalation_id: String,
     pub ticket_count: i64,
     pub distinct_customers: i64,
+    pub enterprise_customers: i64,
+    /// Event time of its first ticket and of the crossing: deterministic on replay.
     pub first_ticket_at: DateTime<Utc>,
     pub opened_at: DateTime<Utc>,
+    /// Wall-clock times of what sevloop and people did.
+    pub created_at: DateTime<Utc>,
+    pub assigned_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    pub mitigated_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    pub declined_at: Option<DateTime<Utc>>,
+    pub decline_reason: Option<String>,
+    pub merged_into: Option<String>,
+    /// Set when nobody acknowledged it within its team's ack timeout.
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub escalated_to: Option<String>,
+    /// Times it came back after being resolved.
+    pub reopened: i64,
+    pub previous_sev: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,9 +235,11 @@ pub struct SevFilter {
     pub limit: i64,
 }
 
-const SEV_COLUMNS: &str =
-    "sev_id, number, title, severity, team, state, cluster_id, rule, escalation_id, \
-     ticket_count, distinct_customers, first_ticket_at, opened_at, acknowledged_at, resolved_at";
+pub(crate) const SEV_COLUMNS: &str =
+    "sev_id, number, title, severity, team, state, product, cluster_id, rule, escalation_id, \
+     ticket_count, distinct_customers, enterprise_customers, first_ticket_at, opened_at, \
+     created_at, assigned_at, acknowledged_at, mitigated_at, resolved_at, declined_at, \
+     decline_reason, merged_into, escalated_at, escalated_to, reopened, previous_sev";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEvent {
@@ -201,6 +247,59 @@ pub struct TimelineEvent {
     pub actor_role: String,
     pub at: DateTime<Utc>,
     pub detail: serde_json::Value,
+}
+
+/// One SEV, read inside the caller's transaction.
+pub async fn sev_in(conn: &mut AnyConnection, sev_id: &str) -> Result<Option<SevRow>, StoreError> {
+    let sql = format!("SELECT {SEV_COLUMNS} FROM sevs WHERE sev_id = $1");
+    let row = sqlx::query(&sql)
+        .bind(sev_id)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| StoreError::sql(format!("read {sev_id}"), e))?;
+    row.as_ref().map(sev_row).transpose()
+}
+
+/// The SEV a cluster's tickets now belong to: its latest episode's, followed through merges.
+pub async fn latest_sev_of_cluster(
+    conn: &mut AnyConnection,
+    cluster_id: &str,
+) -> Result<Option<SevRow>, StoreError> {
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT sev_id FROM sevs WHERE cluster_id = $1 ORDER BY episode DESC LIMIT 1",
+    )
+    .bind(cluster_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("find SEV of cluster {cluster_id}"), e))?;
+    let Some(mut sev_id) = latest else {
+        return Ok(None);
+    };
+    // Merges form a chain; a person cannot merge a SEV into one already merged, so it is short.
+    for _ in 0..16 {
+        let Some(row) = sev_in(conn, &sev_id).await? else {
+            return Ok(None);
+        };
+        match &row.merged_into {
+            Some(into) => sev_id = into.clone(),
+            None => return Ok(Some(row)),
+        }
+    }
+    Ok(None)
+}
+
+/// Linked ticket ids, in link order.
+pub async fn sev_ticket_ids(
+    conn: &mut AnyConnection,
+    sev_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 ORDER BY linked_at, ticket_id",
+    )
+    .bind(sev_id)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| StoreError::sql(format!("read tickets of {sev_id}"), e))
 }
 
 impl Store {
@@ -221,24 +320,12 @@ impl Store {
     }
 
     pub async fn sev(&self, sev_id: &str) -> Result<Option<SevRow>, StoreError> {
-        let sql = format!("SELECT {SEV_COLUMNS} FROM sevs WHERE sev_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(sev_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| StoreError::sql(format!("read {sev_id}"), e))?;
-        row.as_ref().map(sev_row).transpose()
+        sev_in(&mut *self.conn().await?, sev_id).await
     }
 
     /// Linked ticket ids, in link order.
     pub async fn sev_ticket_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT ticket_id FROM sev_tickets WHERE sev_id = $1 ORDER BY linked_at, ticket_id",
-        )
-        .bind(sev_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| StoreError::sql(format!("read tickets of {sev_id}"), e))
+        sev_ticket_ids(&mut *self.conn().await?, sev_id).await
     }
 
     pub async fn sev_timeline(&self, sev_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
@@ -263,8 +350,10 @@ impl Store {
     }
 }
 
-fn sev_row(r: &AnyRow) -> Result<SevRow, StoreError> {
-    let opt = |v: Option<i64>| v.map(from_ms);
+pub(crate) fn sev_row(r: &AnyRow) -> Result<SevRow, StoreError> {
+    let at = |column: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(get::<Option<i64>>(r, column)?.map(from_ms))
+    };
     Ok(SevRow {
         id: get(r, "sev_id")?,
         number: get(r, "number")?,
@@ -272,14 +361,26 @@ fn sev_row(r: &AnyRow) -> Result<SevRow, StoreError> {
         severity: get(r, "severity")?,
         team: get(r, "team")?,
         state: get(r, "state")?,
+        product: get(r, "product")?,
         cluster_id: get(r, "cluster_id")?,
         rule: get(r, "rule")?,
         escalation_id: get(r, "escalation_id")?,
         ticket_count: get(r, "ticket_count")?,
         distinct_customers: get(r, "distinct_customers")?,
+        enterprise_customers: get(r, "enterprise_customers")?,
         first_ticket_at: from_ms(get(r, "first_ticket_at")?),
         opened_at: from_ms(get(r, "opened_at")?),
-        acknowledged_at: opt(get(r, "acknowledged_at")?),
-        resolved_at: opt(get(r, "resolved_at")?),
+        created_at: from_ms(get(r, "created_at")?),
+        assigned_at: from_ms(get(r, "assigned_at")?),
+        acknowledged_at: at("acknowledged_at")?,
+        mitigated_at: at("mitigated_at")?,
+        resolved_at: at("resolved_at")?,
+        declined_at: at("declined_at")?,
+        decline_reason: get(r, "decline_reason")?,
+        merged_into: get(r, "merged_into")?,
+        escalated_at: at("escalated_at")?,
+        escalated_to: get(r, "escalated_to")?,
+        reopened: get(r, "reopened")?,
+        previous_sev: get(r, "previous_sev")?,
     })
 }

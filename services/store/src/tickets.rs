@@ -150,6 +150,10 @@ pub struct TicketRow {
     pub sev_id: Option<String>,
     pub sev_state: Option<String>,
     pub sev_team: Option<String>,
+    pub sev_severity: Option<String>,
+    pub sev_title: Option<String>,
+    /// When the SEV's timeline last changed.
+    pub sev_updated_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -158,12 +162,14 @@ impl Store {
             "SELECT t.ticket_id, t.product, t.status, t.subject, t.body, t.customer_id, t.customer_tier, \
              t.created_at, t.updated_at, COALESCE(c.merged_into, t.cluster_id) AS cluster_id, \
              t.similarity, t.matched_terms, COALESCE(m.label, c.label) AS label, \
-             s.sev_id, s.state, s.team \
+             s.sev_id, s.state, s.team, s.severity, s.title, \
+             (SELECT MAX(e.at) FROM sev_events e WHERE e.sev_id = s.sev_id) AS sev_updated \
              FROM tickets t LEFT JOIN clusters c ON c.cluster_id = t.cluster_id \
              LEFT JOIN clusters m ON m.cluster_id = c.merged_into \
              LEFT JOIN sev_tickets st ON st.ticket_id = t.ticket_id \
              LEFT JOIN sevs s ON s.sev_id = st.sev_id \
-             WHERE t.ticket_id = $1 ORDER BY s.number DESC LIMIT 1",
+             WHERE t.ticket_id = $1 \
+             ORDER BY CASE WHEN s.state = 'merged' THEN 1 ELSE 0 END, s.number DESC LIMIT 1",
         )
         .bind(ticket_id)
         .fetch_optional(self.pool())
@@ -192,6 +198,9 @@ fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
         sev_id: get(r, "sev_id")?,
         sev_state: get(r, "state")?,
         sev_team: get(r, "team")?,
+        sev_severity: get(r, "severity")?,
+        sev_title: get(r, "title")?,
+        sev_updated_at: get::<Option<i64>>(r, "sev_updated")?.map(from_ms),
     })
 }
 

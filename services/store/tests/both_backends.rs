@@ -2,7 +2,8 @@
 //! missing PostgreSQL fails the test).
 
 use chrono::{DateTime, Utc};
-use sevloop_core::{Escalation, Severity};
+use sevloop_core::detect::Verdict;
+use sevloop_core::Escalation;
 use sevloop_store::{NewNotification, NewSev, Store, StoreError};
 
 fn postgres_server() -> String {
@@ -52,6 +53,16 @@ fn escalation() -> Escalation {
         ticket_count: 8,
         distinct_customers: 6,
         evidence: vec![],
+        verdict: Verdict {
+            tickets: 8,
+            customers: 6,
+            customer_weight: 6.0,
+            expected: 0.5,
+            p_value: 1e-6,
+            floor: true,
+            spike: false,
+            cold_start: true,
+        },
     }
 }
 
@@ -59,9 +70,10 @@ fn new_sev(escalation: &Escalation) -> NewSev<'_> {
     NewSev {
         escalation,
         title: "t",
-        severity: Severity::Sev4,
         team: "triage",
-        first_ticket_at: t0(),
+        product: "cards",
+        created_at: t0(),
+        previous_sev: None,
     }
 }
 
@@ -212,5 +224,193 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
             "{:?}",
             store.dialect()
         );
+    }
+}
+
+fn ticket(i: u32, customer: &str, tier: &str) -> sevloop_core::TicketEvent {
+    sevloop_core::TicketEvent::from_value(serde_json::json!({
+        "ticket_id": format!("T-{i}"), "event": "created",
+        "event_time": (t0() + chrono::Duration::minutes(i64::from(i))).to_rfc3339(),
+        "subject": "card declined", "body": "my card is declined", "product": "cards",
+        "customer": {"id": customer, "tier": tier}, "channel": "email", "source": "test",
+    }))
+    .expect("valid ticket")
+}
+
+/// Stores tickets T-0..T-n with the given customers and tiers.
+async fn store_tickets(tx: &mut sevloop_store::Tx, customers: &[(&str, &str)]) -> Vec<String> {
+    let assignment = sevloop_core::Assignment {
+        cluster_id: "cards:1".into(),
+        similarity: 1.0,
+        matched_terms: vec![],
+        new_cluster: false,
+    };
+    let mut ids = Vec::new();
+    for (i, (customer, tier)) in customers.iter().enumerate() {
+        let t = ticket(i as u32, customer, tier);
+        sevloop_store::insert_ticket(tx, &t, &assignment, None, 0, i as i64)
+            .await
+            .expect("ticket");
+        ids.push(t.ticket_id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn the_sev_lifecycle_moves_and_counts_alike_on_both_databases() {
+    use sevloop_core::sev::SevAction;
+    use sevloop_core::SevState;
+    let (stores, _dir) = stores("lifecycle").await;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let customers = [
+            ("a", "free"),
+            ("b", "enterprise"),
+            ("a", "free"),
+            ("c", "pro"),
+        ];
+        let ids = store_tickets(&mut tx, &customers).await;
+        let e = escalation();
+        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&e))
+            .await
+            .expect("open")
+            .expect("new");
+        let linked = sevloop_store::link_tickets(&mut tx, &sev, &ids[..2], t0())
+            .await
+            .expect("link");
+        assert_eq!(linked.len(), 2);
+        let again = sevloop_store::link_tickets(&mut tx, &sev, &ids, t0())
+            .await
+            .expect("link");
+        assert_eq!(
+            again,
+            ids[2..].to_vec(),
+            "{d:?}: only new links are returned"
+        );
+        sevloop_store::update_severity(&mut tx, &sev, t0())
+            .await
+            .expect("severity");
+        let row = sevloop_store::sev_in(&mut tx, &sev)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            (
+                row.ticket_count,
+                row.distinct_customers,
+                row.enterprise_customers
+            ),
+            (4, 3, 1),
+            "{d:?}: one angry customer counts once"
+        );
+        let steps = [
+            (SevAction::Acknowledge, SevState::Acknowledged),
+            (
+                SevAction::Reroute {
+                    team: "payments".into(),
+                    note: None,
+                },
+                SevState::Open,
+            ),
+            (SevAction::Mitigate, SevState::Mitigated),
+            (SevAction::Resolve, SevState::Resolved),
+        ];
+        for (action, next) in &steps {
+            sevloop_store::apply_transition(&mut tx, &sev, action, *next, t0())
+                .await
+                .unwrap_or_else(|e| panic!("{d:?}: {} failed: {e}", action.kind()));
+        }
+        let row = sevloop_store::sev_in(&mut tx, &sev)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            (row.state.as_str(), row.team.as_str()),
+            ("resolved", "payments")
+        );
+        assert!(
+            row.resolved_at.is_some()
+                && row.mitigated_at.is_some()
+                && row.acknowledged_at.is_some()
+        );
+        sevloop_store::reopen(&mut tx, &sev, t0())
+            .await
+            .expect("reopen");
+        let decline = SevAction::Decline {
+            reason: "known limitation".into(),
+        };
+        sevloop_store::apply_transition(&mut tx, &sev, &decline, SevState::Declined, t0())
+            .await
+            .expect("decline");
+        let row = sevloop_store::sev_in(&mut tx, &sev)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(row.reopened, 1);
+        assert_eq!(
+            row.decline_reason.as_deref(),
+            Some("known limitation"),
+            "{d:?}"
+        );
+        tx.commit().await.expect("commit");
+    }
+}
+
+#[tokio::test]
+async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluster() {
+    let (stores, _dir) = stores("escalate").await;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
+            .await
+            .expect("open")
+            .expect("new");
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            store.unacknowledged().await.expect("list").len(),
+            1,
+            "{d:?}"
+        );
+        let mut tx = store.begin().await.expect("tx");
+        assert!(sevloop_store::mark_escalated(&mut tx, &sev, "triage", t0())
+            .await
+            .expect("mark"));
+        assert!(
+            !sevloop_store::mark_escalated(&mut tx, &sev, "triage", t0())
+                .await
+                .expect("mark"),
+            "{d:?}: a second escalation does nothing"
+        );
+        sevloop_store::set_cluster_owner(&mut tx, "cards:1", "fraud", &sev, t0())
+            .await
+            .expect("owner");
+        sevloop_store::set_cluster_owner(&mut tx, "cards:1", "cards", &sev, t0())
+            .await
+            .expect("owner again");
+        assert_eq!(
+            sevloop_store::cluster_owner(&mut tx, "cards:1")
+                .await
+                .expect("owner")
+                .as_deref(),
+            Some("cards")
+        );
+        tx.commit().await.expect("commit");
+        assert!(store.unacknowledged().await.expect("list").is_empty());
+        store
+            .disable_endpoint("ops", t0(), "410")
+            .await
+            .expect("disable");
+        store
+            .disable_endpoint("ops", t0(), "again")
+            .await
+            .expect("disable twice");
+        let gone = store
+            .disabled_endpoint("ops")
+            .await
+            .expect("read")
+            .expect("disabled");
+        assert_eq!(gone.reason, "410", "{d:?}");
     }
 }

@@ -141,7 +141,6 @@ fn add_member(k: &mut Cluster, f: &Features) {
 }
 
 /// Header that marks a record of the ticket log as a correction, not a ticket.
-pub const CORRECTION_HEADER: &str = "sevloop.record";
 pub const CORRECTION_RECORD: &str = "cluster-correction.v1";
 
 /// A correction as it travels through the ticket log (keyed by product, so it is ordered with

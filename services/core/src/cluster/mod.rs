@@ -43,6 +43,10 @@ pub struct ClusterConfig {
     pub max_candidates: usize,
     /// Exemplar tickets kept per cluster: its first ticket and the closest later ones.
     pub exemplars: usize,
+    /// A ticket also counts toward the detection window of every other candidate cluster it
+    /// came within this much similarity of joining, so a complaint split across fragments
+    /// still adds up (0 counts a ticket only where it joined).
+    pub near_margin: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,
 }
@@ -56,6 +60,7 @@ impl Default for ClusterConfig {
             centroid_terms: 40,
             max_candidates: 64,
             exemplars: 3,
+            near_margin: 0.0,
             lsh: LshConfig::default(),
             consolidation: ConsolidationConfig::default(),
         }
@@ -208,28 +213,48 @@ impl Clusterer {
         ticket_id: &str,
         at: DateTime<Utc>,
     ) -> (u64, Assignment) {
+        let (seq, assignment, _) = self.assign_near(f, ticket_id, at);
+        (seq, assignment)
+    }
+
+    /// [`Clusterer::assign`], also returning the other candidate clusters the ticket came
+    /// within `near_margin` of joining (what detection counts it toward as well).
+    pub fn assign_near(
+        &mut self,
+        f: &Features,
+        ticket_id: &str,
+        at: DateTime<Utc>,
+    ) -> (u64, Assignment, Vec<u64>) {
         let projections = self.project(f);
         let query = self.weighted(&f.terms);
-        let best = self
+        let mut scored: Vec<(u64, f32, f32)> = self
             .candidates(f, projections.as_deref())
             .into_iter()
             .filter_map(|seq| {
                 let (sim, threshold) = self.score(self.clusters.get(&seq)?, f, &query);
                 Some((seq, sim, sim - threshold))
             })
-            .max_by(|a, b| a.2.total_cmp(&b.2).then_with(|| b.0.cmp(&a.0)));
-        match best {
-            Some((seq, sim, margin)) if margin >= 0.0 => {
+            .collect();
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        let near_margin = -self.config.near_margin;
+        let mut near: Vec<u64> = scored
+            .iter()
+            .filter(|(_, _, margin)| *margin >= near_margin)
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        match scored.first() {
+            Some(&(seq, sim, margin)) if margin >= 0.0 => {
+                near.retain(|s| *s != seq);
                 let matched = self.matched_terms(&self.clusters[&seq], &f.terms, 5);
                 self.absorb(seq, f, projections.as_deref(), at);
                 self.add_exemplar(seq, ticket_id, sim);
                 let id = self.clusters[&seq].id.clone();
-                (seq, assignment(id, sim, matched, false))
+                (seq, assignment(id, sim, matched, false), near)
             }
             _ => {
                 let seq = self.create(f, projections, ticket_id, at);
                 let id = self.clusters[&seq].id.clone();
-                (seq, assignment(id, 1.0, Vec::new(), true))
+                (seq, assignment(id, 1.0, Vec::new(), true), near)
             }
         }
     }

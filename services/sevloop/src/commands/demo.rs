@@ -16,11 +16,18 @@ use crate::config::Settings;
 
 const TICKETS: &[u8] = include_bytes!("../../../../deploy/demo/banking77-demo.tickets.jsonl");
 const SETTINGS: &str = include_str!("../../../../deploy/demo/sevloop.demo.toml");
+const CATALOG: &str = include_str!("../../../../deploy/demo/catalog.toml");
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (data_dir, _temp) = data_dir(args.data_dir)?;
     let mut settings: Settings =
         toml::from_str(SETTINGS).context("bundled demo settings are invalid")?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("failed to create {}", data_dir.display()))?;
+    let catalog = data_dir.join("catalog.toml");
+    std::fs::write(&catalog, CATALOG)
+        .with_context(|| format!("failed to write {}", catalog.display()))?;
+    settings.catalog = Some(catalog);
     settings.data_dir = data_dir;
     settings.http.listen = args.listen;
     let model = sevloop_embed::default_model_dir();

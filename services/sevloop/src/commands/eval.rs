@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Context;
 use serde::Serialize;
 use sevloop_core::ClusterConfig;
 use sevloop_eval::{BaselineConfig, Scores};
@@ -42,7 +41,7 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
     // Each online run's final clusters; the first run is the headline.
     let mut runs = Vec::new();
     if matches!(args.features, FeatureSet::Semantic | FeatureSet::Both) {
-        let dense = embed(args, &corpus)?;
+        let dense = evaluation::embed_tickets(&corpus.tickets, args.model_dir.as_deref())?;
         runs.push(online(
             "online, semantic + terms",
             &corpus,
@@ -77,21 +76,6 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
-}
-
-fn embed(args: &EvalArgs, corpus: &Corpus) -> anyhow::Result<Vec<Vec<f32>>> {
-    let dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(sevloop_embed::default_model_dir);
-    let encoder = sevloop_embed::Encoder::load(&dir)
-        .context("semantic features need the model (or pass --features lexical)")?;
-    let texts: Vec<String> = corpus
-        .tickets
-        .iter()
-        .map(sevloop_core::embedding_text)
-        .collect();
-    evaluation::embed_cached(&encoder, &texts, &evaluation::default_cache_dir())
 }
 
 fn online(

@@ -13,17 +13,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use serde_json::json;
 use sevloop_bus::Outgoing;
 use sevloop_bus::{BusError, LogWriter, Record};
-use sevloop_core::cluster::corrections::{CorrectionRequest, CORRECTION_HEADER, CORRECTION_RECORD};
-use sevloop_core::{Decision, Escalation, Featurizer, RouteInput, Scope, TicketEvent};
+use sevloop_core::cluster::corrections::{CorrectionRequest, CORRECTION_RECORD};
+use sevloop_core::redact::Redactor;
+use sevloop_core::sev::{SevActionRequest, SEV_ACTION_RECORD};
+use sevloop_core::Catalog;
+use sevloop_core::RECORD_HEADER;
+use sevloop_core::{Decision, Detection, Featurizer, Policy, RuleBook, Scope, TicketEvent};
 use sevloop_http::Metrics;
 use sevloop_index::{CoveredOffset, IndexDoc, IndexError, TicketIndex};
-use sevloop_store::{NewNotification, NewSev, Store, StoreError};
+use sevloop_store::{Store, StoreError};
 
+use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::embedder::Embedder;
+use crate::sevs::{ActionOutcome, Sevs};
 
 mod corrections;
 
@@ -40,6 +45,8 @@ pub enum PipelineError {
     Consumer(String),
     #[error("index task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Rules(#[from] sevloop_core::detect::RuleError),
     #[error("sentence encoder failed: {0}")]
     Embed(#[from] crate::embedder::EmbedderError),
 }
@@ -51,6 +58,10 @@ pub struct Pipeline {
     index: Arc<TicketIndex>,
     dlq: LogWriter,
     settings: Arc<Settings>,
+    rules: Arc<RuleBook>,
+    catalog: CatalogHandle,
+    redactor: Redactor,
+    public_url: String,
     metrics: Arc<Metrics>,
     consumer: String,
     scopes: HashMap<String, Scope>,
@@ -76,31 +87,51 @@ struct Item {
 enum Body {
     Ticket(TicketEvent),
     Correction(CorrectionRequest),
+    Action(SevActionRequest),
 }
 
 /// A record that cannot be processed, with the code and reason it is dead-lettered under.
 type Dead = (Record, &'static str, String);
 
+/// What a pipeline works with.
+pub struct Parts {
+    pub store: Store,
+    pub index: Arc<TicketIndex>,
+    /// Where bad records are dead-lettered.
+    pub dlq: LogWriter,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub embedder: Option<Embedder>,
+    pub catalog: CatalogHandle,
+}
+
 impl Pipeline {
-    pub fn new(
-        store: Store,
-        index: Arc<TicketIndex>,
-        dlq: LogWriter,
-        settings: Arc<Settings>,
-        metrics: Arc<Metrics>,
-        embedder: Option<Embedder>,
-        consumer: &str,
-    ) -> Result<Self, PipelineError> {
+    pub fn new(parts: Parts, consumer: &str) -> Result<Self, PipelineError> {
+        let Parts {
+            store,
+            index,
+            dlq,
+            settings,
+            metrics,
+            embedder,
+            catalog,
+        } = parts;
         let index_fed = index
             .committed_offsets()?
             .into_iter()
             .map(|c| ((c.topic, c.partition), c.next_offset))
             .collect();
+        let rules = Arc::new(settings.rule_book()?);
+        let public_url = settings.http.public_url();
         Ok(Pipeline {
             store,
             index,
             dlq,
             settings,
+            rules,
+            catalog,
+            redactor: Redactor::new(),
+            public_url,
             metrics,
             consumer: consumer.to_string(),
             scopes: HashMap::new(),
@@ -233,6 +264,12 @@ impl Pipeline {
                     }
                     continue;
                 }
+                Body::Action(request) => {
+                    if !item.in_db {
+                        self.act(&mut tx, request).await?;
+                    }
+                    continue;
+                }
             };
             let cluster_id = match known.get(&ticket.ticket_id) {
                 Some(k) => {
@@ -320,12 +357,7 @@ impl Pipeline {
     ) -> Result<&mut Scope, PipelineError> {
         if !self.scopes.contains_key(product) {
             let checkpoints = sevloop_store::load_clusters(tx, product).await?;
-            let scope = Scope::restore(
-                product,
-                self.settings.clustering.clone(),
-                self.settings.detection.floor.clone(),
-                checkpoints,
-            );
+            let scope = Scope::restore(product, self.settings.clustering.clone(), checkpoints);
             self.scopes.insert(product.to_string(), scope);
         }
         self.scopes
@@ -333,7 +365,7 @@ impl Pipeline {
             .ok_or_else(|| PipelineError::Consumer(format!("scope {product} vanished")))
     }
 
-    /// Clusters a new ticket, stores it and acts on the detection decision. Returns its cluster.
+    /// Clusters a new ticket, stores it and acts on the detection decisions. Returns its cluster.
     async fn observe(
         &mut self,
         tx: &mut sevloop_store::Tx,
@@ -342,11 +374,19 @@ impl Pipeline {
         dense: Option<Vec<f32>>,
     ) -> Result<String, PipelineError> {
         let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
+        let (catalog, rules) = (self.catalog.get(), self.rules.clone());
+        let detection = Detection {
+            rules: &rules,
+            catalog: &catalog,
+            policy: Policy::Combined,
+        };
         let scope = self.scope(tx, &ticket.product).await?;
-        let obs = scope.observe(&features, ticket);
-        let label = scope
-            .cluster(obs.seq)
-            .map(|c| scope.clusterer().label(c, 3));
+        let obs = scope.observe(&features, ticket, &detection);
+        let labels: Vec<Vec<String>> = obs
+            .decisions
+            .iter()
+            .map(|d| escalated_label(scope, d))
+            .collect();
         sevloop_store::insert_ticket(
             tx,
             ticket,
@@ -356,113 +396,50 @@ impl Pipeline {
             item.record.offset,
         )
         .await?;
-        match (&obs.decision, label) {
-            (Decision::Escalate(e), Some(label)) => self.open_sev(tx, ticket, e, &label).await?,
-            (
+        let sevs = self.sevs(&catalog);
+        for (decision, label) in obs.decisions.iter().zip(labels) {
+            match decision {
+                Decision::Escalate(e) => {
+                    if sevs.escalate(tx, ticket, e, &label).await? {
+                        self.metrics.sevs_opened.inc();
+                    }
+                }
                 Decision::Join {
                     escalation,
                     sev_cluster,
-                },
-                _,
-            ) => self.join(tx, escalation, sev_cluster).await?,
-            (Decision::Attach { sev_cluster }, _) => self.attach(tx, ticket, sev_cluster).await?,
-            _ => {}
+                } => sevs.join(tx, escalation, sev_cluster).await?,
+                Decision::Attach { sev_cluster } => sevs.attach(tx, ticket, sev_cluster).await?,
+                Decision::Quiet => {}
+            }
         }
         Ok(obs.assignment.cluster_id)
     }
 
-    async fn open_sev(
-        &self,
-        tx: &mut sevloop_store::Tx,
-        ticket: &TicketEvent,
-        e: &Escalation,
-        label: &[String],
-    ) -> Result<(), PipelineError> {
-        let team = self.settings.routing.route(&RouteInput {
-            product: &ticket.product,
-            component: ticket.component.as_deref(),
-            tags: &ticket.tags,
-            label,
-        });
-        let title = format!("{}: customers report {}", ticket.product, label.join(", "));
-        let new = NewSev {
-            escalation: e,
-            title: &title,
-            severity: sevloop_core::Severity::from_impact(e.distinct_customers, 0),
-            team,
-            first_ticket_at: e.first_ticket_at,
-        };
-        let Some(sev_id) = sevloop_store::open_sev(tx, &new).await? else {
-            return Ok(());
-        };
-        sevloop_store::link_tickets(tx, &sev_id, &e.evidence, e.fired_at).await?;
-        let severity = sevloop_store::refresh_sev_counts(tx, &sev_id).await?;
-        let detail = json!({"rule": e.rule, "escalation_id": e.id, "window_start": e.window_start,
-            "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers});
-        sevloop_store::add_sev_event(tx, &sev_id, "opened", "sevloop", e.fired_at, &detail).await?;
-        let payload = json!({
-            "type": "sev.opened",
-            "sev": {"id": sev_id, "title": title, "severity": severity.as_str(), "team": team,
-                    "state": "open", "cluster_id": e.cluster_id, "ticket_count": e.ticket_count,
-                    "distinct_customers": e.distinct_customers, "first_ticket_at": e.first_ticket_at,
-                    "opened_at": e.fired_at,
-                    "url": format!("{}/sevs/{}", self.settings.http.public_url(), sev_id)},
-        });
-        for hook in &self.settings.notify.webhooks {
-            let n = NewNotification {
-                id: format!("{}.opened.{}", e.id, hook.name),
-                sev_id: &sev_id,
-                endpoint: &hook.name,
-                kind: "sev.opened",
-                payload: payload.clone(),
-                created_at: Utc::now(),
-            };
-            sevloop_store::enqueue(tx, &n).await?;
+    /// The SEV side, with the catalog in use and this moment's wall clock.
+    fn sevs<'a>(&'a self, catalog: &'a Catalog) -> Sevs<'a> {
+        Sevs {
+            catalog,
+            public_url: &self.public_url,
+            redactor: &self.redactor,
+            now: Utc::now(),
         }
-        self.metrics.sevs_opened.inc();
-        tracing::info!(sev_id = %sev_id, cluster_id = %e.cluster_id, team, severity = severity.as_str(),
-            tickets = e.ticket_count, customers = e.distinct_customers, "sev opened");
-        Ok(())
     }
 
-    /// A related cluster crossed the rule: its evidence joins the open SEV, recorded on the timeline.
-    async fn join(
-        &self,
+    /// Applies a person's action on a SEV; a SEV that closes ends its clusters' episodes.
+    async fn act(
+        &mut self,
         tx: &mut sevloop_store::Tx,
-        e: &Escalation,
-        sev_cluster: &str,
+        request: &SevActionRequest,
     ) -> Result<(), PipelineError> {
-        let Some(sev_id) = sevloop_store::latest_sev_of_cluster(tx, sev_cluster).await? else {
-            return Ok(());
-        };
-        sevloop_store::link_tickets(tx, &sev_id, &e.evidence, e.fired_at).await?;
-        sevloop_store::refresh_sev_counts(tx, &sev_id).await?;
-        let detail = json!({"cluster_id": e.cluster_id, "escalation_id": e.id,
-            "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers});
-        sevloop_store::add_sev_event(
-            tx,
-            &sev_id,
-            "cluster_joined",
-            "sevloop",
-            e.fired_at,
-            &detail,
-        )
-        .await?;
-        tracing::info!(sev_id = %sev_id, cluster_id = %e.cluster_id, "related cluster joined a sev");
-        Ok(())
-    }
-
-    async fn attach(
-        &self,
-        tx: &mut sevloop_store::Tx,
-        ticket: &TicketEvent,
-        cluster_id: &str,
-    ) -> Result<(), PipelineError> {
-        if let Some(sev_id) = sevloop_store::latest_sev_of_cluster(tx, cluster_id).await? {
-            let ids = [ticket.ticket_id.clone()];
-            if sevloop_store::link_tickets(tx, &sev_id, &ids, ticket.event_time).await? > 0 {
-                sevloop_store::refresh_sev_counts(tx, &sev_id).await?;
-            }
+        let catalog = self.catalog.get();
+        let outcome = self.sevs(&catalog).act(tx, request).await?;
+        if let ActionOutcome::Applied {
+            ended: Some(cluster_id),
+        } = outcome
+        {
+            self.scope(tx, &request.product)
+                .await?
+                .end_episodes(&cluster_id);
         }
         Ok(())
     }
@@ -484,7 +461,11 @@ impl Pipeline {
                     payload: r.payload.clone(),
                     headers: vec![
                         ("sevloop.error.code".into(), code.as_bytes().to_vec()),
-                        ("sevloop.error.reason".into(), reason.clone().into_bytes()),
+                        // A parser may quote the bad value: it may be personal data.
+                        (
+                            "sevloop.error.reason".into(),
+                            self.redactor.redact_all(reason).into_bytes(),
+                        ),
                         ("sevloop.source.topic".into(), r.topic.clone().into_bytes()),
                         (
                             "sevloop.source.partition".into(),
@@ -546,31 +527,61 @@ impl Pipeline {
     }
 }
 
-/// Parses a record of the ticket log: a ticket, or a correction marked by its header.
+/// Parses a record of the ticket log: a ticket, or a correction or SEV action marked by its
+/// header.
 fn parse(record: &Record) -> Result<Body, (&'static str, String)> {
-    let is_correction = record
+    let marked = record
         .headers
         .iter()
-        .any(|(k, v)| k == CORRECTION_HEADER && v.as_slice() == CORRECTION_RECORD.as_bytes());
-    if is_correction {
-        return serde_json::from_slice(&record.payload)
-            .map(Body::Correction)
-            .map_err(|e| {
-                (
-                    "invalid_correction",
-                    format!("invalid correction record: {e}"),
-                )
-            });
+        .find(|(k, _)| k == RECORD_HEADER)
+        .map(|(_, v)| v.as_slice());
+    match marked {
+        None => TicketEvent::parse(&record.payload)
+            .map(Body::Ticket)
+            .map_err(|e| (e.code(), e.to_string())),
+        Some(kind) if kind == CORRECTION_RECORD.as_bytes() => {
+            serde_json::from_slice(&record.payload)
+                .map(Body::Correction)
+                .map_err(|e| {
+                    (
+                        "invalid_correction",
+                        format!("invalid correction record: {e}"),
+                    )
+                })
+        }
+        Some(kind) if kind == SEV_ACTION_RECORD.as_bytes() => {
+            serde_json::from_slice(&record.payload)
+                .map(Body::Action)
+                .map_err(|e| ("invalid_action", format!("invalid SEV action record: {e}")))
+        }
+        Some(kind) => Err((
+            "unknown_record",
+            format!(
+                "unknown record kind `{}`",
+                String::from_utf8_lossy(kind)
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+            ),
+        )),
     }
-    TicketEvent::parse(&record.payload)
-        .map(Body::Ticket)
-        .map_err(|e| (e.code(), e.to_string()))
+}
+
+/// The label of the cluster a decision escalates (empty for other decisions).
+fn escalated_label(scope: &Scope, d: &Decision) -> Vec<String> {
+    let Decision::Escalate(e) = d else {
+        return Vec::new();
+    };
+    sevloop_core::cluster::parse_cluster_id(&e.cluster_id)
+        .and_then(|(_, seq)| scope.cluster(scope.clusterer().resolve(seq)))
+        .map(|c| scope.clusterer().label(c, 3))
+        .unwrap_or_default()
 }
 
 fn ticket_of(item: &Item) -> Option<&TicketEvent> {
     match &item.body {
         Body::Ticket(t) => Some(t),
-        Body::Correction(_) => None,
+        Body::Correction(_) | Body::Action(_) => None,
     }
 }
 

@@ -1,25 +1,39 @@
 //! The outbox dispatcher: delivers queued notifications at least once, each with its stable
-//! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`.
+//! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`;
+//! and the ack-timeout sweep that escalates SEVs nobody acknowledged in time.
 
+mod escalation;
+pub mod render;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
+use sevloop_bus::{LogWriter, Outgoing};
 use sevloop_store::{Notification, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogHandle;
 use crate::config::NotifySettings;
+use render::{Delivery, Request};
 
 const POLL: Duration = Duration::from_millis(250);
 const LEASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// How often unacknowledged SEVs are checked against their team's ack timeout.
+const SWEEP: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     store: Store,
     settings: NotifySettings,
+    catalog: CatalogHandle,
+    public_url: String,
+    /// Where SEV events are published.
+    log: LogWriter,
     client: reqwest::Client,
-    metrics: std::sync::Arc<sevloop_http::Metrics>,
+    metrics: Arc<sevloop_http::Metrics>,
 }
 
 /// What one attempt came to.
@@ -33,13 +47,18 @@ enum Outcome {
     GiveUp {
         error: String,
     },
+    /// 410 Gone: the receiver asked never to be called again.
+    Gone,
 }
 
 impl Dispatcher {
     pub fn new(
         store: Store,
         settings: NotifySettings,
-        metrics: std::sync::Arc<sevloop_http::Metrics>,
+        catalog: CatalogHandle,
+        public_url: String,
+        log: LogWriter,
+        metrics: Arc<sevloop_http::Metrics>,
     ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -48,13 +67,21 @@ impl Dispatcher {
         Dispatcher {
             store,
             settings,
+            catalog,
+            public_url,
+            log,
             client,
             metrics,
         }
     }
 
     pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        let mut last_sweep = tokio::time::Instant::now() - SWEEP;
         loop {
+            if last_sweep.elapsed() >= SWEEP {
+                self.escalate_overdue().await?;
+                last_sweep = tokio::time::Instant::now();
+            }
             let due = self.store.lease_due(Utc::now(), LEASE, 50).await?;
             if due.is_empty() {
                 tokio::select! {
@@ -69,17 +96,21 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), StoreError> {
-        let outcome = match self.settings.webhooks.iter().find(|w| w.name == n.endpoint) {
-            None => Outcome::GiveUp {
-                error: format!("endpoint `{}` is not configured", n.endpoint),
+        let outcome = match self.store.disabled_endpoint(&n.endpoint).await? {
+            Some(d) => Outcome::GiveUp {
+                error: format!(
+                    "endpoint disabled since {}: {}",
+                    d.disabled_at.to_rfc3339(),
+                    d.reason
+                ),
             },
-            Some(hook) => self.attempt(&hook.url, n).await,
+            None => self.attempt(n).await,
         };
         let now = Utc::now();
         match outcome {
             Outcome::Delivered => {
                 self.metrics.notifications_delivered.inc();
-                tracing::info!(notification = %n.id, sev_id = %n.sev_id, endpoint = %n.endpoint, "notification delivered");
+                tracing::debug!(notification = %n.id, sev_id = %n.sev_id, endpoint = %n.endpoint, "notification delivered");
                 self.store.mark_delivered(&n.id, now).await
             }
             Outcome::Retry { error, after } => {
@@ -97,21 +128,55 @@ impl Dispatcher {
                 tracing::warn!(notification = %n.id, endpoint = %n.endpoint, %error, "notification given up");
                 self.store.mark_failed(&n.id, &error, None).await
             }
+            Outcome::Gone => {
+                self.metrics.notifications_failed.inc();
+                let reason = "the receiver answered 410 Gone; endpoint disabled";
+                tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
+                self.store
+                    .disable_endpoint(&n.endpoint, now, reason)
+                    .await?;
+                self.store.mark_failed(&n.id, reason, None).await
+            }
         }
     }
 
-    async fn attempt(&self, url: &str, n: &Notification) -> Outcome {
-        let sent = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", &n.id)
-            .header("webhook-id", &n.id)
-            .body(n.payload.clone())
-            .send()
-            .await;
-        match sent {
+    async fn attempt(&self, n: &Notification) -> Outcome {
+        let catalog = self.catalog.get();
+        let rendered = render::render(n, &catalog, &self.public_url, Utc::now().timestamp());
+        match rendered {
+            Err(e) => Outcome::GiveUp {
+                error: e.to_string(),
+            },
+            Ok(Delivery::Http(request)) => self.send(request).await,
+            Ok(Delivery::Topic { key, message }) => {
+                let record = Outgoing {
+                    key: Some(key.into_bytes()),
+                    payload: message.to_string().into_bytes(),
+                    headers: Vec::new(),
+                };
+                match self
+                    .log
+                    .send(&self.settings.sev_events_topic, vec![record])
+                    .await
+                {
+                    Ok(()) => Outcome::Delivered,
+                    Err(e) => Outcome::Retry {
+                        error: format!("failed to publish the SEV event: {e}"),
+                        after: None,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn send(&self, r: Request) -> Outcome {
+        let mut request = self.client.request(r.method, &r.url).body(r.body);
+        for (name, value) in &r.headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
             Ok(resp) if resp.status().is_success() => Outcome::Delivered,
+            Ok(resp) if resp.status() == StatusCode::GONE => Outcome::Gone,
             Ok(resp) => classify(resp.status(), resp.headers()),
             // without_url: webhook URLs often carry a secret token.
             Err(e) => Outcome::Retry {

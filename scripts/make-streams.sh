@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Generates extra ticket streams (beyond ../shared/data/streams) for tuning and checking
+# detection on rates, incident sizes and labels the shared streams do not cover. Each stream is
+# banking77 with Poisson background, injected incidents and an angry-customer decoy, made by
+# ../shared/tools/make_stream.py. Usage: scripts/make-streams.sh [OUT_DIR] (default /tmp/streams).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-/tmp/streams}"
+SHARED="${SEVLOOP_SHARED:-../shared}"
+mkdir -p "$OUT"
+make() {
+  local name=$1; shift
+  python3 "$SHARED/tools/make_stream.py" "$SHARED/data/banking77/tickets.jsonl" "$OUT/$name" "$@" >/dev/null
+  echo "$OUT/$name"
+}
+make c --seed 3 --rate-per-hour 300 --incident card_payment_fee_charged:20:30 \
+  --incident balance_not_updated_after_bank_transfer:30:60 --angry card_arrival:15
+make d --seed 4 --rate-per-hour 1200 --incident beneficiary_not_allowed:25:30 \
+  --incident transaction_charged_twice:40:40 --angry exchange_rate:12
+make e --seed 5 --rate-per-hour 60 --incident passcode_forgotten:15:20 --angry lost_or_stolen_card:10
+make f --seed 6 --rate-per-hour 2400 --incident wrong_amount_of_cash_received:40:60 \
+  --incident contactless_not_working:20:20 --angry card_payment_fee_charged:20

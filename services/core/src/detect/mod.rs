@@ -1,0 +1,129 @@
+//! Detection: when a cluster's tickets cross the rules, it escalates (and a SEV opens).
+//!
+//! Decisions depend on event time only: a window ends at the latest event time its cluster has
+//! seen, never at the wall clock, so replaying a log gives the same escalations.
+
+mod history;
+pub mod rules;
+mod state;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use history::History;
+pub use rules::{
+    ColdStartRule, DetectionConfig, EpisodeRule, FloorRule, RuleBook, RuleError, Rules, SpikeRule,
+    TierWeights,
+};
+pub use state::{DetectorState, Member, Verdict};
+
+/// Strength, in windows, of the belief about a cluster born while its product was still new
+/// (during the cold start's warmup): next to nothing, so its own history decides at once, and
+/// until it has some the predictive count is too wide for any rule to fire.
+pub const WEAK_PRIOR_WINDOWS: f64 = 0.25;
+
+/// The rules by name, as escalations and the backtest report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleName {
+    Floor,
+    Spike,
+    ColdStart,
+}
+
+impl RuleName {
+    pub const ALL: [RuleName; 3] = [RuleName::Floor, RuleName::Spike, RuleName::ColdStart];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleName::Floor => "floor",
+            RuleName::Spike => "spike",
+            RuleName::ColdStart => "cold_start",
+        }
+    }
+}
+
+/// Which rules must hold for a cluster to escalate. Production always runs `Combined`; the
+/// backtest also replays each rule alone to show what it would have fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The floor, and the spike (or, for a new cluster, the cold start).
+    #[default]
+    Combined,
+    Alone(RuleName),
+}
+
+/// `P(X ≥ k)` for X negative binomial with `r` successes and success probability `p`: the
+/// predictive count of a Poisson rate with a Gamma(r, b) belief about it, `p = b / (b + 1)`.
+/// Summed term by term in log space, so neither a firm belief (`p^r` underflows) nor a large
+/// `k` loses the sum.
+pub fn negbin_tail(k: u64, r: f64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if r <= 0.0 || p >= 1.0 {
+        return 0.0;
+    }
+    let ln_q = (1.0 - p).ln();
+    let mut log_term = r * p.ln();
+    let mut log_below = log_term;
+    for i in 1..k {
+        log_term += ((i as f64 - 1.0 + r) / i as f64).ln() + ln_q;
+        let (hi, lo) = if log_below > log_term {
+            (log_below, log_term)
+        } else {
+            (log_term, log_below)
+        };
+        log_below = hi + (lo - hi).exp().ln_1p();
+    }
+    (1.0 - log_below.exp()).max(0.0)
+}
+
+/// A cluster crossed the rules. Its id is derived from the cluster, episode and rule, so a
+/// replay of the same log produces the same id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Escalation {
+    pub id: String,
+    pub cluster_id: String,
+    pub rule: String,
+    pub episode: u32,
+    pub window_start: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    /// Event time of the earliest evidence ticket.
+    pub first_ticket_at: DateTime<Utc>,
+    pub ticket_count: u64,
+    pub distinct_customers: u64,
+    /// The tickets in the window when the rule fired; all are linked to the SEV.
+    pub evidence: Vec<String>,
+    /// The window against the rules when it fired: the escalation's reason.
+    pub verdict: Verdict,
+}
+
+/// What detection decided for one counted ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing to do yet.
+    Quiet,
+    /// An episode is open: link the ticket to the SEV of `sev_cluster` (this cluster, or the
+    /// related one whose SEV it joined).
+    Attach { sev_cluster: String },
+    /// Open a SEV (or reopen the cluster's resolved one: a regression).
+    Escalate(Escalation),
+    /// The cluster crossed the rules while a closely related cluster already has an open
+    /// episode: link the evidence to that SEV instead of opening a duplicate.
+    Join {
+        escalation: Escalation,
+        sev_cluster: String,
+    },
+}
+
+/// `esc-` and the first 16 hex digits of SHA-256 over cluster, episode and rule.
+pub fn escalation_id(cluster_id: &str, episode: u32, rule: &str) -> String {
+    let digest = Sha256::digest(format!("{cluster_id}\n{episode}\n{rule}").as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("esc-{hex}")
+}
+
+#[cfg(test)]
+mod tests;

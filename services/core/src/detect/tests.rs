@@ -1,0 +1,275 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::ticket::Tier;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-01-03T14:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn member(i: u32, customer: &str, minute: i64) -> Member {
+    Member {
+        ticket_id: format!("T-{i}"),
+        customer_id: customer.to_string(),
+        tier: Tier::Free,
+        at: t0() + chrono::Duration::minutes(minute),
+    }
+}
+
+fn rules() -> Rules {
+    Rules {
+        floor: FloorRule {
+            min_tickets: 5,
+            min_customers: 4.0,
+            window: Duration::from_secs(30 * 60),
+        },
+        spike: SpikeRule {
+            max_false_alarm: 1e-2,
+            ..SpikeRule::default()
+        },
+        ..Rules::default()
+    }
+}
+
+/// The product has been watched for a day before these tests' tickets.
+fn scope_start() -> DateTime<Utc> {
+    t0() - chrono::Duration::hours(24)
+}
+
+/// A cluster that has run at `per_window` tickets per 30 minutes for ten hours.
+fn with_history(per_window: u64) -> DetectorState {
+    let mut history = History::default();
+    let (window, memory) = (Duration::from_secs(1800), SpikeRule::default().memory);
+    let start = t0() - chrono::Duration::hours(10);
+    history.advance(start, std::iter::empty(), window, memory);
+    for w in 1..=20 {
+        let left =
+            (0..per_window).map(|i| start + chrono::Duration::minutes(30 * (w - 1) + i as i64));
+        history.advance(
+            start + chrono::Duration::minutes(30 * w),
+            left,
+            window,
+            memory,
+        );
+    }
+    DetectorState {
+        history,
+        first_at: Some(start),
+        ..DetectorState::default()
+    }
+}
+
+fn observe(s: &mut DetectorState, m: Member, rules: &Rules) -> Decision {
+    s.observe("cards:1", m, rules, scope_start(), Policy::Combined)
+}
+
+fn escalation(d: &Decision) -> Option<&Escalation> {
+    match d {
+        Decision::Escalate(e) => Some(e),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_negative_binomial_tail_matches_known_values() {
+    assert_eq!(negbin_tail(0, 3.0, 0.5), 1.0);
+    // r = 1 is the geometric distribution: P(X ≥ k) = (1 - p)^k.
+    assert!((negbin_tail(3, 1.0, 0.6) - 0.4f64.powi(3)).abs() < 1e-12);
+    // A belief held very firmly is the Poisson: P(X ≥ 18 | λ = 10) = 0.0143 (tables).
+    let r = 1e6;
+    assert!((negbin_tail(18, r, r / (r + 10.0)) - 0.0143).abs() < 5e-4);
+    // Little history keeps the tail wide: the same mean of 0.5, firmly or barely believed.
+    assert!(negbin_tail(8, 2.0, 0.8) < negbin_tail(8, 0.125, 0.2));
+    // Far in the tail the complement is exact to double precision; rules ask for far less.
+    assert!(negbin_tail(2000, 1e4, 1e4 / (1e4 + 1000.0)) < 1e-12);
+}
+
+#[test]
+fn a_busy_cluster_at_its_usual_rate_does_not_escalate() {
+    let mut s = with_history(10);
+    let strict = Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    };
+    // Still ten tickets every 30 minutes: busy, but usual.
+    for i in 0..100u32 {
+        let d = observe(&mut s, member(i, &format!("c{i}"), i as i64 * 3), &strict);
+        assert_eq!(d, Decision::Quiet, "ticket {i}");
+    }
+}
+
+#[test]
+fn a_busy_cluster_escalates_on_the_spike_rule_when_it_jumps_far_above_its_usual_rate() {
+    let mut s = with_history(5);
+    let fired = (0..40u32)
+        .map(|j| observe(&mut s, member(j, &format!("x{j}"), j as i64 / 4), &rules()))
+        .find_map(|d| escalation(&d).cloned())
+        .expect("a spike to many times the usual rate escalates");
+    assert_eq!(fired.rule, "spike");
+    assert!(fired.ticket_count > 5, "fired at {}", fired.ticket_count);
+    assert!(fired.verdict.p_value <= 1e-2 && fired.verdict.expected > 3.0);
+}
+
+#[test]
+fn opens_once_on_the_cold_start_rule_when_five_tickets_from_four_customers_arrive() {
+    let mut s = DetectorState::default();
+    let customers = ["a", "b", "c", "c", "d", "e"];
+    let decisions: Vec<Decision> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| observe(&mut s, member(i as u32, c, i as i64), &rules()))
+        .collect();
+    assert!(decisions[..4].iter().all(|d| *d == Decision::Quiet));
+    let e = escalation(&decisions[4]).expect("the fifth ticket escalates");
+    assert_eq!((e.ticket_count, e.distinct_customers), (5, 4));
+    assert_eq!(e.rule, "cold_start");
+    assert_eq!(e.evidence, vec!["T-0", "T-1", "T-2", "T-3", "T-4"]);
+    assert_eq!(e.id, escalation_id("cards:1", 1, "cold_start"));
+    assert_eq!(
+        decisions[5],
+        Decision::Attach {
+            sev_cluster: "cards:1".into()
+        }
+    );
+}
+
+#[test]
+fn one_angry_customer_filing_many_tickets_does_not_escalate() {
+    let mut s = DetectorState::default();
+    for i in 0..20 {
+        let d = observe(&mut s, member(i, "angry", i as i64), &rules());
+        assert_eq!(d, Decision::Quiet);
+    }
+}
+
+#[test]
+fn enterprise_customers_weigh_more_toward_the_floor() {
+    let lenient = Rules {
+        spike: SpikeRule {
+            max_false_alarm: 0.05,
+            ..SpikeRule::default()
+        },
+        ..rules()
+    };
+    let weighted = |tier: Tier| {
+        let mut s = DetectorState::default();
+        (0..5u32)
+            .map(|i| {
+                let m = Member {
+                    tier: if i < 2 { tier } else { Tier::Free },
+                    ..member(i, &format!("c{}", i % 3), i as i64)
+                };
+                observe(&mut s, m, &lenient)
+            })
+            .any(|d| escalation(&d).is_some())
+    };
+    // Three customers, two of them enterprise (weight 2 each): 5 ≥ 4.
+    assert!(weighted(Tier::Enterprise));
+    assert!(!weighted(Tier::Free));
+}
+
+#[test]
+fn tickets_spread_wider_than_the_window_do_not_escalate() {
+    let mut s = DetectorState::default();
+    for i in 0..10 {
+        let d = observe(&mut s, member(i, &format!("c{i}"), i as i64 * 20), &rules());
+        assert_eq!(d, Decision::Quiet, "ticket {i}");
+    }
+    assert!(s.window.len() <= 2);
+}
+
+#[test]
+fn a_cluster_born_while_the_product_is_new_waits_for_its_history() {
+    let mut s = DetectorState::default();
+    let strict = Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    };
+    for i in 0..20u32 {
+        let d = s.observe(
+            "c",
+            member(i, &format!("c{i}"), i as i64),
+            &strict,
+            t0(),
+            Policy::Combined,
+        );
+        assert_eq!(d, Decision::Quiet, "ticket {i}");
+    }
+}
+
+#[test]
+fn an_episode_ends_after_a_quiet_spell_and_the_next_burst_is_a_new_episode() {
+    let mut s = DetectorState::default();
+    let burst = |s: &mut DetectorState, from: u32, minute: i64| -> Vec<Decision> {
+        (from..from + 6)
+            .map(|i| observe(s, member(i, &format!("c{i}"), minute), &rules()))
+            .collect()
+    };
+    let first = burst(&mut s, 0, 0);
+    let e1 = first
+        .iter()
+        .find_map(escalation)
+        .expect("first burst")
+        .clone();
+    // Ninety minutes later the episode is still open: a lone ticket attaches.
+    let lone = observe(&mut s, member(100, "z", 90), &rules());
+    assert!(matches!(lone, Decision::Attach { .. }));
+    // Seven hours after the burst (quiet is 2 h), it has ended.
+    let late = observe(&mut s, member(101, "y", 7 * 60), &rules());
+    assert_eq!(late, Decision::Quiet);
+    assert!(!s.active);
+    let second = burst(&mut s, 200, 8 * 60);
+    let e2 = second.iter().find_map(escalation).expect("second burst");
+    assert_eq!((e1.episode, e2.episode), (1, 2));
+    assert_ne!(e1.id, e2.id);
+}
+
+#[test]
+fn a_closed_episode_lets_the_next_crossing_escalate_again() {
+    let mut s = DetectorState::default();
+    for i in 0..6 {
+        observe(&mut s, member(i, &format!("c{i}"), 0), &rules());
+    }
+    assert!(s.active);
+    s.end_episode();
+    let d = observe(&mut s, member(9, "c9", 1), &rules());
+    assert_eq!(escalation(&d).map(|e| e.episode), Some(2));
+}
+
+#[test]
+fn each_rule_alone_fires_where_the_combination_would_not() {
+    let busy = |policy: Policy| {
+        let mut s = with_history(10);
+        let strict = Rules {
+            spike: SpikeRule::default(),
+            ..rules()
+        };
+        (0..20u32).find_map(|i| {
+            let m = member(i, &format!("c{i}"), i as i64 * 3);
+            escalation(&s.observe("c", m, &strict, scope_start(), policy)).cloned()
+        })
+    };
+    assert!(busy(Policy::Combined).is_none());
+    assert_eq!(
+        busy(Policy::Alone(RuleName::Floor)).map(|e| e.rule),
+        Some("floor".to_string())
+    );
+    assert!(busy(Policy::Alone(RuleName::Spike)).is_none());
+}
+
+#[test]
+fn escalation_ids_are_stable_and_distinct_per_episode() {
+    assert_eq!(
+        escalation_id("cards:1", 1, "spike"),
+        escalation_id("cards:1", 1, "spike")
+    );
+    assert_ne!(
+        escalation_id("cards:1", 1, "spike"),
+        escalation_id("cards:1", 2, "spike")
+    );
+    assert_eq!(escalation_id("x", 1, "spike").len(), 4 + 16);
+}

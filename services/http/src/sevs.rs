@@ -1,0 +1,193 @@
+//! The SEV API: list and read SEVs, and act on them (acknowledge, mitigate, resolve, decline,
+//! reroute, merge).
+//!
+//! An action is checked here against the SEV as it is now, then appended to the ticket log
+//! (keyed by the SEV's product, so it is ordered with that product's tickets and a replay
+//! applies it at the same point) and applied by the pipeline. The answer waits briefly for the
+//! pipeline: 200 with the SEV once applied, 409 if it was refused in the meantime, 202 if the
+//! pipeline has not got to it yet.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
+use sevloop_core::SevState;
+use sevloop_store::SevFilter;
+
+use crate::{ApiError, AppState};
+
+/// How long an action request waits for the pipeline to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+const APPLY_POLL: Duration = Duration::from_millis(25);
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    team: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad("`limit` must be between 1 and 1000"));
+    }
+    if let Some(state) = q.state.as_deref().filter(|s| SevState::parse(s).is_none()) {
+        return Err(bad(format!(
+            "`state` must be one of open, acknowledged, mitigated, resolved, declined, merged; got `{state}`"
+        )));
+    }
+    let filter = SevFilter {
+        state: q.state,
+        team: q.team,
+        limit,
+    };
+    Ok(Json(json!({"items": s.store.sevs(&filter).await?})))
+}
+
+pub(crate) async fn get_one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let sev = s
+        .store
+        .sev(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
+    let mut body = serde_json::to_value(sev).map_err(|e| ApiError::internal(&e))?;
+    body["ticket_ids"] = json!(s.store.sev_ticket_ids(&id).await?);
+    body["timeline"] = json!(s.store.sev_timeline(&id).await?);
+    body["notifications"] = json!(s.store.notifications_of(&id).await?);
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeclineBody {
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RerouteBody {
+    team: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MergeBody {
+    into: String,
+}
+
+pub(crate) async fn acknowledge(
+    s: State<AppState>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    act(s, id, SevAction::Acknowledge).await
+}
+
+pub(crate) async fn mitigate(s: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
+    act(s, id, SevAction::Mitigate).await
+}
+
+pub(crate) async fn resolve(s: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
+    act(s, id, SevAction::Resolve).await
+}
+
+pub(crate) async fn decline(
+    s: State<AppState>,
+    id: Path<String>,
+    Json(body): Json<DeclineBody>,
+) -> Result<Response, ApiError> {
+    let reason = s.redactor.redact_all(&body.reason);
+    act(s, id, SevAction::Decline { reason }).await
+}
+
+pub(crate) async fn reroute(
+    s: State<AppState>,
+    id: Path<String>,
+    Json(body): Json<RerouteBody>,
+) -> Result<Response, ApiError> {
+    let note = body.note.map(|n| s.redactor.redact_all(&n));
+    act(
+        s,
+        id,
+        SevAction::Reroute {
+            team: body.team,
+            note,
+        },
+    )
+    .await
+}
+
+pub(crate) async fn merge(
+    s: State<AppState>,
+    id: Path<String>,
+    Json(body): Json<MergeBody>,
+) -> Result<Response, ApiError> {
+    act(s, id, SevAction::Merge { into: body.into }).await
+}
+
+async fn act(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    action: SevAction,
+) -> Result<Response, ApiError> {
+    let sev = s
+        .store
+        .sev(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
+    let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
+    state.after(&action).map_err(|e| match e {
+        sevloop_core::sev::TransitionError::State { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
+        }
+        _ => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_action",
+            e.to_string(),
+        ),
+    })?;
+    let request = SevActionRequest {
+        action_id: format!("act-{}", uuid::Uuid::new_v4().simple()),
+        sev_id: sev.id.clone(),
+        product: sev.product.clone(),
+        action,
+        actor_role: "operator".to_string(),
+        requested_at: chrono::Utc::now(),
+    };
+    let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;
+    crate::intake::append_record(&s, &sev.product, SEV_ACTION_RECORD, payload).await?;
+    applied(&s, &request).await
+}
+
+/// Waits for the pipeline's verdict on an action.
+async fn applied(s: &AppState, request: &SevActionRequest) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(done) = s.store.action(&request.action_id).await? {
+            if let Some(why) = done.outcome.strip_prefix("refused: ") {
+                return Err(ApiError::new(StatusCode::CONFLICT, "refused", why));
+            }
+            let sev = s.store.sev(&request.sev_id).await?;
+            return Ok(Json(json!({"action": done, "sev": sev})).into_response());
+        }
+        tokio::time::sleep(APPLY_POLL).await;
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": request}))).into_response())
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+}

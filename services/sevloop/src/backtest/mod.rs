@@ -1,0 +1,153 @@
+//! Replaying a ticket log through clustering and detection, without log or database, to see
+//! which SEVs the rules would open, when, and with which tickets: what `backtest` prints and
+//! scores. SEVs are handled as the pipeline handles them (one per cluster episode, related
+//! clusters join, a recurrence links to the still-open SEV), but nobody acknowledges or resolves
+//! anything in a backtest, so every SEV stays open.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sevloop_core::sev::Opening;
+use sevloop_core::{
+    Catalog, ClusterConfig, Decision, Escalation, Policy, RuleBook, SevState, TicketEvent, Verdict,
+};
+
+use crate::evaluation::OnlineClustering;
+
+pub mod score;
+
+/// A SEV the rules would open.
+#[derive(Debug, Clone, Serialize)]
+pub struct WouldOpen {
+    pub sev_id: String,
+    pub cluster_id: String,
+    pub rule: String,
+    /// Event time of the crossing ticket.
+    pub opened_at: DateTime<Utc>,
+    pub first_ticket_at: DateTime<Utc>,
+    /// Position in the log (1-based) of the ticket whose arrival opened it.
+    pub opened_at_ticket: usize,
+    pub label: Vec<String>,
+    /// The window when it fired.
+    pub verdict: Verdict,
+    /// The tickets in the window when it fired.
+    pub evidence: Vec<String>,
+    /// Every ticket linked to it by the end of the log, in link order.
+    pub ticket_ids: Vec<String>,
+    /// Other clusters whose crossing joined it, and recurrences of its own cluster.
+    pub joined: Vec<String>,
+}
+
+/// The SEVs of one replay, as the pipeline would link them.
+#[derive(Default)]
+struct Book {
+    sevs: Vec<WouldOpen>,
+    linked: Vec<BTreeSet<String>>,
+    /// A cluster's SEV: the one it opened, or joined.
+    by_cluster: HashMap<String, usize>,
+}
+
+impl Book {
+    /// Acts on one decision about `ticket`, the `at_ticket`-th of the log.
+    fn apply(&mut self, d: Decision, ticket: &str, at_ticket: usize, label: Vec<String>) {
+        match d {
+            Decision::Quiet => {}
+            Decision::Attach { sev_cluster } => {
+                self.link_to(&sev_cluster, None, &[ticket.to_string()])
+            }
+            Decision::Join {
+                escalation,
+                sev_cluster,
+            } => self.link_to(&sev_cluster, Some(&escalation), &escalation.evidence),
+            Decision::Escalate(e) => {
+                let latest = self.by_cluster.get(&e.cluster_id).map(|_| SevState::Open);
+                match Opening::for_latest(latest) {
+                    Opening::Open => self.open(e, at_ticket, label),
+                    _ => {
+                        let cluster = e.cluster_id.clone();
+                        self.link_to(&cluster, Some(&e), &e.evidence)
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, e: Escalation, at_ticket: usize, label: Vec<String>) {
+        let n = self.sevs.len();
+        self.by_cluster.insert(e.cluster_id.clone(), n);
+        self.sevs.push(WouldOpen {
+            sev_id: format!("SEV-{}", n + 1),
+            cluster_id: e.cluster_id.clone(),
+            rule: e.rule.clone(),
+            opened_at: e.fired_at,
+            first_ticket_at: e.first_ticket_at,
+            opened_at_ticket: at_ticket,
+            label,
+            verdict: e.verdict.clone(),
+            evidence: e.evidence.clone(),
+            ticket_ids: Vec::new(),
+            joined: Vec::new(),
+        });
+        self.linked.push(BTreeSet::new());
+        self.link(n, &e.evidence);
+    }
+
+    /// Links tickets to the SEV of `sev_cluster`; `joining` records a crossing that joined it.
+    fn link_to(&mut self, sev_cluster: &str, joining: Option<&Escalation>, ids: &[String]) {
+        let Some(&n) = self.by_cluster.get(sev_cluster) else {
+            return;
+        };
+        if let Some(e) = joining {
+            self.by_cluster.insert(e.cluster_id.clone(), n);
+            self.sevs[n].joined.push(e.cluster_id.clone());
+        }
+        self.link(n, ids);
+    }
+
+    fn link(&mut self, n: usize, ids: &[String]) {
+        for id in ids {
+            if self.linked[n].insert(id.clone()) {
+                self.sevs[n].ticket_ids.push(id.clone());
+            }
+        }
+    }
+}
+
+/// Replays `tickets` (with their sentence vectors, when the encoder is on) under `policy` and
+/// returns the SEVs it would open, in order.
+pub fn replay(
+    tickets: &[TicketEvent],
+    dense: Option<&[Vec<f32>]>,
+    config: &ClusterConfig,
+    rules: &RuleBook,
+    catalog: &Catalog,
+    policy: Policy,
+) -> Vec<WouldOpen> {
+    let mut online =
+        OnlineClustering::with_detection(config.clone(), rules.clone(), catalog.clone(), policy);
+    let mut book = Book::default();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
+        for d in observation.decisions {
+            let label = escalated_seq(&d)
+                .and_then(|seq| {
+                    let scope = online.scope(&ticket.product)?;
+                    let cluster = scope.cluster(scope.clusterer().resolve(seq))?;
+                    Some(scope.clusterer().label(cluster, 3))
+                })
+                .unwrap_or_default();
+            book.apply(d, &ticket.ticket_id, i + 1, label);
+        }
+    }
+    book.sevs
+}
+
+fn escalated_seq(d: &Decision) -> Option<u64> {
+    match d {
+        Decision::Escalate(e) => {
+            sevloop_core::cluster::parse_cluster_id(&e.cluster_id).map(|(_, seq)| seq)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,168 @@
+//! The catalog in use: read from its file at start (a bad file stops the start, naming the
+//! line), then re-read whenever the file changes. A changed file that does not validate is
+//! refused and logged, and the catalog in use stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use sevloop_core::catalog::ChannelKind;
+use sevloop_core::{Catalog, CatalogError};
+use tokio_util::sync::CancellationToken;
+
+/// How often the file's modification time is checked.
+const POLL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogLoadError {
+    #[error("failed to read catalog {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] CatalogError),
+}
+
+/// A shared, swappable catalog. Cheap to clone.
+#[derive(Clone)]
+pub struct CatalogHandle {
+    current: Arc<RwLock<Arc<Catalog>>>,
+    path: Option<PathBuf>,
+}
+
+impl CatalogHandle {
+    /// The catalog of `path`, or the default one (everything to triage) without a file.
+    pub fn load(path: Option<&Path>) -> Result<Self, CatalogLoadError> {
+        let catalog = match path {
+            Some(p) => read(p)?,
+            None => Catalog::default(),
+        };
+        Ok(Self::fixed(catalog, path.map(Path::to_path_buf)))
+    }
+
+    fn fixed(catalog: Catalog, path: Option<PathBuf>) -> Self {
+        CatalogHandle {
+            current: Arc::new(RwLock::new(Arc::new(catalog))),
+            path,
+        }
+    }
+
+    /// The catalog in use now.
+    pub fn get(&self) -> Arc<Catalog> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            // A writer never panics while holding the lock (it only swaps an Arc).
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the file; swaps the catalog in when it validates.
+    pub fn reload(&self) -> Result<(), CatalogLoadError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let catalog = Arc::new(read(path)?);
+        match self.current.write() {
+            Ok(mut c) => *c = catalog,
+            Err(poisoned) => *poisoned.into_inner() = catalog,
+        }
+        Ok(())
+    }
+
+    /// Reloads whenever the file's modification time changes, until shutdown.
+    pub async fn watch(self, shutdown: CancellationToken) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut seen = modified(&path);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            let now = modified(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok(()) => tracing::info!(path = %path.display(), "catalog reloaded"),
+                Err(e) => tracing::error!(path = %path.display(), error = %e,
+                    "catalog change refused; the previous catalog stays in use"),
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn read(path: &Path) -> Result<Catalog, CatalogLoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CatalogLoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = path.display().to_string();
+    let catalog = Catalog::parse(&text, &source)?;
+    check_secrets(&catalog, &source)?;
+    Ok(catalog)
+}
+
+/// Signing secrets must decode now, not at the first notification.
+fn check_secrets(catalog: &Catalog, source: &str) -> Result<(), CatalogError> {
+    for (name, channel) in &catalog.channels {
+        if channel.kind != ChannelKind::Webhook {
+            continue;
+        }
+        for secret in &channel.secrets {
+            sevloop_notify::WebhookSecret::parse(secret.expose()).map_err(|e| CatalogError {
+                file: source.to_string(),
+                line: None,
+                message: format!("channel `{name}`: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "default_team = \"triage\"\n[teams.triage]\n";
+
+    #[test]
+    fn a_changed_file_is_swapped_in_and_a_broken_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let handle = CatalogHandle::load(Some(&path)).unwrap();
+        assert!(handle.get().routes.is_empty());
+
+        let routed =
+            format!("{GOOD}[teams.cards]\n[[routes]]\nteam = \"cards\"\nproduct = \"cards\"\n");
+        std::fs::write(&path, routed).unwrap();
+        handle.reload().unwrap();
+        assert_eq!(handle.get().routes.len(), 1);
+
+        std::fs::write(&path, format!("{GOOD}[[routes]]\nteam = \"nobody\"\n")).unwrap();
+        let err = handle.reload().unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("nobody"), "{err}");
+        assert_eq!(handle.get().routes.len(), 1, "the previous catalog stays");
+    }
+
+    #[test]
+    fn a_webhook_secret_that_does_not_decode_stops_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.toml");
+        let text = format!(
+            "{GOOD}[channels.ops]\nkind = \"webhook\"\nurl = \"http://x\"\nsecrets = [\"whsec_!!\"]\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let err = CatalogHandle::load(Some(&path)).err().unwrap().to_string();
+        assert!(err.contains("ops"), "{err}");
+    }
+}
