@@ -1,6 +1,8 @@
 //! The transactional outbox: notifications are written with the SEV change that causes them and
 //! delivered afterwards, at least once, each under a stable idempotency key (the row id).
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -15,9 +17,27 @@ pub struct NewNotification<'a> {
     pub id: String,
     pub sev_id: &'a str,
     pub endpoint: &'a str,
+    /// Notifications with the same key are delivered one at a time, in the order queued (a
+    /// SEV's events to one channel must not overtake each other).
+    pub ordering_key: String,
     pub kind: &'a str,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+}
+
+/// Microseconds of the wall clock, strictly increasing within this process: the order
+/// notifications are queued in (several are queued within one millisecond of one transaction).
+fn next_seq() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = Utc::now().timestamp_micros();
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// Queues a notification in the caller's transaction. Queuing the same id twice is a no-op.
@@ -25,7 +45,8 @@ pub async fn enqueue(conn: &mut AnyConnection, n: &NewNotification<'_>) -> Resul
     let at = to_ms(n.created_at);
     sqlx::query(
         "INSERT INTO outbox (id, sev_id, endpoint, kind, payload, state, attempts, next_attempt_at, \
-         lease_until, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, 0, $7) ON CONFLICT DO NOTHING",
+         lease_until, created_at, seq, ordering_key) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, 0, $6, $7, $8) ON CONFLICT DO NOTHING",
     )
     .bind(&n.id)
     .bind(n.sev_id)
@@ -33,7 +54,8 @@ pub async fn enqueue(conn: &mut AnyConnection, n: &NewNotification<'_>) -> Resul
     .bind(n.kind)
     .bind(n.payload.to_string())
     .bind(at)
-    .bind(at)
+    .bind(next_seq())
+    .bind(&n.ordering_key)
     .execute(conn)
     .await
     .map_err(|e| StoreError::sql(format!("queue notification {}", n.id), e))?;
@@ -56,12 +78,14 @@ pub struct Notification {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, sev_id, endpoint, kind, payload, state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+const COLUMNS: &str = "id, sev_id, endpoint, kind, payload, state, attempts, next_attempt_at, \
+     last_error, created_at, delivered_at, seq";
 
 impl Store {
     /// Takes up to `limit` due notifications under a lease, so two dispatchers never send the
-    /// same one at once (a crashed dispatcher's lease simply expires).
+    /// same one at once (a crashed dispatcher's lease simply expires). Only the oldest pending
+    /// notification of each ordering key is due: the next waits until it is delivered or given
+    /// up. Returned in the order they were queued.
     pub async fn lease_due(
         &self,
         now: DateTime<Utc>,
@@ -71,8 +95,10 @@ impl Store {
         let now_ms = to_ms(now);
         let until = now_ms + lease.as_millis() as i64;
         let sql = format!(
-            "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY created_at, id LIMIT $3) \
+            "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT o.id FROM outbox o \
+             WHERE o.state = 'pending' AND o.next_attempt_at <= $2 AND o.lease_until <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
+             AND e.state = 'pending' AND e.seq < o.seq) ORDER BY o.seq LIMIT $3) \
              AND lease_until <= $2 RETURNING {COLUMNS}"
         );
         let rows = sqlx::query(&sql)
@@ -82,7 +108,13 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .map_err(|e| StoreError::sql("lease due notifications", e))?;
-        rows.iter().map(notification).collect()
+        // RETURNING gives rows in storage order, not the subquery's.
+        let mut leased: Vec<(i64, Notification)> = rows
+            .iter()
+            .map(|r| Ok((get(r, "seq")?, notification(r)?)))
+            .collect::<Result<_, StoreError>>()?;
+        leased.sort_by_key(|(seq, _)| *seq);
+        Ok(leased.into_iter().map(|(_, n)| n).collect())
     }
 
     pub async fn mark_delivered(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -119,7 +151,7 @@ impl Store {
 
     /// Delivery state of a SEV's notifications.
     pub async fn notifications_of(&self, sev_id: &str) -> Result<Vec<Notification>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE sev_id = $1 ORDER BY created_at, id");
+        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE sev_id = $1 ORDER BY seq, id");
         let rows = sqlx::query(&sql)
             .bind(sev_id)
             .fetch_all(self.pool())

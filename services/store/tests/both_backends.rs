@@ -180,6 +180,7 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
             id: "esc-0001.opened.ops".into(),
             sev_id: &sev,
             endpoint: "ops",
+            ordering_key: format!("{sev}/ops"),
             kind: "sev.opened",
             payload: serde_json::json!({"sev": {"id": sev}}),
             created_at: t0(),
@@ -412,5 +413,54 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
             .expect("read")
             .expect("disabled");
         assert_eq!(gone.reason, "410", "{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queued() {
+    let (stores, _dir) = stores("ordering").await;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
+            .await
+            .expect("open")
+            .expect("new");
+        // Queued in this order within one transaction; ids sort the other way.
+        for (id, key) in [
+            ("z-opened", "a"),
+            ("y-acknowledged", "a"),
+            ("x-resolved", "a"),
+            ("w-other", "b"),
+        ] {
+            let n = NewNotification {
+                id: id.into(),
+                sev_id: &sev,
+                endpoint: "ops",
+                ordering_key: key.into(),
+                kind: id,
+                payload: serde_json::json!({}),
+                created_at: t0(),
+            };
+            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+        let lease = std::time::Duration::from_secs(60);
+        let mut delivered = Vec::new();
+        for round in 0..3 {
+            let due = store.lease_due(t0(), lease, 10).await.expect("lease");
+            let ids: Vec<&str> = due.iter().map(|n| n.id.as_str()).collect();
+            let expected: &[&str] = match round {
+                0 => &["z-opened", "w-other"],
+                1 => &["y-acknowledged"],
+                _ => &["x-resolved"],
+            };
+            assert_eq!(ids, expected, "{d:?} round {round}");
+            for n in &due {
+                store.mark_delivered(&n.id, t0()).await.expect("deliver");
+                delivered.push(n.id.clone());
+            }
+        }
+        assert_eq!(delivered.len(), 4);
     }
 }

@@ -90,8 +90,17 @@ impl Announcer<'_> {
         endpoints.push(SEV_EVENTS);
         for endpoint in endpoints {
             let id = format!("{}.{endpoint}", change.event_id);
-            self.queue(conn, id, sev, endpoint, change.kind.as_str(), &payload)
-                .await?;
+            let order = format!("{}/{endpoint}", sev.id);
+            self.queue(
+                conn,
+                id,
+                order,
+                sev,
+                endpoint,
+                change.kind.as_str(),
+                &payload,
+            )
+            .await?;
         }
         self.write_back(conn, sev, &notice, change.kind.as_str(), helpdesk)
             .await
@@ -110,7 +119,8 @@ impl Announcer<'_> {
         for ticket_id in tickets {
             let payload = json!({ "notice": notice, "ticket_id": ticket_id });
             let id = format!("{}.link.{ticket_id}.{SEV_EVENTS}", sev.id);
-            self.queue(conn, id, sev, SEV_EVENTS, TICKET_LINKED, &payload)
+            let order = format!("{}/{SEV_EVENTS}", sev.id);
+            self.queue(conn, id, order, sev, SEV_EVENTS, TICKET_LINKED, &payload)
                 .await?;
         }
         self.write_back(conn, sev, &notice, TICKET_LINKED, tickets)
@@ -131,15 +141,19 @@ impl Announcer<'_> {
         for ticket_id in tickets {
             let payload = json!({ "notice": notice, "ticket_id": ticket_id });
             let id = format!("{}.{kind}.{ticket_id}.{HELPDESK}", notice.event_id);
-            self.queue(conn, id, sev, HELPDESK, kind, &payload).await?;
+            let order = format!("{}/{HELPDESK}/{ticket_id}", sev.id);
+            self.queue(conn, id, order, sev, HELPDESK, kind, &payload)
+                .await?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)] // one row's columns, named at the call
     async fn queue(
         &self,
         conn: &mut Conn,
         id: String,
+        ordering_key: String,
         sev: &SevRow,
         endpoint: &str,
         kind: &str,
@@ -149,6 +163,7 @@ impl Announcer<'_> {
             id,
             sev_id: &sev.id,
             endpoint,
+            ordering_key,
             kind,
             payload: payload.clone(),
             created_at: self.now,
