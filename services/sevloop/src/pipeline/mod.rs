@@ -365,7 +365,7 @@ impl Pipeline {
             .ok_or_else(|| PipelineError::Consumer(format!("scope {product} vanished")))
     }
 
-    /// Clusters a new ticket, stores it and acts on the detection decisions. Returns its cluster.
+    /// Clusters a new ticket, stores it and acts on the detection decision. Returns its cluster.
     async fn observe(
         &mut self,
         tx: &mut sevloop_store::Tx,
@@ -382,11 +382,7 @@ impl Pipeline {
         };
         let scope = self.scope(tx, &ticket.product).await?;
         let obs = scope.observe(&features, ticket, &detection);
-        let labels: Vec<Vec<String>> = obs
-            .decisions
-            .iter()
-            .map(|d| escalated_label(scope, d))
-            .collect();
+        let label = escalated_label(scope, &obs.decision);
         sevloop_store::insert_ticket(
             tx,
             ticket,
@@ -397,20 +393,18 @@ impl Pipeline {
         )
         .await?;
         let sevs = self.sevs(&catalog);
-        for (decision, label) in obs.decisions.iter().zip(labels) {
-            match decision {
-                Decision::Escalate(e) => {
-                    if sevs.escalate(tx, ticket, e, &label).await? {
-                        self.metrics.sevs_opened.inc();
-                    }
+        match &obs.decision {
+            Decision::Escalate(e) => {
+                if sevs.escalate(tx, ticket, e, &label).await? {
+                    self.metrics.sevs_opened.inc();
                 }
-                Decision::Join {
-                    escalation,
-                    sev_cluster,
-                } => sevs.join(tx, escalation, sev_cluster).await?,
-                Decision::Attach { sev_cluster } => sevs.attach(tx, ticket, sev_cluster).await?,
-                Decision::Quiet => {}
             }
+            Decision::Join {
+                escalation,
+                sev_cluster,
+            } => sevs.join(tx, escalation, sev_cluster).await?,
+            Decision::Attach { sev_cluster } => sevs.attach(tx, ticket, sev_cluster).await?,
+            Decision::Quiet => {}
         }
         Ok(obs.assignment.cluster_id)
     }
@@ -461,10 +455,9 @@ impl Pipeline {
                     payload: r.payload.clone(),
                     headers: vec![
                         ("sevloop.error.code".into(), code.as_bytes().to_vec()),
-                        // A parser may quote the bad value: it may be personal data.
                         (
                             "sevloop.error.reason".into(),
-                            self.redactor.redact_all(reason).into_bytes(),
+                            self.safe_reason(&r.payload, reason).into_bytes(),
                         ),
                         ("sevloop.source.topic".into(), r.topic.clone().into_bytes()),
                         (
@@ -483,6 +476,19 @@ impl Pipeline {
             .send(&self.settings.pipeline.dlq_topic, out)
             .await?;
         Ok(())
+    }
+
+    /// A dead-letter reason fit to leave: a parser may quote the bad value, which may be personal
+    /// data, the record's own customer's included (read from the record as far as it parses).
+    fn safe_reason(&self, payload: &[u8], reason: &str) -> String {
+        let record: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        let customer = &record["customer"];
+        let personal = sevloop_core::redact::Personal {
+            name: customer["name"].as_str(),
+            customer_id: customer["id"].as_str(),
+            email: customer["email"].as_str(),
+        };
+        self.redactor.redact(reason, &personal)
     }
 
     async fn feed_index(
