@@ -195,6 +195,10 @@ pub struct Config {
     pub topic: String,
     pub dlq_topic: String,
     pub webhook: Option<String>,
+    /// The whole catalog file, instead of the one `webhook` makes.
+    pub catalog: Option<String>,
+    /// More settings, appended as written (start it with a `[table]` header).
+    pub extra: String,
 }
 
 impl Config {
@@ -207,6 +211,8 @@ impl Config {
             topic: topic.to_string(),
             dlq_topic: format!("{topic}.dlq"),
             webhook: None,
+            catalog: None,
+            extra: String::new(),
         }
     }
 
@@ -227,12 +233,17 @@ impl Config {
                 "[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\ninstance_id = \"{group}-1\"\n"
             ));
         }
+        t.push_str(&self.extra);
         t
     }
 
     pub fn write(&self) -> PathBuf {
         let catalog = self.dir.path().join("catalog.toml");
-        std::fs::write(&catalog, catalog_toml(self.webhook.as_deref())).expect("catalog written");
+        let text = self
+            .catalog
+            .clone()
+            .unwrap_or_else(|| catalog_toml(self.webhook.as_deref()));
+        std::fs::write(&catalog, text).expect("catalog written");
         let path = self.dir.path().join("sevloop.toml");
         std::fs::write(&path, self.toml()).expect("config written");
         path

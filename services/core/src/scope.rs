@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, RouteInput};
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
-use crate::detect::{Decision, DetectorState, Member, Policy, RuleBook};
+use crate::detect::{judge, Decision, DetectorState, Member, Policy, RuleBook};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
@@ -29,9 +29,7 @@ pub struct Observation {
     /// The cluster's sequence number within its product (see [`Scope::cluster`]).
     pub seq: u64,
     pub assignment: Assignment,
-    /// Escalations and joins of the clusters the ticket counted toward, then at most one
-    /// attachment of the ticket to an open episode's SEV; empty when all is quiet.
-    pub decisions: Vec<Decision>,
+    pub decision: Decision,
 }
 
 /// What detection needs besides the tickets: the rules, the catalog that says which team owns
@@ -77,9 +75,9 @@ impl Scope {
         }
     }
 
-    /// Clusters a ticket seen for the first time and counts it as a complaint, where it joined
-    /// and toward the clusters it nearly joined. (Later events of a known ticket never come
-    /// here: they are not new complaints.)
+    /// Clusters a ticket seen for the first time, counts it as a complaint of its cluster and
+    /// decides on that cluster judged with the clusters the ticket nearly joined. (Later events
+    /// of a known ticket never come here: they are not new complaints.)
     pub fn observe(
         &mut self,
         features: &Features,
@@ -98,40 +96,20 @@ impl Scope {
                     .map_or(ticket.event_time, |s| s.min(ticket.event_time)),
             );
         }
-        let member = Member {
-            ticket_id: ticket.ticket_id.clone(),
-            customer_id: ticket.customer.id.clone(),
-            tier: ticket.customer.tier,
-            at: ticket.event_time,
-        };
-        let mut decisions = Vec::new();
-        let mut attached = false;
-        for counted in std::iter::once(seq).chain(near) {
-            match self.detect(counted, member.clone(), ticket, detection) {
-                Decision::Quiet => {}
-                Decision::Attach { .. } if attached => {}
-                d @ Decision::Attach { .. } => {
-                    attached = true;
-                    decisions.push(d);
-                }
-                d => decisions.push(d),
-            }
-            self.touched.insert(counted);
-        }
-        // Escalations first: an attachment may be to the SEV one of them opens.
-        decisions.sort_by_key(|d| matches!(d, Decision::Attach { .. }));
+        let decision = self.detect(seq, &near, ticket, detection);
+        self.touched.insert(seq);
         Observation {
             seq,
             assignment,
-            decisions,
+            decision,
         }
     }
 
-    /// Counts a ticket toward one cluster's window and decides for that cluster.
+    /// Counts a ticket in its cluster's window and decides for that cluster.
     fn detect(
         &mut self,
         seq: u64,
-        member: Member,
+        near: &[u64],
         ticket: &TicketEvent,
         detection: &Detection,
     ) -> Decision {
@@ -151,14 +129,23 @@ impl Scope {
                 .to_string()
         });
         let cluster_id = cluster.id.clone();
+        let member = Member {
+            ticket_id: ticket.ticket_id.clone(),
+            customer_id: ticket.customer.id.clone(),
+            tier: ticket.customer.tier,
+            at: ticket.event_time,
+        };
+        let end = self.detectors.entry(seq).or_default().count(member, rules);
+        let group: Vec<&DetectorState> = std::iter::once(seq)
+            .chain(near.iter().copied())
+            .filter_map(|s| self.detectors.get(&s))
+            .collect();
         let started = self.started.unwrap_or(ticket.event_time);
-        let decision = self.detectors.entry(seq).or_default().observe(
-            &cluster_id,
-            member,
-            rules,
-            started,
-            detection.policy,
-        );
+        let judged = judge(&group, end, rules, started);
+        let decision = match self.detectors.get_mut(&seq) {
+            Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
+            None => Decision::Quiet,
+        };
         self.join_related(seq, decision)
     }
 

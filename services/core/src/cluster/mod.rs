@@ -43,9 +43,9 @@ pub struct ClusterConfig {
     pub max_candidates: usize,
     /// Exemplar tickets kept per cluster: its first ticket and the closest later ones.
     pub exemplars: usize,
-    /// A ticket also counts toward the detection window of every other candidate cluster it
-    /// came within this much similarity of joining, so a complaint split across fragments
-    /// still adds up (0 counts a ticket only where it joined).
+    /// Detection judges a ticket's cluster together with the other candidate clusters the
+    /// ticket came within this much similarity of joining, so a complaint split across
+    /// fragments adds up (0: only candidates that were above the join threshold too).
     pub near_margin: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,
@@ -60,7 +60,7 @@ impl Default for ClusterConfig {
             centroid_terms: 40,
             max_candidates: 64,
             exemplars: 3,
-            near_margin: 0.0,
+            near_margin: 0.1,
             lsh: LshConfig::default(),
             consolidation: ConsolidationConfig::default(),
         }

@@ -4,6 +4,7 @@
 //! seen, never at the wall clock, so replaying a log gives the same escalations.
 
 mod history;
+mod judge;
 pub mod rules;
 mod state;
 
@@ -12,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use history::History;
+pub use judge::{judge, Judgement, Verdict};
 pub use rules::{
     ColdStartRule, DetectionConfig, EpisodeRule, FloorRule, RuleBook, RuleError, Rules, SpikeRule,
     TierWeights,
 };
-pub use state::{DetectorState, Member, Verdict};
+pub use state::{DetectorState, Member};
 
 /// Strength, in windows, of the belief about a cluster born while its product was still new
 /// (during the cold start's warmup): next to nothing, so its own history decides at once, and

@@ -31,15 +31,15 @@ impl Default for FloorRule {
     }
 }
 
-/// The spike: the window's distinct customers are improbable at the cluster's usual rate,
-/// `P(X ≥ n) ≤ max_false_alarm`. The usual rate is not known exactly, so X is the predictive
+/// The spike: the window's distinct customers are improbable at the cluster's usual rate: at
+/// most `max_false_alarm` per window of time that a cluster at its usual rate fires anyway. The usual rate is not known exactly, so X is the predictive
 /// count of a Poisson rate with a Gamma belief: the cold-start rate held as strongly as
 /// `prior_windows` windows of history, updated with the cluster's own tickets per window. A
 /// short history therefore cannot make the usual rate look tiny, and a long one decides alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpikeRule {
-    /// Probability, per evaluation, that a cluster at its usual rate fires anyway.
+    /// Probability, per window of time, that a cluster at its usual rate fires anyway.
     pub max_false_alarm: f64,
     pub prior_windows: f64,
     /// How far back the usual rate looks: history is weighted `exp(-age / memory)`.
@@ -50,7 +50,7 @@ pub struct SpikeRule {
 impl Default for SpikeRule {
     fn default() -> Self {
         SpikeRule {
-            max_false_alarm: 1e-6,
+            max_false_alarm: 1e-5,
             prior_windows: 4.0,
             memory: Duration::from_secs(12 * 3600),
         }

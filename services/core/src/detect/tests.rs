@@ -63,8 +63,21 @@ fn with_history(per_window: u64) -> DetectorState {
     }
 }
 
+/// Counts a ticket in a lone cluster and decides on it, as a scope does.
+fn observe_in(
+    s: &mut DetectorState,
+    m: Member,
+    rules: &Rules,
+    started: DateTime<Utc>,
+    policy: Policy,
+) -> Decision {
+    let end = s.count(m, rules);
+    let judged = judge(&[&*s], end, rules, started);
+    s.decide("cards:1", judged, end, rules, policy)
+}
+
 fn observe(s: &mut DetectorState, m: Member, rules: &Rules) -> Decision {
-    s.observe("cards:1", m, rules, scope_start(), Policy::Combined)
+    observe_in(s, m, rules, scope_start(), Policy::Combined)
 }
 
 fn escalation(d: &Decision) -> Option<&Escalation> {
@@ -190,8 +203,8 @@ fn a_cluster_born_while_the_product_is_new_waits_for_its_history() {
         ..rules()
     };
     for i in 0..20u32 {
-        let d = s.observe(
-            "c",
+        let d = observe_in(
+            &mut s,
             member(i, &format!("c{i}"), i as i64),
             &strict,
             t0(),
@@ -250,7 +263,7 @@ fn each_rule_alone_fires_where_the_combination_would_not() {
         };
         (0..20u32).find_map(|i| {
             let m = member(i, &format!("c{i}"), i as i64 * 3);
-            escalation(&s.observe("c", m, &strict, scope_start(), policy)).cloned()
+            escalation(&observe_in(&mut s, m, &strict, scope_start(), policy)).cloned()
         })
     };
     assert!(busy(Policy::Combined).is_none());

@@ -129,16 +129,15 @@ pub fn replay(
     let mut book = Book::default();
     for (i, ticket) in tickets.iter().enumerate() {
         let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
-        for d in observation.decisions {
-            let label = escalated_seq(&d)
-                .and_then(|seq| {
-                    let scope = online.scope(&ticket.product)?;
-                    let cluster = scope.cluster(scope.clusterer().resolve(seq))?;
-                    Some(scope.clusterer().label(cluster, 3))
-                })
-                .unwrap_or_default();
-            book.apply(d, &ticket.ticket_id, i + 1, label);
-        }
+        let d = observation.decision;
+        let label = escalated_seq(&d)
+            .and_then(|seq| {
+                let scope = online.scope(&ticket.product)?;
+                let cluster = scope.cluster(scope.clusterer().resolve(seq))?;
+                Some(scope.clusterer().label(cluster, 3))
+            })
+            .unwrap_or_default();
+        book.apply(d, &ticket.ticket_id, i + 1, label);
     }
     book.sevs
 }

@@ -1,0 +1,1080 @@
+//! The closed loop, end to end through the real binary (Kafka + PostgreSQL): what sevloop tells
+//! the world once a SEV opens (the SEV events topic, the helpdesk write-back, escalation of a
+//! SEV nobody acknowledged) and how people's actions come back into it (reroute, resolve, a
+//! regression that reopens the SEV with the team it was rerouted to).
+//!
+//! Each test has its own topics, database, port and receivers. Detection settings are explicit
+//! and the bursts far above them: every product has two hours of quiet background first (its
+//! warmup is one hour), then a new complaint from 20 customers within 10 minutes, which the
+//! cold start fires on at about its 10th customer.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use common::*;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const HOUR: i64 = 3600;
+const MINUTE: i64 = 60;
+
+/// One kind of complaint: its subject and three phrasings; `{n}` is a reference number.
+struct Complaint {
+    subject: &'static str,
+    bodies: [&'static str; 3],
+}
+
+/// Quiet background every product gets: complaints that share no word with the bursts.
+const BACKGROUND: [Complaint; 4] = [
+    Complaint {
+        subject: "Password reset link expired",
+        bodies: [
+            "The password reset link expired before I could use it, request {n}",
+            "My password reset link is already expired (request {n})",
+            "Password reset link expired within seconds, request {n}",
+        ],
+    },
+    Complaint {
+        subject: "Invoice PDF download blank",
+        bodies: [
+            "Downloading the invoice PDF gives a blank page, invoice {n}",
+            "Invoice PDF is blank when downloaded (invoice {n})",
+            "Blank invoice PDF page on download, invoice {n}",
+        ],
+    },
+    Complaint {
+        subject: "Calendar sync duplicates meetings",
+        bodies: [
+            "Calendar sync duplicates my meetings, calendar {n}",
+            "Duplicated meetings from calendar sync, calendar {n}",
+            "Calendar sync creates duplicate meetings ({n})",
+        ],
+    },
+    Complaint {
+        subject: "Video playback stutters",
+        bodies: [
+            "Video playback stutters and buffers, stream {n}",
+            "Stuttering video playback on stream {n}",
+            "Playback of video stutters constantly, stream {n}",
+        ],
+    },
+];
+
+const CHECKOUT: Complaint = Complaint {
+    subject: "Checkout button greyed out on mobile",
+    bodies: [
+        "The checkout button is greyed out on mobile, cart {n}",
+        "Mobile checkout button stays greyed, cart {n}",
+        "Greyed checkout button on mobile web, cart {n}",
+    ],
+};
+const SCANNER: Complaint = Complaint {
+    subject: "Barcode scanner offline in warehouse",
+    bodies: [
+        "Barcode scanner offline at warehouse dock {n}",
+        "Warehouse barcode scanner went offline, dock {n}",
+        "Barcode scanner in the warehouse offline, dock {n}",
+    ],
+};
+const REFUND: Complaint = Complaint {
+    subject: "Refund for cancelled flight pending",
+    bodies: [
+        "Refund for my cancelled flight is pending, booking {n}",
+        "Cancelled flight refund pending for weeks, booking {n}",
+        "Where is the refund for the cancelled flight? booking {n}",
+    ],
+};
+const LOYALTY: Complaint = Complaint {
+    subject: "Loyalty points vanished from balance",
+    bodies: [
+        "Loyalty points vanished from my balance, member {n}",
+        "My loyalty balance lost its points, member {n}",
+        "Loyalty points balance dropped to zero, member {n}",
+    ],
+};
+
+/// Explicit detection settings (see the module comment) and this test's SEV events topic.
+fn settings(events_topic: &str) -> String {
+    format!(
+        "[detection.floor]\nmin_tickets = 8\nmin_customers = 6.0\nwindow = \"30m\"\n\
+         [detection.spike]\nmax_false_alarm = 1e-6\nprior_windows = 4.0\nmemory = \"12h\"\n\
+         [detection.cold_start]\nenabled = true\nrate = 0.5\nwarmup = \"1h\"\n\
+         [detection.tiers]\nfree = 1.0\npro = 1.0\nenterprise = 2.0\n\
+         [detection.episode]\nquiet = \"2h\"\n\
+         [notify]\nsev_events_topic = {events_topic:?}\n"
+    )
+}
+
+fn ticket(
+    id: &str,
+    product: &str,
+    at_s: i64,
+    customer: &str,
+    complaint: &Complaint,
+    i: usize,
+) -> Value {
+    let body = complaint.bodies[i % complaint.bodies.len()]
+        .replace("{n}", &(20_000 + 41 * i + at_s as usize % 991).to_string());
+    json!({"ticket_id": id, "event": "created", "event_time": at(at_s),
+        "subject": complaint.subject, "body": body, "product": product,
+        "customer": {"id": customer, "tier": "pro"}, "channel": "web", "source": "test"})
+}
+
+/// Background of `product` in [from, to): each complaint once every 40 minutes.
+fn background_of(product: &str, id_prefix: &str, from: i64, to: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (k, complaint) in BACKGROUND.iter().enumerate() {
+        for i in 0.. {
+            let t = k as i64 * 300 + i as i64 * 40 * MINUTE;
+            if t >= to {
+                break;
+            }
+            if t >= from {
+                out.push(ticket(
+                    &format!("{id_prefix}{product}-bg-{k}-{i}"),
+                    product,
+                    t,
+                    &format!("acct-{product}-bg-{k}-{i}"),
+                    complaint,
+                    i,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// 20 tickets of `complaint` from 20 customers within ten minutes from `start`; ids come from
+/// `id(i)`, customers are `acct-<product>-<tag>-<i>`.
+fn burst_of(
+    product: &str,
+    tag: &str,
+    complaint: &Complaint,
+    start: i64,
+    id: impl Fn(usize) -> String,
+) -> Vec<Value> {
+    (0..20)
+        .map(|i| {
+            ticket(
+                &id(i),
+                product,
+                start + 30 * i as i64,
+                &format!("acct-{product}-{tag}-{i}"),
+                complaint,
+                i,
+            )
+        })
+        .collect()
+}
+
+fn ids(tickets: &[Value]) -> Vec<String> {
+    tickets
+        .iter()
+        .filter_map(|t| t["ticket_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One sevloop under test: its settings, the running process and its topics.
+struct Loop {
+    sevloop: Sevloop,
+    topic: String,
+    events_topic: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+    _config: Config,
+}
+
+impl Loop {
+    async fn start(catalog: String) -> Loop {
+        let topic = unique("sevloop.loop");
+        fresh_topic(&topic, 1).await;
+        fresh_topic(&format!("{topic}.dlq"), 1).await;
+        let events_topic = format!("{topic}.sev-events");
+        fresh_topic(&events_topic, 1).await;
+        let mut config = Config::kafka(&topic, &unique("group"), &fresh_database().await);
+        config.catalog = Some(catalog);
+        config.extra = settings(&events_topic);
+        let sevloop = Sevloop::serve(&config);
+        sevloop.wait_healthy().await;
+        Loop {
+            sevloop,
+            topic,
+            events_topic,
+            dir: tempfile::tempdir().expect("temp dir"),
+            http: reqwest::Client::new(),
+            _config: config,
+        }
+    }
+
+    /// Replays `tickets` (sorted by event time) and waits until the pipeline stored the last
+    /// one of each product, so everything before it is processed.
+    async fn feed(&self, name: &str, tickets: Vec<Value>) {
+        let tickets = by_event_time(tickets);
+        let file = write_jsonl(self.dir.path(), name, &to_lines(&tickets));
+        replay(
+            &file,
+            &["--kafka", &kafka_brokers(), "--topic", &self.topic],
+        );
+        let mut last = BTreeMap::new();
+        for t in &tickets {
+            last.insert(
+                t["product"].as_str().unwrap_or_default().to_string(),
+                t["ticket_id"].as_str().unwrap_or_default().to_string(),
+            );
+        }
+        for id in last.values() {
+            let path = format!("/api/v1/tickets/{id}");
+            eventually(
+                &format!("the pipeline to store {id}"),
+                Duration::from_secs(90),
+                || async { (self.sevloop.get(&path).await.0 == 200).then_some(()) },
+            )
+            .await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.sevloop.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.sevloop.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("API answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Acts on a SEV and expects the pipeline to have applied it (200).
+    async fn act(&self, sev_id: &str, action: &str, body: Option<Value>) -> Value {
+        let (status, answer) = self
+            .post(&format!("/api/v1/sevs/{sev_id}/{action}"), body)
+            .await;
+        assert_eq!(status, 200, "POST {action} on {sev_id}: {answer}");
+        answer
+    }
+
+    /// The SEVs of `product`.
+    async fn sevs_of(&self, product: &str) -> Vec<Value> {
+        self.get("/api/v1/sevs?limit=1000").await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s["product"] == json!(product))
+            .collect()
+    }
+
+    /// The one SEV of `product` (the test fails if there are none or several).
+    async fn only_sev_of(&self, product: &str) -> Value {
+        let sevs = self.sevs_of(product).await;
+        assert_eq!(sevs.len(), 1, "exactly one SEV for {product}: {sevs:#?}");
+        self.sev(sevs[0]["id"].as_str().unwrap_or_default()).await
+    }
+
+    async fn sev(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/sevs/{id}")).await
+    }
+}
+
+fn ticket_ids_of(sev: &Value) -> BTreeSet<String> {
+    serde_json::from_value(sev["ticket_ids"].clone()).unwrap_or_default()
+}
+
+fn timeline_kinds(sev: &Value) -> Vec<String> {
+    sev["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|e| e["kind"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn seconds_between(from: &Value, to: &Value) -> Option<f64> {
+    let parse = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok();
+    Some((parse(to)? - parse(from)?).num_milliseconds() as f64 / 1000.0)
+}
+
+/// A catalog where every SEV goes to `triage`, without channels.
+fn plain_catalog() -> String {
+    "default_team = \"triage\"\n[teams.triage]\n".to_string()
+}
+
+/// One message of the SEV events topic.
+#[derive(Debug, Clone)]
+struct Event {
+    key: String,
+    raw: String,
+    value: Value,
+}
+
+/// Reads the SEV events topic from its beginning until `done` holds for what was read.
+async fn read_events_until(
+    consumer: &StreamConsumer,
+    events: &mut Vec<Event>,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&[Event]) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done(events) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out after {timeout:?} waiting for {what}; read {} events: {:#?}",
+            events.len(),
+            events.iter().map(|e| &e.value).collect::<Vec<_>>()
+        );
+        let Ok(message) = tokio::time::timeout(left, consumer.recv()).await else {
+            continue;
+        };
+        let message = message.expect("the SEV events topic can be read");
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).to_string())
+            .unwrap_or_default();
+        let raw = message
+            .payload()
+            .map(|p| String::from_utf8_lossy(p).to_string())
+            .unwrap_or_default();
+        let value = serde_json::from_str(&raw)
+            .unwrap_or_else(|e| panic!("a SEV event is JSON ({e}): {raw}"));
+        events.push(Event { key, raw, value });
+    }
+}
+
+/// Events by event_id (delivery is at least once), in the order first seen.
+fn deduplicated(events: &[Event]) -> Vec<Event> {
+    let mut seen = BTreeSet::new();
+    events
+        .iter()
+        .filter(|e| seen.insert(e.value["event_id"].as_str().unwrap_or_default().to_string()))
+        .cloned()
+        .collect()
+}
+
+fn of_type<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {
+    events.iter().filter(|e| e.value["type"] == kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sev_change_and_every_linked_ticket_is_published_to_the_sev_events_topic() {
+    let started = Instant::now();
+    let lp = Loop::start(plain_catalog()).await;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("sev-events-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("SEV events consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(&lp.events_topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&partitions).expect("assign");
+
+    let mut tickets = background_of("sync", "", 0, 2 * HOUR + 30 * MINUTE);
+    let burst = burst_of("sync", "burst", &CHECKOUT, 2 * HOUR, |i| {
+        format!("sync-burst-{i}")
+    });
+    tickets.extend(burst.iter().cloned());
+    lp.feed("tickets.jsonl", tickets.clone()).await;
+
+    let sev = lp.only_sev_of("sync").await;
+    let sev_id = sev["id"].as_str().unwrap_or_default().to_string();
+    let linked = ticket_ids_of(&sev);
+    assert_eq!(
+        linked,
+        ids(&burst).into_iter().collect::<BTreeSet<_>>(),
+        "every burst ticket, and nothing else, is linked to {sev_id}"
+    );
+    lp.act(&sev_id, "acknowledge", None).await;
+    lp.act(&sev_id, "resolve", None).await;
+
+    let mut events = Vec::new();
+    read_events_until(
+        &consumer,
+        &mut events,
+        Duration::from_secs(60),
+        "sev.opened, a sev.ticket_linked per linked ticket, sev.acknowledged and sev.resolved",
+        |events| {
+            let events = deduplicated(events);
+            let linked_now: BTreeSet<String> = of_type(&events, "sev.ticket_linked")
+                .iter()
+                .filter_map(|e| e.value["ticket_id"].as_str().map(str::to_string))
+                .collect();
+            ["sev.opened", "sev.acknowledged", "sev.resolved"]
+                .iter()
+                .all(|kind| !of_type(&events, kind).is_empty())
+                && linked_now == linked
+        },
+    )
+    .await;
+    // Anything still in flight (a redelivery, a late duplicate) is read too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
+        let raw = m
+            .payload()
+            .map(|p| String::from_utf8_lossy(p).to_string())
+            .unwrap_or_default();
+        let key = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).to_string())
+            .unwrap_or_default();
+        let value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+        events.push(Event { key, raw, value });
+    }
+
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/sev-event.v1.json"),
+        )
+        .expect("schema file"),
+    )
+    .expect("schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    for e in &events {
+        let errors: Vec<String> = validator
+            .iter_errors(&e.value)
+            .map(|err| format!("{err} at {}", err.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "a SEV event violates sev-event.v1: {errors:?}\n{}",
+            e.raw
+        );
+        assert_eq!(e.key, sev_id, "the message key is the SEV id: {}", e.raw);
+        assert_eq!(e.value["sev_id"], json!(sev_id), "{}", e.raw);
+        for t in &tickets {
+            for field in ["subject", "body"] {
+                let text = t[field].as_str().unwrap_or_default();
+                assert!(
+                    !e.raw.contains(text),
+                    "a SEV event carries ticket {field} text {text:?}: {}",
+                    e.raw
+                );
+            }
+            let customer = t["customer"]["id"].as_str().unwrap_or_default();
+            assert!(
+                !e.raw.contains(customer),
+                "a SEV event carries customer id {customer:?}: {}",
+                e.raw
+            );
+        }
+    }
+
+    let unique_events = deduplicated(&events);
+    let opened = of_type(&unique_events, "sev.opened");
+    assert_eq!(opened.len(), 1, "one sev.opened: {opened:#?}");
+    assert_eq!(opened[0].value["sev"]["state"], "open");
+    let links = of_type(&unique_events, "sev.ticket_linked");
+    let mut per_ticket: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &links {
+        *per_ticket
+            .entry(
+                e.value["ticket_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_ticket.keys().cloned().collect::<BTreeSet<_>>(),
+        linked,
+        "one sev.ticket_linked for each linked ticket"
+    );
+    assert!(
+        per_ticket.values().all(|n| *n == 1),
+        "each ticket is linked by exactly one event: {per_ticket:?}"
+    );
+    let acknowledged = of_type(&unique_events, "sev.acknowledged");
+    assert_eq!(acknowledged.len(), 1, "{acknowledged:#?}");
+    assert_eq!(acknowledged[0].value["sev"]["state"], "acknowledged");
+    let resolved = of_type(&unique_events, "sev.resolved");
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
+    assert_eq!(resolved[0].value["sev"]["state"], "resolved");
+    eprintln!(
+        "{} events ({} unique) in {:?}",
+        events.len(),
+        unique_events.len(),
+        started.elapsed()
+    );
+}
+
+/// What the helpdesk stand-in saw: one entry per request.
+#[derive(Debug, Clone)]
+struct Put {
+    ticket: String,
+    key: Option<String>,
+    authorization: Option<String>,
+    body: Value,
+    answered: u16,
+}
+
+#[derive(Default)]
+struct HelpdeskState {
+    requests: Vec<Put>,
+    /// Tickets whose first request was answered 503.
+    failed_once: BTreeSet<String>,
+    /// Updates applied to each ticket, each idempotency key once.
+    applied: BTreeMap<String, Vec<Value>>,
+    applied_keys: BTreeSet<String>,
+}
+
+/// A Zendesk-like helpdesk on loopback: `PUT /api/v2/tickets/{id}.json` updates a ticket. The
+/// first request for each ticket fails with 503; later ones apply the update once per
+/// idempotency key and answer 200 with the ticket.
+#[derive(Clone, Default)]
+struct Helpdesk(Arc<Mutex<HelpdeskState>>);
+
+impl Helpdesk {
+    async fn start() -> (Helpdesk, String) {
+        let helpdesk = Helpdesk::default();
+        let app = axum::Router::new()
+            .route("/api/v2/tickets/{file}", axum::routing::put(update_ticket))
+            .with_state(helpdesk.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind helpdesk");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (helpdesk, url)
+    }
+
+    fn state<T>(&self, f: impl FnOnce(&HelpdeskState) -> T) -> T {
+        f(&self.0.lock().expect("lock"))
+    }
+}
+
+async fn update_ticket(
+    State(helpdesk): State<Helpdesk>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let Some(ticket) = file.strip_suffix(".json").map(str::to_string) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "RecordNotFound"})),
+        );
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let key = header("idempotency-key");
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut state = helpdesk.0.lock().expect("lock");
+    let (status, answer) = if state.failed_once.insert(ticket.clone()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "temporarily unavailable"}),
+        )
+    } else if parsed["ticket"].is_object() {
+        if let Some(k) = &key {
+            if state.applied_keys.insert(k.clone()) {
+                state
+                    .applied
+                    .entry(ticket.clone())
+                    .or_default()
+                    .push(parsed.clone());
+            }
+        }
+        let tags = parsed["ticket"]["additional_tags"].clone();
+        (
+            StatusCode::OK,
+            json!({"ticket": {"id": ticket.parse::<u64>().ok(), "tags": tags}}),
+        )
+    } else {
+        (StatusCode::BAD_REQUEST, json!({"error": "InvalidBody"}))
+    };
+    state.requests.push(Put {
+        ticket,
+        key,
+        authorization: header("authorization"),
+        body: parsed,
+        answered: status.as_u16(),
+    });
+    (status, axum::Json(answer))
+}
+
+fn tags(update: &Value, field: &str) -> Vec<String> {
+    serde_json::from_value(update["ticket"][field].clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_linked_ticket_gets_one_private_note_on_open_and_one_on_resolve_despite_failures() {
+    let started = Instant::now();
+    let (helpdesk, url) = Helpdesk::start().await;
+    let authorization = "Basic c3VwcG9ydEBleGFtcGxlLmNvbS90b2tlbjpzZWNyZXQ=";
+    let catalog = format!(
+        "default_team = \"triage\"\n[teams.triage]\n\
+         [helpdesk]\nurl = {url:?}\nauthorization = {authorization:?}\nid_prefix = \"ZD-\"\n"
+    );
+    let lp = Loop::start(catalog).await;
+    let mut tickets = background_of("shop", "ZD-9", 0, 2 * HOUR + 30 * MINUTE);
+    let burst = burst_of("shop", "burst", &CHECKOUT, 2 * HOUR, |i| {
+        format!("ZD-{}", 1001 + i)
+    });
+    tickets.extend(burst.iter().cloned());
+    lp.feed("tickets.jsonl", tickets).await;
+
+    let sev = lp.only_sev_of("shop").await;
+    let sev_id = sev["id"].as_str().unwrap_or_default().to_string();
+    let linked = ticket_ids_of(&sev);
+    assert_eq!(
+        linked,
+        ids(&burst).into_iter().collect::<BTreeSet<_>>(),
+        "every burst ticket is linked to {sev_id}"
+    );
+    let helpdesk_ids: BTreeSet<String> = linked
+        .iter()
+        .map(|t| t.trim_start_matches("ZD-").to_string())
+        .collect();
+    let sev_tag = format!("sevloop_{}", sev_id.to_lowercase().replace('-', "_"));
+
+    // Open: a note on every linked ticket, applied after the first attempt failed.
+    eventually(
+        "a note on every linked helpdesk ticket",
+        Duration::from_secs(30),
+        || async {
+            helpdesk
+                .state(|s| {
+                    helpdesk_ids
+                        .iter()
+                        .all(|t| s.applied.get(t).is_some_and(|a| !a.is_empty()))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let (requests, applied) = helpdesk.state(|s| (s.requests.clone(), s.applied.clone()));
+    let strangers: Vec<&String> = requests
+        .iter()
+        .map(|r| &r.ticket)
+        .filter(|t| !helpdesk_ids.contains(*t))
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "only linked tickets are written back: {strangers:?}"
+    );
+    for r in &requests {
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(authorization),
+            "the catalog's authorization header is sent: {r:?}"
+        );
+        assert!(
+            r.key.as_deref().is_some_and(|k| !k.is_empty()),
+            "every write-back has an idempotency key: {r:?}"
+        );
+        assert!(
+            r.body["ticket"]["comment"]["body"].is_string(),
+            "every write-back is a ticket update with a comment: {r:?}"
+        );
+    }
+    for t in &helpdesk_ids {
+        let mine: Vec<&Put> = requests.iter().filter(|r| &r.ticket == t).collect();
+        assert_eq!(
+            mine.first().map(|r| r.answered),
+            Some(503),
+            "the first write-back of {t} was refused: {mine:#?}"
+        );
+        assert!(
+            mine.iter()
+                .any(|r| r.answered == 200 && r.key == mine[0].key),
+            "the refused write-back of {t} was retried with the same idempotency key: {mine:#?}"
+        );
+        let note = &applied[t][0];
+        assert_eq!(
+            note["ticket"]["comment"]["public"],
+            json!(false),
+            "an internal note: {note}"
+        );
+        let text = note["ticket"]["comment"]["body"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains(&sev_id), "the note names {sev_id}: {text}");
+        let added = tags(note, "additional_tags");
+        assert!(
+            added.contains(&sev_tag) && added.contains(&"sevloop_open".to_string()),
+            "tags {sev_tag} and sevloop_open: {note}"
+        );
+    }
+
+    // Resolve: a second note on every linked ticket.
+    lp.act(&sev_id, "resolve", None).await;
+    eventually(
+        "a second note on every linked helpdesk ticket",
+        Duration::from_secs(30),
+        || async {
+            helpdesk
+                .state(|s| {
+                    helpdesk_ids
+                        .iter()
+                        .all(|t| s.applied.get(t).is_some_and(|a| a.len() >= 2))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // Give redeliveries a moment to show up: applied by key, they must change nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (requests, applied) = helpdesk.state(|s| (s.requests.clone(), s.applied.clone()));
+    for t in &helpdesk_ids {
+        let notes = &applied[t];
+        assert_eq!(
+            notes.len(),
+            2,
+            "ticket {t} is updated exactly once per event (link, resolve): {notes:#?}"
+        );
+        let keys: BTreeSet<&str> = requests
+            .iter()
+            .filter(|r| &r.ticket == t)
+            .filter_map(|r| r.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys.len(),
+            2,
+            "two events, two idempotency keys for ticket {t}: {keys:?}"
+        );
+        let resolved = &notes[1];
+        assert_eq!(resolved["ticket"]["comment"]["public"], json!(false));
+        let text = resolved["ticket"]["comment"]["body"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            text.contains(&sev_id) && text.contains("resolved"),
+            "the second note says {sev_id} is resolved: {text}"
+        );
+        let added = tags(resolved, "additional_tags");
+        assert!(
+            added.contains(&sev_tag) && added.contains(&"sevloop_resolved".to_string()),
+            "tags {sev_tag} and sevloop_resolved: {resolved}"
+        );
+        assert!(
+            tags(resolved, "remove_tags").contains(&"sevloop_open".to_string()),
+            "the open tag goes: {resolved}"
+        );
+    }
+    let detail = lp.sev(&sev_id).await;
+    let helpdesk_rows: Vec<&Value> = detail["notifications"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter(|r| r["endpoint"] == "sevloop:helpdesk")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        helpdesk_rows.len(),
+        2 * linked.len(),
+        "the SEV lists one helpdesk notification per ticket and event: {helpdesk_rows:#?}"
+    );
+    eprintln!(
+        "{} helpdesk requests for {} tickets in {:?}",
+        requests.len(),
+        helpdesk_ids.len(),
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev_nobody_acknowledges_escalates_after_the_ack_timeout_and_an_acknowledged_one_does_not(
+) {
+    let started = Instant::now();
+    let storage = Receiver::start().await;
+    let books = Receiver::start().await;
+    let leads = Receiver::start().await;
+    // `storage` has 3 s to acknowledge; `books` 8 s (its SEV is acknowledged at once, well
+    // inside that). Both escalate to `leads`.
+    let catalog = format!(
+        "default_team = \"triage\"\n[teams.triage]\n\
+         [teams.storage]\nchannels = [\"storage-hook\"]\nack_timeout = \"3s\"\nescalate_to = \"leads\"\n\
+         [teams.books]\nchannels = [\"books-hook\"]\nack_timeout = \"8s\"\nescalate_to = \"leads\"\n\
+         [teams.leads]\nchannels = [\"leads-hook\"]\n\
+         [channels.storage-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [channels.books-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [channels.leads-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [[routes]]\nteam = \"storage\"\nproduct = \"vault\"\n\
+         [[routes]]\nteam = \"books\"\nproduct = \"ledger\"\n",
+        storage.url, books.url, leads.url
+    );
+    let lp = Loop::start(catalog).await;
+    let mut tickets = background_of("vault", "", 0, 2 * HOUR + 30 * MINUTE);
+    tickets.extend(background_of("ledger", "", 0, 2 * HOUR + 30 * MINUTE));
+    tickets.extend(burst_of("vault", "burst", &SCANNER, 2 * HOUR, |i| {
+        format!("vault-burst-{i}")
+    }));
+    tickets.extend(burst_of("ledger", "burst", &REFUND, 2 * HOUR, |i| {
+        format!("ledger-burst-{i}")
+    }));
+    let tickets = by_event_time(tickets);
+    let file = write_jsonl(lp.dir.path(), "tickets.jsonl", &to_lines(&tickets));
+    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &lp.topic]);
+
+    // The books SEV is acknowledged as soon as it is there.
+    let ledger_id = eventually(
+        "the ledger SEV to open",
+        Duration::from_secs(90),
+        || async {
+            lp.sevs_of("ledger")
+                .await
+                .first()
+                .and_then(|s| s["id"].as_str().map(str::to_string))
+        },
+    )
+    .await;
+    let ack = lp.act(&ledger_id, "acknowledge", None).await;
+    assert_eq!(ack["sev"]["state"], "acknowledged", "{ack}");
+    let vault = eventually("the vault SEV to open", Duration::from_secs(30), || async {
+        lp.sevs_of("vault").await.first().cloned()
+    })
+    .await;
+    let vault_id = vault["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(vault["team"], "storage", "{vault}");
+    let vault_seen = Instant::now();
+
+    // Nobody acknowledges the vault SEV: within ~15 s it is escalated to leads.
+    let escalated = eventually(
+        "the unacknowledged SEV to escalate",
+        Duration::from_secs(15),
+        || async {
+            let sev = lp.sev(&vault_id).await;
+            (!sev["escalated_at"].is_null()).then_some(sev)
+        },
+    )
+    .await;
+    eprintln!(
+        "escalated {:?} after it was first seen",
+        vault_seen.elapsed()
+    );
+    assert_eq!(escalated["escalated_to"], "leads", "{escalated:#}");
+    assert_eq!(
+        escalated["state"], "open",
+        "escalation does not change the state"
+    );
+    let waited = seconds_between(&escalated["assigned_at"], &escalated["escalated_at"]);
+    assert!(
+        waited.is_some_and(|s| s >= 3.0),
+        "escalated no earlier than the 3 s ack timeout, after {waited:?} s"
+    );
+    let timeline = escalated["timeline"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let entry = timeline.iter().find(|e| e["kind"] == "escalated");
+    assert!(
+        entry.is_some_and(
+            |e| e["actor_role"] == "sevloop" && e["detail"].to_string().contains("leads")
+        ),
+        "the timeline says it escalated to leads: {timeline:#?}"
+    );
+    let notice = eventually(
+        "the escalation target to be told",
+        Duration::from_secs(15),
+        || async {
+            leads
+                .bodies()
+                .into_iter()
+                .find(|b| b["type"] == "sev.escalated" && b["data"]["sev_id"] == json!(vault_id))
+        },
+    )
+    .await;
+    assert_eq!(notice["data"]["escalated_to"], "leads", "{notice:#}");
+    assert!(
+        storage
+            .bodies()
+            .iter()
+            .any(|b| b["type"] == "sev.opened" && b["data"]["sev_id"] == json!(vault_id)),
+        "the owning team was told when it opened: {:#?}",
+        storage.bodies()
+    );
+
+    // The books SEV was acknowledged in time: past its 8 s and a sweep or two, it is not
+    // escalated.
+    let ledger = lp.sev(&ledger_id).await;
+    let acked_after = seconds_between(&ledger["assigned_at"], &ledger["acknowledged_at"]);
+    assert!(
+        acked_after.is_some_and(|s| s < 8.0),
+        "the ledger SEV was acknowledged inside its 8 s ack timeout (after {acked_after:?} s)"
+    );
+    let assigned =
+        chrono::DateTime::parse_from_rfc3339(ledger["assigned_at"].as_str().unwrap_or_default())
+            .expect("assigned_at is a time");
+    let check_at = assigned + chrono::Duration::seconds(8 + 12);
+    let wait = (check_at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let ledger = lp.sev(&ledger_id).await;
+    assert!(
+        ledger["escalated_at"].is_null() && ledger["escalated_to"].is_null(),
+        "an acknowledged SEV is not escalated: {ledger:#}"
+    );
+    assert!(
+        !timeline_kinds(&ledger).contains(&"escalated".to_string()),
+        "{:?}",
+        timeline_kinds(&ledger)
+    );
+    assert!(
+        !leads
+            .bodies()
+            .iter()
+            .any(|b| b["data"]["sev_id"] == json!(ledger_id)),
+        "leads heard nothing of the acknowledged SEV: {:#?}",
+        leads.bodies()
+    );
+    eprintln!("ack timeout test took {:?}", started.elapsed());
+}
+
+/// Reroutes the SEV of `product` from `payments` to `fraud` and checks the SEV and its timeline.
+async fn reroute_to_fraud(lp: &Loop, product: &str) -> String {
+    let sev = lp.only_sev_of(product).await;
+    let sev_id = sev["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(sev["team"], "payments", "routed by product: {sev:#}");
+    let rerouted = lp
+        .act(
+            &sev_id,
+            "reroute",
+            Some(json!({"team": "fraud", "note": "points drained by account takeover"})),
+        )
+        .await;
+    assert_eq!(rerouted["sev"]["team"], "fraud", "{rerouted:#}");
+    let sev = lp.sev(&sev_id).await;
+    assert_eq!(
+        (&sev["team"], &sev["state"]),
+        (&json!("fraud"), &json!("open")),
+        "{sev:#}"
+    );
+    let timeline = sev["timeline"].as_array().cloned().unwrap_or_default();
+    let entry = timeline.iter().find(|e| e["kind"] == "rerouted");
+    assert!(
+        entry.is_some_and(|e| e["actor_role"] == "operator"
+            && e["detail"]["from"] == "payments"
+            && e["detail"]["to"] == "fraud"),
+        "the timeline says who (by role) moved it from payments to fraud: {timeline:#?}"
+    );
+    sev_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerouted_sev_stays_with_its_new_team_when_the_complaint_comes_back() {
+    let started = Instant::now();
+    // Both products belong to payments by route; people reroute their SEVs to fraud.
+    let catalog = "default_team = \"triage\"\n[teams.triage]\n[teams.payments]\n[teams.fraud]\n\
+                   [[routes]]\nteam = \"payments\"\nproduct = \"wallet\"\n\
+                   [[routes]]\nteam = \"payments\"\nproduct = \"rewards\"\n"
+        .to_string();
+    let lp = Loop::start(catalog).await;
+    let mut tickets = background_of("wallet", "", 0, 2 * HOUR + 30 * MINUTE);
+    tickets.extend(background_of("rewards", "", 0, 2 * HOUR + 30 * MINUTE));
+    tickets.extend(burst_of("wallet", "a", &LOYALTY, 2 * HOUR, |i| {
+        format!("wallet-a-{i}")
+    }));
+    tickets.extend(burst_of("rewards", "a", &CHECKOUT, 2 * HOUR, |i| {
+        format!("rewards-a-{i}")
+    }));
+    lp.feed("first.jsonl", tickets).await;
+
+    // wallet: rerouted, then resolved. rewards: rerouted, then declined.
+    let wallet_sev = reroute_to_fraud(&lp, "wallet").await;
+    let resolved = lp.act(&wallet_sev, "resolve", None).await;
+    assert_eq!(resolved["sev"]["state"], "resolved", "{resolved:#}");
+    let rewards_sev = reroute_to_fraud(&lp, "rewards").await;
+    let declined = lp
+        .act(
+            &rewards_sev,
+            "decline",
+            Some(json!({"reason": "expected while the promotion ends"})),
+        )
+        .await;
+    assert_eq!(declined["sev"]["state"], "declined", "{declined:#}");
+
+    // Five hours later in event time both complaints come back, each as a new episode.
+    let mut later = background_of("wallet", "", 2 * HOUR + 30 * MINUTE, 7 * HOUR + 30 * MINUTE);
+    later.extend(background_of(
+        "rewards",
+        "",
+        2 * HOUR + 30 * MINUTE,
+        7 * HOUR + 30 * MINUTE,
+    ));
+    let wallet_back = burst_of("wallet", "b", &LOYALTY, 7 * HOUR, |i| {
+        format!("wallet-b-{i}")
+    });
+    let rewards_back = burst_of("rewards", "b", &CHECKOUT, 7 * HOUR, |i| {
+        format!("rewards-b-{i}")
+    });
+    later.extend(wallet_back.iter().cloned());
+    later.extend(rewards_back.iter().cloned());
+    lp.feed("later.jsonl", later).await;
+
+    // The resolved SEV is reopened (a regression), still with fraud.
+    let sevs = lp.sevs_of("wallet").await;
+    assert_eq!(
+        sevs.iter().map(|s| s["id"].clone()).collect::<Vec<_>>(),
+        vec![json!(wallet_sev)],
+        "the resolved SEV is reopened, no second SEV: {sevs:#?}"
+    );
+    let sev = lp.sev(&wallet_sev).await;
+    assert_eq!(
+        (&sev["state"], &sev["reopened"], &sev["team"]),
+        (&json!("open"), &json!(1), &json!("fraud")),
+        "reopened with the team it was rerouted to: {sev:#}"
+    );
+    assert!(
+        timeline_kinds(&sev).contains(&"reopened".to_string()),
+        "{:?}",
+        timeline_kinds(&sev)
+    );
+    let back = lp
+        .get(&format!("/api/v1/tickets/{}", ids(&wallet_back)[19]))
+        .await;
+    assert_eq!(
+        (&back["sev_id"], &back["sev_team"], &back["sev_state"]),
+        (&json!(wallet_sev), &json!("fraud"), &json!("open")),
+        "a ticket of the comeback shows the SEV with its new team: {back:#}"
+    );
+
+    // The declined SEV stays declined; the comeback opens a new SEV, linked to it, with fraud
+    // (the reroute stuck to the complaint's cluster), not with payments as the route says.
+    let sevs = lp.sevs_of("rewards").await;
+    let new: Vec<&Value> = sevs
+        .iter()
+        .filter(|s| s["id"] != json!(rewards_sev))
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "one new SEV after the declined one: {sevs:#?}"
+    );
+    let new = lp.sev(new[0]["id"].as_str().unwrap_or_default()).await;
+    assert_eq!(
+        (&new["team"], &new["state"], &new["previous_sev"]),
+        (&json!("fraud"), &json!("open"), &json!(rewards_sev)),
+        "the new SEV goes to the team the complaint was rerouted to: {new:#}"
+    );
+    assert_eq!(lp.sev(&rewards_sev).await["state"], "declined");
+    eprintln!("reroute test took {:?}", started.elapsed());
+}

@@ -1,0 +1,1200 @@
+//! Notifications end to end: the real binary (Kafka + PostgreSQL) tells receivers on loopback
+//! about SEVs, and the receivers check what a real one would: at-least-once delivery under a
+//! stable idempotency key, backoff and `Retry-After`, Standard Webhooks signatures (checked by
+//! the reference Python library), the PagerDuty Events API v2 schema, the Alertmanager and Slack
+//! shapes, 410 Gone, and that no body carries ticket text.
+//!
+//! Every test has its own topics, database, consumer group, port and receivers.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use common::*;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Receivers
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// 200 to everything.
+    Healthy,
+    /// The answers of [`FLAKY`], in turn; a key that failed three times is accepted.
+    Flaky,
+    /// 410 Gone to everything: "never call me again".
+    Gone,
+    /// 200 to everything, after taking its time (so changes queue up behind each delivery).
+    Slow,
+}
+
+/// One answer of a receiver.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Ok,
+    /// 500 without applying the event.
+    FailBeforeApplying,
+    /// Applies the event, then answers 500 (it could not say so in time).
+    FailAfterApplying,
+    /// 429 with `Retry-After: 1`.
+    TooManyRequests,
+    Gone,
+}
+
+/// The flaky receiver's answers, request after request: 30% 500 (half of them after applying
+/// the event), 10% 429, 60% 200. A counter pattern, so every run answers the same sequence.
+#[rustfmt::skip]
+const FLAKY: [Answer; 20] = {
+    use Answer::*;
+    [
+        Ok, FailBeforeApplying, Ok, TooManyRequests, FailAfterApplying,
+        Ok, Ok, FailBeforeApplying, Ok, FailAfterApplying,
+        Ok, TooManyRequests, Ok, FailBeforeApplying, Ok,
+        Ok, FailAfterApplying, Ok, Ok, Ok,
+    ]
+};
+
+/// A key is accepted after this many failures, which bounds the test's runtime (the backoff
+/// before a fourth attempt is already 1 + 2 + 4 s).
+const MAX_FAILURES_PER_KEY: u32 = 3;
+
+/// One request as it arrived, and what the receiver answered.
+#[derive(Debug, Clone)]
+struct Arrival {
+    at: Instant,
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    answer: Answer,
+}
+
+impl Arrival {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn key(&self) -> String {
+        self.header("idempotency-key")
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "a notification body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What a receiver saw and did.
+#[derive(Debug, Clone, Default)]
+struct Ledger {
+    arrivals: Vec<Arrival>,
+    /// What it applied, once per idempotency key: key → body.
+    applied: BTreeMap<String, Vec<u8>>,
+    /// Requests whose key it had applied before (a retry of a delivery it applied but could
+    /// not acknowledge): skipped, answered 200.
+    duplicates: usize,
+    failures: BTreeMap<String, u32>,
+}
+
+/// A receiver on loopback that records every request, whatever its method and path.
+struct Capture {
+    base: String,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+type ReceiverState = (Behaviour, Arc<Mutex<Ledger>>);
+
+impl Capture {
+    async fn start(behaviour: Behaviour) -> Self {
+        let ledger: Arc<Mutex<Ledger>> = Arc::default();
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state((behaviour, ledger.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a receiver on loopback");
+        let base = format!(
+            "http://{}",
+            listener.local_addr().expect("receiver address")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Capture { base, ledger }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn ledger(&self) -> Ledger {
+        self.ledger.lock().expect("ledger lock").clone()
+    }
+
+    fn arrivals(&self) -> Vec<Arrival> {
+        self.ledger().arrivals
+    }
+}
+
+async fn receive(
+    State((behaviour, ledger)): State<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrived = Instant::now();
+    if behaviour == Behaviour::Slow {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut l = ledger.lock().expect("ledger lock");
+    let answer = match behaviour {
+        Behaviour::Healthy | Behaviour::Slow => Answer::Ok,
+        Behaviour::Gone => Answer::Gone,
+        Behaviour::Flaky if l.failures.get(&key).copied().unwrap_or(0) >= MAX_FAILURES_PER_KEY => {
+            Answer::Ok
+        }
+        Behaviour::Flaky => FLAKY[l.arrivals.len() % FLAKY.len()],
+    };
+    if matches!(answer, Answer::Ok | Answer::FailAfterApplying) {
+        if l.applied.contains_key(&key) {
+            l.duplicates += 1;
+        } else {
+            l.applied.insert(key.clone(), body.to_vec());
+        }
+    }
+    if answer != Answer::Ok {
+        *l.failures.entry(key).or_default() += 1;
+    }
+    l.arrivals.push(Arrival {
+        at: arrived,
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+        answer,
+    });
+    drop(l);
+    match answer {
+        Answer::Ok => (StatusCode::OK, "ok").into_response(),
+        Answer::FailBeforeApplying | Answer::FailAfterApplying => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response()
+        }
+        Answer::TooManyRequests => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
+        Answer::Gone => (StatusCode::GONE, "gone").into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tickets
+
+/// Complaints of one product, three wordings each, that the terms-only clustering keeps together.
+fn wordings(product: &str) -> [&'static str; 3] {
+    match product {
+        "cards" => [
+            "My card payment is declined at checkout",
+            "Card payment declined at checkout again",
+            "checkout keeps declining my card payment",
+        ],
+        "transfers" => [
+            "My bank transfer is stuck as pending",
+            "Bank transfer still pending and stuck",
+            "the transfer to my bank is stuck pending",
+        ],
+        "login" => [
+            "I cannot log in, the app rejects my password",
+            "App rejects my password so I cannot log in",
+            "log in fails, the app rejected my password",
+        ],
+        "statements" => [
+            "My monthly statement will not download",
+            "Monthly statement download fails",
+            "the download of my monthly statement fails",
+        ],
+        other => panic!("no wordings for product {other}"),
+    }
+}
+
+/// splitmix64: a seeded, portable pseudo-random sequence.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A made-up word (no dictionary has it), the same for the same seed.
+fn made_up_word(seed: u64) -> String {
+    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
+    const VOWELS: &[u8] = b"aeiou";
+    let mut word = String::new();
+    let mut r = mix(seed);
+    for _ in 0..4 {
+        word.push(CONSONANTS[(r % CONSONANTS.len() as u64) as usize] as char);
+        r = mix(r);
+        word.push(VOWELS[(r % VOWELS.len() as u64) as usize] as char);
+        r = mix(r);
+    }
+    word.push('x');
+    word
+}
+
+/// `n` distinct customers of `product` report the same problem within ten minutes of event
+/// time. Each ticket also mentions a made-up word no other ticket has.
+fn complaint(product: &str, n: usize) -> Vec<Value> {
+    let texts = wordings(product);
+    (0..n)
+        .map(|i| {
+            let text = texts[i % texts.len()];
+            let seed = product
+                .bytes()
+                .fold(i as u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64));
+            let marker = made_up_word(seed);
+            let subject = format!("{text} (ref {})", 7100 + i);
+            let body = format!(
+                "{text}. It happened while I was buying a {marker} online, reference {}.",
+                5200 + i
+            );
+            json!({
+                "ticket_id": format!("{product}-{i}"),
+                "event": "created",
+                "event_time": at((600 * i as i64) / n as i64),
+                "subject": subject,
+                "body": body,
+                "product": product,
+                "customer": {"id": format!("{product}-cust-{i}"), "tier": "pro"},
+                "channel": "web",
+                "source": "test",
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system under test
+
+/// One running sevloop with its own topics, database and catalog.
+struct Run {
+    sevloop: Sevloop,
+    config: Config,
+    tickets: Vec<Value>,
+    _files: tempfile::TempDir,
+}
+
+/// Replays one complaint per product into fresh topics and starts `sevloop serve` with
+/// `catalog`. Detection holds a new cluster to the cold-start rate from the first ticket on
+/// (`warmup = 0s`), so a burst opens a SEV without hours of background traffic.
+async fn start(catalog: String, products: &[&str]) -> Run {
+    let topic = unique("sevloop.notify");
+    fresh_topic(&topic, 3).await;
+    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    let events = unique("sevloop.notify.sev-events");
+    fresh_topic(&events, 1).await;
+    let tickets = by_event_time(products.iter().flat_map(|p| complaint(p, 14)).collect());
+    let files = tempfile::tempdir().expect("temp dir");
+    let file = write_jsonl(files.path(), "tickets.jsonl", &to_lines(&tickets));
+    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+
+    let mut config = Config::kafka(&topic, &unique("group"), &fresh_database().await);
+    config.catalog = Some(catalog);
+    config.extra = format!(
+        "[detection.cold_start]\nwarmup = \"0s\"\n[notify]\nsev_events_topic = {events:?}\n"
+    );
+    let sevloop = Sevloop::serve(&config);
+    sevloop.wait_healthy().await;
+    Run {
+        sevloop,
+        config,
+        tickets,
+        _files: files,
+    }
+}
+
+impl Run {
+    /// Waits until every ticket is stored and every product has a SEV; returns product → SEV id.
+    async fn sevs(&self, products: &[&str]) -> BTreeMap<String, String> {
+        let pool = connect(&self.config.database_url).await;
+        let n = self.tickets.len() as i64;
+        eventually(
+            &format!("{n} tickets to be stored"),
+            Duration::from_secs(120),
+            || async { (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= n).then_some(()) },
+        )
+        .await;
+        pool.close().await;
+        eventually(
+            &format!("a SEV for each of {products:?}"),
+            Duration::from_secs(60),
+            || async {
+                let (_, list) = self.sevloop.get("/api/v1/sevs").await;
+                let items = list["items"].as_array()?.clone();
+                let found: BTreeMap<String, String> = items
+                    .iter()
+                    .filter_map(|s| Some((s["product"].as_str()?.into(), s["id"].as_str()?.into())))
+                    .collect();
+                let all_there = products.iter().all(|p| found.contains_key(*p));
+                all_there.then(|| {
+                    assert_eq!(
+                        items.len(),
+                        products.len(),
+                        "one SEV per complaint: {items:#?}"
+                    );
+                    found
+                })
+            },
+        )
+        .await
+    }
+
+    /// POSTs an action and insists that it was applied (200).
+    async fn act(&self, sev_id: &str, action: &str, body: Option<Value>) {
+        let client = reqwest::Client::new();
+        let mut request = client.post(format!(
+            "{}/api/v1/sevs/{sev_id}/{action}",
+            self.sevloop.url
+        ));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{action} {sev_id} was not applied: {text}");
+    }
+
+    /// Waits until no notification of these SEVs is pending; returns them by id.
+    async fn settled(&self, sev_ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
+        eventually(
+            "every notification to be delivered or given up",
+            timeout,
+            || async {
+                let mut all = BTreeMap::new();
+                for id in sev_ids {
+                    let (_, sev) = self.sevloop.get(&format!("/api/v1/sevs/{id}")).await;
+                    for n in sev["notifications"].as_array()? {
+                        if n["state"] == "pending" {
+                            return None;
+                        }
+                        all.insert(n["id"].as_str()?.to_string(), n.clone());
+                    }
+                }
+                Some(all)
+            },
+        )
+        .await
+    }
+}
+
+/// The notifications that went to `endpoint`, by id (the idempotency key).
+fn to_endpoint(all: &BTreeMap<String, Value>, endpoint: &str) -> BTreeMap<String, Value> {
+    all.iter()
+        .filter(|(_, n)| n["endpoint"] == endpoint)
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect()
+}
+
+fn assert_all_delivered(all: &BTreeMap<String, Value>) {
+    let undelivered: Vec<&Value> = all.values().filter(|n| n["state"] != "delivered").collect();
+    assert!(
+        undelivered.is_empty(),
+        "notifications not delivered: {undelivered:#?}"
+    );
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_default()
+}
+
+/// The kinds each SEV's notifications to `endpoint` have, in the order they were queued.
+fn kinds_by_sev(notifications: &BTreeMap<String, Value>) -> BTreeMap<String, Vec<String>> {
+    let mut rows: Vec<&Value> = notifications.values().collect();
+    rows.sort_by_key(|n| {
+        (
+            str_of(n, "created_at").to_string(),
+            str_of(n, "id").to_string(),
+        )
+    });
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in rows {
+        out.entry(str_of(n, "sev_id").to_string())
+            .or_default()
+            .push(str_of(n, "kind").to_string());
+    }
+    out
+}
+
+fn assert_lifecycle_told(notifications: &BTreeMap<String, Value>, sev_ids: &[String]) {
+    let kinds = kinds_by_sev(notifications);
+    for id in sev_ids {
+        let told: BTreeSet<&str> = kinds
+            .get(id)
+            .map(|k| k.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        for kind in ["opened", "acknowledged", "resolved"] {
+            assert!(
+                told.contains(kind),
+                "{id}: no `{kind}` notification queued; queued {told:?}"
+            );
+        }
+    }
+}
+
+fn catalog(channels: &[(&str, String)], team_channels: &[&str]) -> String {
+    let mut t = String::from("default_team = \"triage\"\n[teams.triage]\n");
+    t.push_str(&format!("channels = {team_channels:?}\n"));
+    for (name, table) in channels {
+        t.push_str(&format!("[channels.{name}]\n{table}\n"));
+    }
+    t
+}
+
+fn webhook_channel(url: &str, secrets: &[&str]) -> String {
+    format!("kind = \"webhook\"\nurl = {url:?}\nsecrets = {secrets:?}")
+}
+
+const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NEW_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_SECRET: &str = "whsec_c2V2bG9vcCB0ZXN0IHNlY3JldCB0aGF0IHNpZ25zIG5vdGhpbmc=";
+/// 32 characters, as PagerDuty requires of an integration key.
+const ROUTING_KEY: &str = "R0UT1NGKEYsevloopE2Etest00000042";
+
+// ---------------------------------------------------------------------------------------------
+// At least once, applied once
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_receiver_applies_every_event_of_every_sev_once_and_retries_back_off_and_honour_retry_after(
+) {
+    let receiver = Capture::start(Behaviour::Flaky).await;
+    let products = ["cards", "transfers", "login", "statements"];
+    let run = start(
+        catalog(
+            &[(
+                "hook",
+                webhook_channel(&receiver.url("/hook"), &[OLD_SECRET]),
+            )],
+            &["hook"],
+        ),
+        &products,
+    )
+    .await;
+    let sevs = run.sevs(&products).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    for id in &ids {
+        run.act(id, "acknowledge", None).await;
+        run.act(id, "resolve", None).await;
+    }
+    let all = run.settled(&ids, Duration::from_secs(240)).await;
+    assert_all_delivered(&all);
+    let expected = to_endpoint(&all, "hook");
+    assert_lifecycle_told(&expected, &ids);
+
+    let ledger = receiver.ledger();
+    let arrivals = &ledger.arrivals;
+    // Every event the API says was delivered was applied, and nothing else was.
+    let expected_keys: BTreeSet<&String> = expected.keys().collect();
+    let applied_keys: BTreeSet<&String> = ledger.applied.keys().collect();
+    assert_eq!(
+        applied_keys, expected_keys,
+        "events applied by the receiver vs notifications queued for it"
+    );
+    // Applied once: each event (SEV × kind) reached the receiver under exactly one key, so
+    // deduplicating by key is enough to apply it once.
+    let mut keys_of_event: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut keys_of_change: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (key, body) in &ledger.applied {
+        let body: Value = serde_json::from_slice(body).expect("JSON body");
+        let (sev, kind) = (str_of(&body["data"], "sev_id"), str_of(&body, "type"));
+        let n = &expected[key];
+        assert_eq!(
+            (sev, kind),
+            (
+                str_of(n, "sev_id"),
+                format!("sev.{}", str_of(n, "kind")).as_str()
+            ),
+            "the body under key {key} is the event the key names"
+        );
+        let change = str_of(&body["data"], "event_id").to_string();
+        keys_of_change
+            .entry(change)
+            .or_default()
+            .insert(key.clone());
+        if kind != "sev.updated" {
+            // An opening, acknowledgement or resolution happens once per SEV.
+            let event = (sev.to_string(), kind.to_string());
+            keys_of_event.entry(event).or_default().insert(key.clone());
+        }
+    }
+    for (event, keys) in &keys_of_event {
+        assert_eq!(
+            keys.len(),
+            1,
+            "{event:?} was sent under several keys: {keys:?}"
+        );
+    }
+    for (change, keys) in &keys_of_change {
+        assert_eq!(
+            keys.len(),
+            1,
+            "change {change} was sent under several keys: {keys:?}"
+        );
+    }
+    // A retry is the same delivery: same key, same webhook-id, same bytes.
+    let mut by_key: BTreeMap<String, Vec<&Arrival>> = BTreeMap::new();
+    for a in arrivals {
+        assert_eq!(a.path, "/hook");
+        assert_eq!(
+            a.header("webhook-id"),
+            Some(a.key().as_str()),
+            "webhook-id is the idempotency key"
+        );
+        by_key.entry(a.key()).or_default().push(a);
+    }
+    for (key, tries) in &by_key {
+        assert!(
+            tries.iter().all(|t| t.body == tries[0].body),
+            "{key}: a retry carried a different body"
+        );
+        assert_eq!(
+            expected[key]["attempts"].as_i64(),
+            Some(tries.len() as i64),
+            "{key}: attempts the API reports vs requests the receiver saw"
+        );
+    }
+    // Retries happened, including of events the receiver had applied but failed to confirm.
+    let retried = by_key.values().filter(|t| t.len() > 1).count();
+    assert!(retried > 0, "no key was seen more than once");
+    assert!(
+        ledger.duplicates > 0,
+        "no retry of an applied-but-unconfirmed event"
+    );
+    // Backoff: after the k-th failed attempt of a key, the next comes at least 2^(k-1) s later
+    // (1 s, 2 s, 4 s), and after a 429 at least its Retry-After (1 s) later.
+    let tolerance = Duration::from_millis(5);
+    let (mut after_429, mut after_500) = (0, 0);
+    for (key, tries) in &by_key {
+        let mut failures = 0u32;
+        for pair in tries.windows(2) {
+            let (failed, next) = (pair[0], pair[1]);
+            let gap = next.at - failed.at;
+            failures += 1;
+            let wait = match failed.answer {
+                Answer::TooManyRequests => {
+                    after_429 += 1;
+                    Duration::from_secs(1)
+                }
+                Answer::FailBeforeApplying | Answer::FailAfterApplying => {
+                    after_500 += 1;
+                    Duration::from_secs(1 << (failures - 1))
+                }
+                other => panic!("{key}: retried after answering {other:?}"),
+            };
+            assert!(
+                gap + tolerance >= wait,
+                "{key}: attempt {} came {gap:?} after a {:?}; expected at least {wait:?}",
+                failures + 1,
+                failed.answer
+            );
+        }
+    }
+    assert!(
+        after_429 > 0 && after_500 > 0,
+        "retries after 429 ({after_429}) and after 500 ({after_500})"
+    );
+    eprintln!(
+        "{} SEVs, {} events, {} requests, {retried} keys retried, {} duplicates skipped, \
+         {after_429} retries after 429, {after_500} after 500",
+        ids.len(),
+        expected.len(),
+        arrivals.len(),
+        ledger.duplicates
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signatures, checked by someone else's code
+
+/// The venv's python, from `$SEVLOOP_PYTHON` or, when unset or empty, from
+/// scripts/python-tools.sh (run once per test binary).
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| match std::env::var_os("SEVLOOP_PYTHON") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new(root.join("scripts/python-tools.sh"))
+                .current_dir(root)
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("failed to run scripts/python-tools.sh");
+            assert!(
+                out.status.success(),
+                "scripts/python-tools.sh failed ({}): it installs the standardwebhooks package this test needs",
+                out.status
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    })
+}
+
+/// The verifier script's exit status for "verification failed".
+const REJECTED: i32 = 3;
+
+/// Whether `standardwebhooks` (the reference implementation) verifies `body` under `headers`
+/// with `secret`. Panics when the check itself cannot run.
+fn reference_verifies(secret: &str, headers: &BTreeMap<&str, String>, body: &[u8]) -> bool {
+    let body = std::str::from_utf8(body).expect("webhook bodies are JSON, hence UTF-8");
+    let request = json!({"secret": secret, "headers": headers, "body": body});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("services/notify/tests/verify_standard_webhooks.py");
+    let mut child = Command::new(python())
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to start {}: {e}", python().display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(request.to_string().as_bytes())
+        .expect("failed to write the request to the verifier");
+    let out = child.wait_with_output().expect("the verifier runs");
+    match out.status.code() {
+        Some(0) => true,
+        Some(REJECTED) => false,
+        _ => panic!(
+            "the Python verifier did not run ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_deliveries_signed_during_a_rotation_verify_with_each_secret_alone_in_the_reference_library(
+) {
+    let receiver = Capture::start(Behaviour::Healthy).await;
+    let run = start(
+        catalog(
+            &[(
+                "rotating",
+                webhook_channel(&receiver.url("/hook"), &[OLD_SECRET, NEW_SECRET]),
+            )],
+            &["rotating"],
+        ),
+        &["cards"],
+    )
+    .await;
+    let sevs = run.sevs(&["cards"]).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    run.act(&ids[0], "acknowledge", None).await;
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    assert_all_delivered(&all);
+    let arrivals = receiver.arrivals();
+    let kinds: BTreeSet<String> = arrivals
+        .iter()
+        .map(|a| str_of(&a.json(), "type").to_string())
+        .collect();
+    assert!(
+        kinds.contains("sev.opened") && kinds.contains("sev.acknowledged"),
+        "deliveries of the opening and the acknowledgement: {kinds:?}"
+    );
+    for a in &arrivals {
+        let headers: BTreeMap<&str, String> =
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                .into_iter()
+                .map(|name| {
+                    let value = a
+                        .header(name)
+                        .unwrap_or_else(|| panic!("delivery {} has no {name} header", a.key()));
+                    (name, value.to_string())
+                })
+                .collect();
+        let signatures: Vec<&str> = headers["webhook-signature"].split(' ').collect();
+        assert_eq!(
+            signatures.len(),
+            2,
+            "one signature per secret: {signatures:?}"
+        );
+        assert!(
+            signatures.iter().all(|s| s.starts_with("v1,")),
+            "{signatures:?}"
+        );
+        for secret in [OLD_SECRET, NEW_SECRET] {
+            assert!(
+                reference_verifies(secret, &headers, &a.body),
+                "standardwebhooks rejected delivery {} with one of the rotated secrets",
+                a.key()
+            );
+        }
+        assert!(
+            !reference_verifies(OTHER_SECRET, &headers, &a.body),
+            "a secret the channel does not have verified delivery {}",
+            a.key()
+        );
+        let original = a.text();
+        let sev_id = str_of(&a.json()["data"], "sev_id").to_string();
+        let tampered = original.replace(&format!("\"{sev_id}\""), "\"SEV-999999\"");
+        assert_ne!(tampered, original, "the tampering must change the body");
+        assert!(
+            !reference_verifies(OLD_SECRET, &headers, tampered.as_bytes()),
+            "a tampered body verified"
+        );
+    }
+    eprintln!(
+        "{} real deliveries verified with each of two secrets",
+        arrivals.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel shapes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_gets_events_api_v2_bodies_with_one_dedup_key_per_sev_and_the_catalogs_routing_key(
+) {
+    let receiver = Capture::start(Behaviour::Healthy).await;
+    let pd = format!(
+        "kind = \"pagerduty\"\nurl = {:?}\nrouting_key = {ROUTING_KEY:?}",
+        receiver.url("/v2/enqueue")
+    );
+    let products = ["cards", "transfers"];
+    let run = start(catalog(&[("pd", pd)], &["pd"]), &products).await;
+    let sevs = run.sevs(&products).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    for id in &ids {
+        run.act(id, "acknowledge", None).await;
+        run.act(id, "resolve", None).await;
+    }
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    assert_all_delivered(&all);
+    let expected = to_endpoint(&all, "pd");
+    assert_lifecycle_told(&expected, &ids);
+
+    let schema: Value = serde_json::from_str(include_str!(
+        "../services/notify/tests/pagerduty-events-v2.schema.json"
+    ))
+    .expect("the schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles");
+    let arrivals = receiver.arrivals();
+    let mut dedup: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut actions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in &arrivals {
+        assert_eq!(a.path, "/v2/enqueue");
+        let body = a.json();
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{body:#}");
+        assert_eq!(body["routing_key"], ROUTING_KEY);
+        let key = str_of(&body, "dedup_key");
+        assert!(
+            !key.is_empty() && key.chars().count() <= 255,
+            "dedup_key {key:?}"
+        );
+        let n = expected
+            .get(&a.key())
+            .unwrap_or_else(|| panic!("a request with an unknown idempotency key {}", a.key()));
+        let sev = str_of(n, "sev_id").to_string();
+        dedup
+            .entry(sev.clone())
+            .or_default()
+            .insert(key.to_string());
+        actions
+            .entry(sev.clone())
+            .or_default()
+            .push(str_of(&body, "event_action").to_string());
+        let action = match str_of(n, "kind") {
+            "acknowledged" | "mitigated" => "acknowledge",
+            "resolved" | "declined" | "merged" => "resolve",
+            _ => "trigger",
+        };
+        assert_eq!(body["event_action"], action, "{}: {body:#}", a.key());
+        if body["event_action"] == "trigger" {
+            assert_eq!(body["payload"]["custom_details"]["sev_id"], json!(sev));
+        }
+    }
+    let delivered: BTreeSet<String> = arrivals.iter().map(Arrival::key).collect();
+    assert_eq!(
+        delivered,
+        expected.keys().cloned().collect::<BTreeSet<_>>(),
+        "every PagerDuty notification arrived"
+    );
+    for id in &ids {
+        let keys = &dedup[id];
+        assert_eq!(
+            keys.len(),
+            1,
+            "{id}: every event shares one dedup_key: {keys:?}"
+        );
+        let acts: BTreeSet<&str> = actions[id].iter().map(String::as_str).collect();
+        assert_eq!(
+            acts,
+            BTreeSet::from(["trigger", "acknowledge", "resolve"]),
+            "{id}: {:?}",
+            actions[id]
+        );
+    }
+    let distinct: BTreeSet<&String> = dedup.values().flatten().collect();
+    assert_eq!(distinct.len(), ids.len(), "each SEV has its own dedup_key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_and_slack_channels_receive_bodies_of_their_own_shape() {
+    let receiver = Capture::start(Behaviour::Healthy).await;
+    let am = format!("kind = \"alertmanager\"\nurl = {:?}", receiver.url("/am"));
+    let chat = format!("kind = \"slack\"\nurl = {:?}", receiver.url("/slack"));
+    let run = start(
+        catalog(&[("am", am), ("chat", chat)], &["am", "chat"]),
+        &["login"],
+    )
+    .await;
+    let sevs = run.sevs(&["login"]).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    let sev = &ids[0];
+    run.act(sev, "acknowledge", None).await;
+    run.act(sev, "resolve", None).await;
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    assert_all_delivered(&all);
+    assert_lifecycle_told(&to_endpoint(&all, "am"), &ids);
+    assert_lifecycle_told(&to_endpoint(&all, "chat"), &ids);
+
+    let arrivals = receiver.arrivals();
+    let kind_of = |a: &Arrival| {
+        let n = all
+            .get(&a.key())
+            .unwrap_or_else(|| panic!("a request with an unknown idempotency key {}", a.key()));
+        str_of(n, "kind").to_string()
+    };
+    let alertmanager: Vec<&Arrival> = arrivals.iter().filter(|a| a.path == "/am").collect();
+    let slack: Vec<&Arrival> = arrivals.iter().filter(|a| a.path == "/slack").collect();
+    assert_eq!(
+        alertmanager.len() + slack.len(),
+        arrivals.len(),
+        "requests only on the channels' paths"
+    );
+
+    let mut statuses = Vec::new();
+    let mut fingerprints = BTreeSet::new();
+    for a in &alertmanager {
+        let body = a.json();
+        let kind = kind_of(a);
+        let want = if kind == "resolved" {
+            "resolved"
+        } else {
+            "firing"
+        };
+        assert_eq!(body["version"], "4", "{body:#}");
+        assert_eq!(body["receiver"], "am", "{body:#}");
+        assert_eq!(body["status"], want, "{kind}: {body:#}");
+        assert_eq!(body["groupLabels"]["sev_id"], json!(sev), "{body:#}");
+        assert!(str_of(&body, "groupKey").contains(sev.as_str()), "{body:#}");
+        let alerts = body["alerts"].as_array().expect("alerts is an array");
+        assert_eq!(alerts.len(), 1, "{body:#}");
+        let alert = &alerts[0];
+        assert_eq!(alert["status"], want, "{body:#}");
+        assert_eq!(alert["labels"]["sev_id"], json!(sev), "{body:#}");
+        assert_eq!(alert["labels"]["alertname"], "SevloopSEV", "{body:#}");
+        assert!(!str_of(alert, "startsAt").is_empty(), "{body:#}");
+        let firing_end = str_of(alert, "endsAt") == "0001-01-01T00:00:00Z";
+        assert_eq!(
+            firing_end,
+            want == "firing",
+            "endsAt of a {want} alert: {body:#}"
+        );
+        fingerprints.insert(str_of(alert, "fingerprint").to_string());
+        statuses.push(want);
+    }
+    let statuses: BTreeSet<&str> = statuses.into_iter().collect();
+    assert_eq!(statuses, BTreeSet::from(["firing", "resolved"]));
+    assert_eq!(
+        fingerprints.len(),
+        1,
+        "one fingerprint for the SEV's whole life"
+    );
+
+    let mut slack_kinds = Vec::new();
+    for a in &slack {
+        let body = a.json();
+        let kind = kind_of(a);
+        let text = str_of(&body, "text");
+        assert!(
+            text.contains(sev.as_str()) && text.contains(&kind),
+            "Slack text names the SEV and the change ({kind}): {text:?}"
+        );
+        let blocks = body["blocks"].as_array().expect("blocks is an array");
+        assert!(!blocks.is_empty(), "{body:#}");
+        assert!(
+            blocks.iter().all(|b| b["type"].is_string()),
+            "every block has a type: {body:#}"
+        );
+        assert_eq!(blocks[0]["type"], "header", "{body:#}");
+        assert_eq!(blocks[0]["text"]["type"], "plain_text", "{body:#}");
+        slack_kinds.push(kind);
+    }
+    for kind in ["opened", "acknowledged", "resolved"] {
+        assert!(
+            slack_kinds.iter().any(|k| k == kind),
+            "Slack told of {kind}: {slack_kinds:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_every_request_is_told_of_each_sevs_changes_in_the_order_they_happened(
+) {
+    // A slow receiver: while it handles the openings, the acknowledgements and resolutions
+    // queue up, and the dispatcher leases them together.
+    let receiver = Capture::start(Behaviour::Slow).await;
+    let products = ["cards", "transfers", "login"];
+    let run = start(
+        catalog(
+            &[("hook", webhook_channel(&receiver.url("/hook"), &[]))],
+            &["hook"],
+        ),
+        &products,
+    )
+    .await;
+    let sevs = run.sevs(&products).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    for id in &ids {
+        run.act(id, "acknowledge", None).await;
+        run.act(id, "resolve", None).await;
+    }
+    let all = run.settled(&ids, Duration::from_secs(120)).await;
+    assert_all_delivered(&all);
+    let arrivals = receiver.arrivals();
+    assert!(
+        arrivals.iter().all(|a| a.answer == Answer::Ok),
+        "nothing needed a retry"
+    );
+    let mut told: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in &arrivals {
+        let body = a.json();
+        told.entry(str_of(&body["data"], "sev_id").to_string())
+            .or_default()
+            .push(str_of(&body, "type").trim_start_matches("sev.").to_string());
+    }
+    let mut out_of_order = Vec::new();
+    for id in &ids {
+        let kinds = told.get(id).cloned().unwrap_or_default();
+        let position = |kind: &str| kinds.iter().position(|k| k == kind);
+        let (opened, acknowledged, resolved) = (
+            position("opened"),
+            position("acknowledged"),
+            position("resolved"),
+        );
+        assert!(
+            opened.is_some() && acknowledged.is_some() && resolved.is_some(),
+            "{id}: told {kinds:?}"
+        );
+        if !(opened < acknowledged && acknowledged < resolved) {
+            let mut queued: Vec<&Value> = all
+                .values()
+                .filter(|n| n["sev_id"] == json!(id) && n["endpoint"] == "hook")
+                .collect();
+            queued.sort_by_key(|n| str_of(n, "created_at").to_string());
+            let queued: Vec<String> = queued
+                .iter()
+                .map(|n| format!("{} queued {}", str_of(n, "kind"), str_of(n, "created_at")))
+                .collect();
+            out_of_order.push(format!("{id}: delivered {kinds:?}; {queued:?}"));
+        }
+    }
+    assert!(
+        out_of_order.is_empty(),
+        "changes delivered out of order (expected opened, acknowledged, resolved):\n{}",
+        out_of_order.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 410 Gone
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_called_again() {
+    let gone = Capture::start(Behaviour::Gone).await;
+    let fine = Capture::start(Behaviour::Healthy).await;
+    let run = start(
+        catalog(
+            &[
+                ("gone", webhook_channel(&gone.url("/hook"), &[])),
+                ("fine", webhook_channel(&fine.url("/hook"), &[])),
+            ],
+            &["gone", "fine"],
+        ),
+        &["statements"],
+    )
+    .await;
+    let sevs = run.sevs(&["statements"]).await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    let sev = &ids[0];
+    let opened = run.settled(&ids, Duration::from_secs(60)).await;
+    let called = gone.arrivals();
+    assert_eq!(called.len(), 1, "the 410 endpoint was called once");
+    let first = &opened[&called[0].key()];
+    assert_eq!(first["state"], "failed", "{first:#}");
+    assert_eq!(first["attempts"], 1, "410 is not retried: {first:#}");
+    let error = str_of(first, "last_error");
+    assert!(
+        error.contains("410") && error.contains("disabled"),
+        "the last error says the endpoint answered 410 and was disabled: {error:?}"
+    );
+
+    run.act(sev, "acknowledge", None).await;
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    let later: Vec<Value> = to_endpoint(&all, "gone")
+        .into_values()
+        .filter(|n| n["id"] != first["id"])
+        .collect();
+    assert!(
+        later.iter().any(|n| n["kind"] == "acknowledged"),
+        "the acknowledgement was queued for the 410 endpoint too: {later:#?}"
+    );
+    for n in &later {
+        assert_eq!(n["state"], "failed", "{n:#}");
+        let error = str_of(n, "last_error");
+        assert!(
+            error.starts_with("endpoint disabled"),
+            "a later notification fails at once, saying the endpoint is disabled: {error:?}"
+        );
+    }
+    assert_eq!(
+        gone.arrivals().len(),
+        1,
+        "no request reached the disabled endpoint after its 410"
+    );
+    for (id, n) in to_endpoint(&all, "fine") {
+        assert_eq!(
+            n["state"], "delivered",
+            "{id} to the healthy channel: {n:#}"
+        );
+    }
+    let fine_kinds: BTreeSet<String> = fine
+        .arrivals()
+        .iter()
+        .map(|a| str_of(&a.json(), "type").to_string())
+        .collect();
+    assert!(
+        fine_kinds.contains("sev.opened") && fine_kinds.contains("sev.acknowledged"),
+        "the other channel of the team still hears: {fine_kinds:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thin notices
+
+/// Runs of `n` consecutive words of `text`, lowercased.
+fn shingles(text: &str, n: usize) -> Vec<String> {
+    let words: Vec<String> = text.split_whitespace().map(|w| w.to_lowercase()).collect();
+    words.windows(n).map(|w| w.join(" ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_notification_body_on_any_channel_contains_ticket_subject_or_body_text() {
+    let receiver = Capture::start(Behaviour::Healthy).await;
+    let pd = format!(
+        "kind = \"pagerduty\"\nurl = {:?}\nrouting_key = {ROUTING_KEY:?}",
+        receiver.url("/pd")
+    );
+    let channels = [
+        (
+            "hook",
+            webhook_channel(&receiver.url("/hook"), &[OLD_SECRET]),
+        ),
+        ("pd", pd),
+        (
+            "am",
+            format!("kind = \"alertmanager\"\nurl = {:?}", receiver.url("/am")),
+        ),
+        (
+            "chat",
+            format!("kind = \"slack\"\nurl = {:?}", receiver.url("/slack")),
+        ),
+    ];
+    let products = ["cards", "transfers"];
+    let run = start(catalog(&channels, &["hook", "pd", "am", "chat"]), &products).await;
+    let sevs = run.sevs(&products).await;
+    run.act(&sevs["cards"], "acknowledge", None).await;
+    run.act(&sevs["cards"], "resolve", None).await;
+    run.act(
+        &sevs["transfers"],
+        "decline",
+        Some(json!({"reason": "a known bank holiday delay, not an incident"})),
+    )
+    .await;
+    let ids: Vec<String> = sevs.values().cloned().collect();
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    assert_all_delivered(&all);
+
+    let arrivals = receiver.arrivals();
+    let paths: BTreeSet<&str> = arrivals.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from(["/am", "/hook", "/pd", "/slack"]),
+        "every channel kind was told"
+    );
+    let bodies: Vec<String> = arrivals.iter().map(|a| a.text().to_lowercase()).collect();
+    let mut needles = BTreeSet::new();
+    for t in &run.tickets {
+        let (subject, body) = (str_of(t, "subject"), str_of(t, "body"));
+        needles.insert(subject.to_lowercase());
+        needles.insert(body.to_lowercase());
+        needles.extend(shingles(subject, 4));
+        needles.extend(shingles(body, 4));
+        // The word only this ticket has.
+        let marker = body
+            .split("buying a ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("every ticket has its made-up word");
+        needles.insert(marker.to_string());
+    }
+    let mut leaks = Vec::new();
+    for (a, body) in arrivals.iter().zip(&bodies) {
+        for needle in &needles {
+            if body.contains(needle.as_str()) {
+                leaks.push(format!("{} {}: {needle:?}", a.path, a.key()));
+            }
+        }
+    }
+    eprintln!(
+        "searched {} notification bodies for {} pieces of ticket text",
+        bodies.len(),
+        needles.len()
+    );
+    assert!(leaks.is_empty(), "ticket text in notifications: {leaks:#?}");
+}
