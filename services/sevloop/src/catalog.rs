@@ -155,6 +155,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_catalog_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/catalog.example.toml"
+        ));
+        let catalog = CatalogHandle::load(Some(path)).unwrap().get();
+        assert_eq!(catalog.default_team, "triage");
+        assert!(catalog.helpdesk.is_some());
+        assert_eq!(catalog.channels_of("cards").len(), 3);
+    }
+
+    #[test]
     fn a_webhook_secret_that_does_not_decode_stops_the_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.toml");

@@ -246,6 +246,9 @@ mod tests {
             s.clustering.consolidation.every,
             Duration::from_secs(15 * 60)
         );
+        let rules = s.rule_book().unwrap();
+        assert_eq!(rules.products["cards"].floor.min_tickets, 6);
+        assert!(s.catalog.is_some_and(|c| c.ends_with("deploy/catalog.example.toml")));
     }
 
     #[test]
