@@ -3,6 +3,7 @@
 //! event times, so a replay gives the same result. Adapters (SQL, Kafka, tantivy, HTTP) live in
 //! the other crates.
 
+pub mod access;
 pub mod catalog;
 pub mod cluster;
 pub mod detect;

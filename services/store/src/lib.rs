@@ -5,8 +5,10 @@
 //! derefs to one), so ticket rows, cluster checkpoints, SEVs, outbox rows and the consumed
 //! offsets commit together or not at all.
 
+mod auth;
 mod clusters;
 mod error;
+mod leadership;
 mod lifecycle;
 mod offsets;
 mod outbox;
@@ -21,12 +23,16 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Transaction};
 
+pub use auth::TokenRow;
 pub use clusters::{
     load_clusters, record_correction, save_clusters, set_ticket_cluster, ticket_members,
     ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, LiveCluster,
     Member,
 };
 pub use error::StoreError;
+pub use leadership::{
+    Declined, LeadTime, Overview, ParetoRow, Period, Rerouted, TeamNumbers, Week,
+};
 pub use lifecycle::{
     action_seen, apply_transition, cluster_owner, mark_escalated, record_action, reopen,
     set_cluster_owner, ActionRow, DisabledEndpoint,
@@ -38,7 +44,7 @@ pub use sevs::{
     add_sev_event, latest_sev_of_cluster, link_tickets, open_sev, sev_in, sev_ticket_ids,
     update_severity,
 };
-pub use sevs::{NewSev, SevFilter, SevRow, TimelineEvent};
+pub use sevs::{NewSev, SevFilter, SevRow, SevSort, TimelineEvent};
 pub use tickets::{insert_ticket, known_tickets, update_ticket, KnownTicket, TicketRow};
 pub use time::{from_ms, to_ms};
 

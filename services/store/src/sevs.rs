@@ -228,11 +228,45 @@ pub struct SevRow {
     pub previous_sev: Option<String>,
 }
 
+/// Which SEVs a list shows, in what order, which page.
 #[derive(Debug, Clone, Default)]
 pub struct SevFilter {
     pub state: Option<String>,
     pub team: Option<String>,
+    pub severity: Option<String>,
+    pub product: Option<String>,
+    /// Opened (event time) at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Opened (event time) before.
+    pub to: Option<DateTime<Utc>>,
+    pub sort: SevSort,
     pub limit: i64,
+    pub offset: i64,
+}
+
+/// The order of a SEV list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SevSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    Oldest,
+    /// Most severe first, then newest.
+    Severity,
+    /// Most distinct customers first.
+    Customers,
+}
+
+impl SevSort {
+    fn order_by(self) -> &'static str {
+        match self {
+            SevSort::Newest => "number DESC",
+            SevSort::Oldest => "number ASC",
+            SevSort::Severity => "severity ASC, number DESC",
+            SevSort::Customers => "distinct_customers DESC, number DESC",
+        }
+    }
 }
 
 pub(crate) const SEV_COLUMNS: &str =
@@ -303,20 +337,47 @@ pub async fn sev_ticket_ids(
 }
 
 impl Store {
-    /// SEVs, newest first.
-    pub async fn sevs(&self, filter: &SevFilter) -> Result<Vec<SevRow>, StoreError> {
+    /// A page of the SEVs `filter` picks, and how many it picks in all.
+    pub async fn sevs_page(&self, f: &SevFilter) -> Result<(Vec<SevRow>, i64), StoreError> {
+        const WHERE: &str = "($1 = '' OR state = $1) AND ($2 = '' OR team = $2) \
+             AND ($3 = '' OR severity = $3) AND ($4 = '' OR product = $4) \
+             AND opened_at >= $5 AND opened_at < $6";
+        fn bound<'q>(
+            sql: &'q str,
+            f: &SevFilter,
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+            sqlx::query(sql)
+                .bind(f.state.clone().unwrap_or_default())
+                .bind(f.team.clone().unwrap_or_default())
+                .bind(f.severity.clone().unwrap_or_default())
+                .bind(f.product.clone().unwrap_or_default())
+                .bind(f.from.map_or(i64::MIN, to_ms))
+                .bind(f.to.map_or(i64::MAX, to_ms))
+        }
         let sql = format!(
-            "SELECT {SEV_COLUMNS} FROM sevs WHERE ($1 = '' OR state = $1) AND ($2 = '' OR team = $2) \
-             ORDER BY number DESC LIMIT $3"
+            "SELECT {SEV_COLUMNS} FROM sevs WHERE {WHERE} ORDER BY {} LIMIT $7 OFFSET $8",
+            f.sort.order_by()
         );
-        let rows = sqlx::query(&sql)
-            .bind(filter.state.clone().unwrap_or_default())
-            .bind(filter.team.clone().unwrap_or_default())
-            .bind(if filter.limit > 0 { filter.limit } else { 100 })
+        let rows = bound(&sql, f)
+            .bind(if f.limit > 0 { f.limit } else { 100 })
+            .bind(f.offset.max(0))
             .fetch_all(self.pool())
             .await
             .map_err(|e| StoreError::sql("list SEVs", e))?;
-        rows.iter().map(sev_row).collect()
+        let total_sql = format!("SELECT COUNT(*) AS n FROM sevs WHERE {WHERE}");
+        let total: i64 = get(
+            &bound(&total_sql, f)
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| StoreError::sql("count SEVs", e))?,
+            "n",
+        )?;
+        Ok((rows.iter().map(sev_row).collect::<Result<_, _>>()?, total))
+    }
+
+    /// The first page of the SEVs `filter` picks.
+    pub async fn sevs(&self, filter: &SevFilter) -> Result<Vec<SevRow>, StoreError> {
+        Ok(self.sevs_page(filter).await?.0)
     }
 
     pub async fn sev(&self, sev_id: &str) -> Result<Option<SevRow>, StoreError> {

@@ -464,3 +464,163 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
         assert_eq!(delivered.len(), 4);
     }
 }
+
+#[tokio::test]
+async fn tokens_and_sessions_are_found_by_hash_until_revoked_or_expired() {
+    use sevloop_core::access::Role;
+    let (stores, _dir) = stores("auth").await;
+    for store in stores {
+        let d = store.dialect();
+        let team = Role::Team {
+            team: "cards".into(),
+        };
+        store
+            .create_token("tok-1", "hash-1", &team, "pager", t0())
+            .await
+            .expect("create");
+        let found = store.token_by_secret("hash-1").await.expect("read");
+        assert_eq!(found.map(|t| t.role), Some(team.clone()), "{d:?}");
+        assert!(store
+            .token_by_secret("other")
+            .await
+            .expect("read")
+            .is_none());
+        let expires = t0() + chrono::Duration::hours(1);
+        store
+            .create_session("s-1", "tok-1", "csrf-1", t0(), expires)
+            .await
+            .expect("session");
+        let live = store.session("s-1", t0()).await.expect("session");
+        assert_eq!(
+            live.map(|(t, csrf)| (t.token_id, csrf)),
+            Some(("tok-1".into(), "csrf-1".into()))
+        );
+        assert!(
+            store.session("s-1", expires).await.expect("read").is_none(),
+            "{d:?}: expired"
+        );
+        assert!(store.revoke_token("tok-1", t0()).await.expect("revoke"));
+        assert!(!store
+            .revoke_token("tok-1", t0())
+            .await
+            .expect("revoke twice"));
+        assert!(store
+            .token_by_secret("hash-1")
+            .await
+            .expect("read")
+            .is_none());
+        assert!(
+            store.session("s-1", t0()).await.expect("read").is_none(),
+            "{d:?}: sessions end with it"
+        );
+        assert_eq!(store.tokens().await.expect("list").len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn sev_lists_filter_sort_and_page_and_leadership_aggregates_them() {
+    use sevloop_core::sev::SevAction;
+    use sevloop_core::SevState;
+    let (stores, _dir) = stores("leadership").await;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let ids = store_tickets(&mut tx, &[("a", "free"), ("b", "pro"), ("c", "free")]).await;
+        let mut sevs = Vec::new();
+        for i in 0..3 {
+            let e = Escalation {
+                id: format!("esc-{i}"),
+                cluster_id: format!("cards:{}", i + 1),
+                fired_at: t0() + chrono::Duration::hours(i),
+                ..escalation()
+            };
+            let sev = sevloop_store::open_sev(&mut tx, &new_sev(&e))
+                .await
+                .expect("open")
+                .expect("new");
+            sevloop_store::link_tickets(&mut tx, &sev, &ids[..=i as usize], e.fired_at)
+                .await
+                .expect("link");
+            sevs.push(sev);
+        }
+        let ack_at = t0() + chrono::Duration::minutes(10);
+        sevloop_store::apply_transition(
+            &mut tx,
+            &sevs[0],
+            &SevAction::Acknowledge,
+            SevState::Acknowledged,
+            ack_at,
+        )
+        .await
+        .expect("ack");
+        let decline = SevAction::Decline {
+            reason: "expected".into(),
+        };
+        sevloop_store::apply_transition(&mut tx, &sevs[1], &decline, SevState::Declined, ack_at)
+            .await
+            .expect("decline");
+        tx.commit().await.expect("commit");
+
+        let page = |f: sevloop_store::SevFilter| {
+            let store = store.clone();
+            async move { store.sevs_page(&f).await.expect("list") }
+        };
+        let (items, total) = page(sevloop_store::SevFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!((items.len(), total), (2, 3), "{d:?}");
+        assert_eq!(items[0].id, sevs[2], "newest first");
+        let (items, total) = page(sevloop_store::SevFilter {
+            state: Some("declined".into()),
+            team: Some("triage".into()),
+            product: Some("cards".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!((items.len(), total), (1, 1), "{d:?}");
+        let (items, _) = page(sevloop_store::SevFilter {
+            from: Some(t0() + chrono::Duration::minutes(30)),
+            sort: sevloop_store::SevSort::Oldest,
+            ..Default::default()
+        })
+        .await;
+        let listed: Vec<&str> = items.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(listed, vec![sevs[1].as_str(), sevs[2].as_str()], "{d:?}");
+
+        let o = store
+            .leadership(sevloop_store::Period::default(), 10)
+            .await
+            .unwrap_or_else(|e| panic!("{d:?}: {e}"));
+        let triage = &o.teams[0];
+        assert_eq!(
+            (
+                triage.opened,
+                triage.open,
+                triage.declined,
+                triage.acknowledged
+            ),
+            (3, 2, 1, 1),
+            "{d:?}"
+        );
+        assert!(
+            triage.mtta_seconds.is_some_and(|s| s > 0.0),
+            "{d:?}: {triage:?}"
+        );
+        assert_eq!(o.declined.len(), 1);
+        assert_eq!(o.tickets, 3);
+        assert_eq!(
+            o.pareto[0].tickets, 3,
+            "{d:?}: all three tickets are in cards:1"
+        );
+        assert!((o.pareto[0].cumulative_share - 1.0).abs() < 1e-9);
+        assert_eq!(o.weekly.iter().map(|w| w.tickets).sum::<i64>(), 3, "{d:?}");
+        assert_eq!(
+            o.weekly.iter().map(|w| w.sevs_opened).sum::<i64>(),
+            3,
+            "{d:?}"
+        );
+        assert_eq!(o.lead_time.sevs, 3);
+    }
+}

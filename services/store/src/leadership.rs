@@ -1,0 +1,348 @@
+//! The leadership numbers: open SEVs by team and age, response times per team, the support lead
+//! time (first ticket → SEV opened → acknowledged), declined and rerouted SEVs with their
+//! reasons, the Pareto of complaint clusters and weekly trends. Aggregates only: no ticket text,
+//! no customer identifiers.
+//!
+//! A period picks SEVs by when they opened and tickets by when they were filed (event time).
+//! Response times are wall-clock: from when sevloop opened the SEV to when a person acted.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sevloop_core::SevState;
+
+use crate::tickets::get;
+use crate::time::{from_ms, to_ms};
+use crate::{Store, StoreError};
+
+/// The event-time period a view covers: `[from, to)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Period {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    fn bounds(&self) -> (i64, i64) {
+        (
+            self.from.map_or(i64::MIN, to_ms),
+            self.to.map_or(i64::MAX, to_ms),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TeamNumbers {
+    pub team: String,
+    pub opened: u64,
+    /// Still open (open, acknowledged or mitigated).
+    pub open: u64,
+    pub unacknowledged: u64,
+    pub escalated: u64,
+    /// When the oldest still-open SEV was opened by sevloop (wall clock).
+    pub oldest_open_since: Option<DateTime<Utc>>,
+    pub acknowledged: u64,
+    /// Mean time to acknowledge, in seconds.
+    pub mtta_seconds: Option<f64>,
+    pub resolved: u64,
+    /// Mean time to resolve, in seconds.
+    pub mttr_seconds: Option<f64>,
+    pub declined: u64,
+}
+
+/// Medians over the period's SEVs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeadTime {
+    pub sevs: u64,
+    /// From the first ticket of a complaint to its SEV opening (event time).
+    pub first_ticket_to_open_seconds: Option<f64>,
+    /// From the SEV opening to its acknowledgement (wall clock).
+    pub open_to_acknowledge_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Declined {
+    pub sev_id: String,
+    pub team: String,
+    pub title: String,
+    pub reason: String,
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rerouted {
+    pub sev_id: String,
+    pub from: String,
+    pub to: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One complaint cluster's share of the period's tickets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParetoRow {
+    pub cluster_id: String,
+    pub label: String,
+    pub tickets: i64,
+    pub share: f64,
+    pub cumulative_share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Week {
+    /// Monday 00:00 UTC.
+    pub week: DateTime<Utc>,
+    pub tickets: i64,
+    pub sevs_opened: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    pub teams: Vec<TeamNumbers>,
+    pub lead_time: LeadTime,
+    pub declined: Vec<Declined>,
+    pub rerouted: Vec<Rerouted>,
+    pub tickets: i64,
+    pub pareto: Vec<ParetoRow>,
+    pub weekly: Vec<Week>,
+}
+
+const WEEK_MS: i64 = 7 * 86_400_000;
+/// The Unix epoch was a Thursday; weeks start on Mondays.
+const MONDAY_MS: i64 = 4 * 86_400_000;
+
+impl Store {
+    pub async fn leadership(&self, period: Period, pareto: i64) -> Result<Overview, StoreError> {
+        let (teams, lead_time) = self.team_numbers(period).await?;
+        let (tickets, pareto) = self.pareto(period, pareto).await?;
+        Ok(Overview {
+            teams,
+            lead_time,
+            declined: self.declined(period).await?,
+            rerouted: self.rerouted(period).await?,
+            tickets,
+            pareto,
+            weekly: self.weekly(period).await?,
+        })
+    }
+
+    async fn team_numbers(
+        &self,
+        period: Period,
+    ) -> Result<(Vec<TeamNumbers>, LeadTime), StoreError> {
+        let (from, to) = period.bounds();
+        let rows = sqlx::query(
+            "SELECT team, state, first_ticket_at, opened_at, created_at, acknowledged_at, \
+             resolved_at, escalated_at FROM sevs WHERE opened_at >= $1 AND opened_at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("read SEVs for leadership", e))?;
+        let mut teams: BTreeMap<String, (TeamNumbers, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let (mut to_open, mut to_ack) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let team: String = get(r, "team")?;
+            let state = SevState::parse(&get::<String>(r, "state")?).unwrap_or(SevState::Open);
+            let created: i64 = get(r, "created_at")?;
+            let acked: Option<i64> = get(r, "acknowledged_at")?;
+            let resolved: Option<i64> = get(r, "resolved_at")?;
+            let escalated: Option<i64> = get(r, "escalated_at")?;
+            let (n, ack_times, resolve_times) = teams.entry(team.clone()).or_default();
+            n.team = team;
+            n.opened += 1;
+            if state.is_open() {
+                n.open += 1;
+                let since = from_ms(created);
+                n.oldest_open_since = Some(n.oldest_open_since.map_or(since, |o| o.min(since)));
+            }
+            n.unacknowledged += u64::from(state == SevState::Open);
+            n.escalated += u64::from(escalated.is_some());
+            n.declined += u64::from(state == SevState::Declined);
+            if let Some(a) = acked {
+                ack_times.push(seconds(a - created));
+                to_ack.push(seconds(a - created));
+            }
+            if let Some(done) = resolved.filter(|_| state == SevState::Resolved) {
+                resolve_times.push(seconds(done - created));
+            }
+            to_open.push(seconds(
+                get::<i64>(r, "opened_at")? - get::<i64>(r, "first_ticket_at")?,
+            ));
+        }
+        let numbers = teams
+            .into_values()
+            .map(|(mut n, acks, resolves)| {
+                n.acknowledged = acks.len() as u64;
+                n.mtta_seconds = mean(&acks);
+                n.resolved = resolves.len() as u64;
+                n.mttr_seconds = mean(&resolves);
+                n
+            })
+            .collect();
+        let lead = LeadTime {
+            sevs: rows.len() as u64,
+            first_ticket_to_open_seconds: median(&mut to_open),
+            open_to_acknowledge_seconds: median(&mut to_ack),
+        };
+        Ok((numbers, lead))
+    }
+
+    async fn declined(&self, period: Period) -> Result<Vec<Declined>, StoreError> {
+        let (from, to) = period.bounds();
+        let rows = sqlx::query(
+            "SELECT sev_id, team, title, decline_reason, declined_at FROM sevs \
+             WHERE state = 'declined' AND opened_at >= $1 AND opened_at < $2 ORDER BY number DESC",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("read declined SEVs", e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Declined {
+                    sev_id: get(r, "sev_id")?,
+                    team: get(r, "team")?,
+                    title: get(r, "title")?,
+                    reason: get::<Option<String>>(r, "decline_reason")?.unwrap_or_default(),
+                    at: get::<Option<i64>>(r, "declined_at")?.map(from_ms),
+                })
+            })
+            .collect()
+    }
+
+    async fn rerouted(&self, period: Period) -> Result<Vec<Rerouted>, StoreError> {
+        let (from, to) = period.bounds();
+        let rows = sqlx::query(
+            "SELECT e.sev_id, e.detail, e.at FROM sev_events e JOIN sevs s ON s.sev_id = e.sev_id \
+             WHERE e.kind = 'rerouted' AND s.opened_at >= $1 AND s.opened_at < $2 ORDER BY e.id DESC",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("read reroutes", e))?;
+        rows.iter()
+            .map(|r| {
+                let detail: serde_json::Value =
+                    serde_json::from_str(&get::<String>(r, "detail")?).unwrap_or_default();
+                let text = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
+                Ok(Rerouted {
+                    sev_id: get(r, "sev_id")?,
+                    from: text("from"),
+                    to: text("to"),
+                    note: detail["note"].as_str().map(str::to_string),
+                    at: from_ms(get(r, "at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The period's ticket count and its `limit` biggest clusters (merged ones counted in the
+    /// cluster they went into), with their cumulative share.
+    async fn pareto(
+        &self,
+        period: Period,
+        limit: i64,
+    ) -> Result<(i64, Vec<ParetoRow>), StoreError> {
+        let (from, to) = period.bounds();
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tickets WHERE created_at >= $1 AND created_at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("count tickets", e))?;
+        let rows = sqlx::query(
+            "SELECT k.cluster_id, COALESCE(l.label, '') AS label, k.n FROM \
+             (SELECT COALESCE(c.merged_into, t.cluster_id) AS cluster_id, COUNT(*) AS n FROM tickets t \
+              LEFT JOIN clusters c ON c.cluster_id = t.cluster_id \
+              WHERE t.created_at >= $1 AND t.created_at < $2 GROUP BY 1) k \
+             LEFT JOIN clusters l ON l.cluster_id = k.cluster_id ORDER BY k.n DESC, k.cluster_id LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("rank clusters", e))?;
+        let mut cumulative = 0i64;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let tickets: i64 = get(r, "n")?;
+            cumulative += tickets;
+            out.push(ParetoRow {
+                cluster_id: get(r, "cluster_id")?,
+                label: get(r, "label")?,
+                tickets,
+                share: tickets as f64 / total.max(1) as f64,
+                cumulative_share: cumulative as f64 / total.max(1) as f64,
+            });
+        }
+        Ok((total, out))
+    }
+
+    async fn weekly(&self, period: Period) -> Result<Vec<Week>, StoreError> {
+        let (from, to) = period.bounds();
+        let count = |table: &'static str, column: &'static str| {
+            format!(
+                "SELECT ({column} - {MONDAY_MS}) / {WEEK_MS} AS w, COUNT(*) AS n FROM {table} \
+                 WHERE {column} >= $1 AND {column} < $2 GROUP BY 1"
+            )
+        };
+        let mut weeks: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (i, sql) in [count("tickets", "created_at"), count("sevs", "opened_at")]
+            .iter()
+            .enumerate()
+        {
+            let rows = sqlx::query(sql)
+                .bind(from)
+                .bind(to)
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| StoreError::sql("count by week", e))?;
+            for r in &rows {
+                let slot = weeks.entry(get(r, "w")?).or_default();
+                let n: i64 = get(r, "n")?;
+                if i == 0 {
+                    slot.0 = n;
+                } else {
+                    slot.1 = n;
+                }
+            }
+        }
+        Ok(weeks
+            .into_iter()
+            .map(|(w, (tickets, sevs_opened))| Week {
+                week: from_ms(w * WEEK_MS + MONDAY_MS),
+                tickets,
+                sevs_opened,
+            })
+            .collect())
+    }
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    Some(if xs.len().is_multiple_of(2) {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    } else {
+        xs[mid]
+    })
+}
