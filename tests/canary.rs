@@ -10,57 +10,25 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use common::capture::{Behaviour, Capture, ROUTING_KEY, WEBHOOK_SECRET};
+use common::sevs::*;
+use common::topics::read_topic;
+use common::words::{wordings, Rng};
 use common::*;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // Canaries
 
-/// splitmix64: a seeded, portable pseudo-random sequence.
-struct Rng(u64);
-
+/// Made-up personal data, from the seeded sequence.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
     fn digits(&mut self, n: usize) -> String {
         (0..n)
             .map(|_| char::from(b'0' + self.below(10) as u8))
             .collect()
-    }
-
-    /// A made-up, pronounceable word no dictionary has (capitalised).
-    fn word(&mut self) -> String {
-        const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
-        const VOWELS: &[u8] = b"aeiou";
-        let mut w = String::new();
-        for i in 0..4 {
-            let c = CONSONANTS[self.below(CONSONANTS.len() as u64) as usize] as char;
-            w.push(if i == 0 { c.to_ascii_uppercase() } else { c });
-            w.push(VOWELS[self.below(VOWELS.len() as u64) as usize] as char);
-        }
-        w.push(['q', 'x', 'z'][self.below(3) as usize]);
-        w
     }
 
     /// `+44 7700 9ddddd`: an international number.
@@ -239,22 +207,6 @@ impl Canaries {
 // ---------------------------------------------------------------------------------------------
 // Tickets
 
-fn wordings(product: &str) -> [&'static str; 3] {
-    match product {
-        "cards" => [
-            "My card payment is declined at checkout",
-            "Card payment declined at checkout again",
-            "checkout keeps declining my card payment",
-        ],
-        "transfers" => [
-            "My bank transfer is stuck as pending",
-            "Bank transfer still pending and stuck",
-            "the transfer to my bank is stuck pending",
-        ],
-        other => panic!("no wordings for product {other}"),
-    }
-}
-
 /// A burst of `tickets` tickets from `people` (the first few file twice), every ticket full of
 /// its customer's personal data, in the customer fields and in the text.
 fn burst(product: &str, people: &[Person], tickets: usize) -> Vec<Value> {
@@ -308,172 +260,7 @@ fn burst(product: &str, people: &[Person], tickets: usize) -> Vec<Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Receivers and the process under test
-
-/// Every request a receiver got: path, headers, body.
-type Received = Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>;
-
-/// A receiver on loopback that answers 200 and records every request.
-struct Capture {
-    base: String,
-    received: Received,
-}
-
-impl Capture {
-    async fn start() -> Self {
-        let received: Received = Arc::default();
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a receiver on loopback");
-        let base = format!(
-            "http://{}",
-            listener.local_addr().expect("receiver address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Capture { base, received }
-    }
-
-    fn requests(&self) -> Vec<(String, HeaderMap, Vec<u8>)> {
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-async fn record(
-    State(received): State<Received>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> &'static str {
-    received
-        .lock()
-        .expect("lock")
-        .push((uri.path().to_string(), headers, body.to_vec()));
-    "ok"
-}
-
-/// `sevloop serve` with debug logs on stderr, written to a file; killed when dropped.
-struct Logged {
-    child: Child,
-    url: String,
-}
-
-impl Logged {
-    fn serve(config: &Config, log: &std::path::Path) -> Self {
-        let path = config.write();
-        let child = Command::new(BIN)
-            .args(["serve", "--config", path.to_str().unwrap_or_default()])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(File::create(log).expect("log file"))
-            .spawn()
-            .expect("sevloop binary starts");
-        Logged {
-            child,
-            url: format!("http://127.0.0.1:{}", config.port),
-        }
-    }
-
-    async fn get_text(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("{}{path}", self.url))
-            .await
-            .expect("the API answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, text) = self.get_text(path).await;
-        assert_eq!(status, 200, "GET {path}: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e})"))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, String) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .expect("the API answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
-    }
-
-    /// SIGTERM, then wait for an orderly exit (so every log line is written).
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads `topic` from the start until `done` says enough; returns (key, payload, headers).
-async fn read_topic(
-    topic: &str,
-    what: &str,
-    mut done: impl FnMut(&[(String, String, Vec<(String, String)>)]) -> bool,
-) -> Vec<(String, String, Vec<(String, String)>)> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("group.id", unique("canary-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a Kafka consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    while !done(&out) {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "{what}: nothing more on {topic} within a minute; got {}",
-                    out.len()
-                )
-            })
-            .expect("a message");
-        let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), text(h.value)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((text(m.key()), text(m.payload()), headers));
-    }
-    out
-}
-
-fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field].as_str().unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------------------------
 // The test
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-/// 32 characters, as PagerDuty requires of an integration key.
-const ROUTING_KEY: &str = "R0UT1NGKEYsevloopE2Etest00000042";
 
 /// Every channel kind, all told about every SEV, and the helpdesk write-back.
 fn catalog(base: &str) -> String {
@@ -485,7 +272,7 @@ broadcast = ["hook", "pd", "chat", "am"]
 [channels.hook]
 kind = "webhook"
 url = "{base}/hook"
-secrets = ["{SECRET}"]
+secrets = ["{WEBHOOK_SECRET}"]
 [channels.pd]
 kind = "pagerduty"
 url = "{base}/pd"
@@ -564,26 +351,19 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
     canaries.person("dead-letter customer", &dead);
 
     // Topics, receivers, settings.
-    let topic = unique("sevloop.canary");
-    let dlq = format!("{topic}.dlq");
-    let events = unique("sevloop.canary.sev-events");
-    fresh_topic(&topic, 3).await;
-    fresh_topic(&dlq, 1).await;
-    fresh_topic(&events, 1).await;
-    let receiver = Capture::start().await;
-    let mut config = Config::kafka(&topic, &unique("group"), &fresh_database().await);
+    let topic = fresh_topics("sevloop.canary", 3).await;
+    let events = fresh_sev_events_topic(&topic).await;
+    let receiver = Capture::start(Behaviour::Healthy).await;
+    let mut config = Config::for_topic(&topic).await;
     config.catalog = Some(catalog(&receiver.base));
-    config.extra = format!(
-        "[detection.cold_start]\nwarmup = \"0s\"\n[notify]\nsev_events_topic = {events:?}\n"
-    );
+    config.extra = no_warmup_settings(&events);
 
     // Tickets: one burst replayed into Kafka, invalid records produced straight to it, the
     // other burst posted to the API once it runs.
     let files = tempfile::tempdir().expect("temp dir");
     let cards = burst("cards", &people["cards"], 15);
     let transfers = burst("transfers", &people["transfers"], 15);
-    let file = write_jsonl(files.path(), "cards.jsonl", &to_lines(&cards));
-    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+    replay_into(&topic, files.path(), "cards.jsonl", &to_lines(&cards));
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .create()
@@ -601,89 +381,40 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
             .expect("an invalid record is produced");
     }
     let log_path = files.path().join("sevloop.log");
-    let mut sevloop = Logged::serve(&config, &log_path);
-    eventually(
-        "sevloop to answer /healthz",
-        Duration::from_secs(60),
-        || async {
-            reqwest::get(format!("{}/healthz", sevloop.url))
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    )
-    .await;
-    let (status, text) = sevloop.post("/api/v1/tickets", &json!(transfers)).await;
+    let mut sevloop = Sevloop::serve_logged(&config, &log_path);
+    sevloop.wait_healthy().await;
+    let (status, text) = sevloop
+        .post("/api/v1/tickets", Some(json!(transfers)))
+        .await;
     assert_eq!(status, 202, "the transfers burst is accepted: {text}");
 
-    let pool = connect(&config.database_url).await;
     let valid = (cards.len() + transfers.len()) as i64;
-    eventually(
-        &format!("{valid} tickets to be stored"),
-        Duration::from_secs(120),
-        || async { (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= valid).then_some(()) },
-    )
-    .await;
-    pool.close().await;
-    let sevs: BTreeMap<String, String> =
-        eventually("a SEV for each burst", Duration::from_secs(60), || async {
-            let list = sevloop.get("/api/v1/sevs").await;
-            let found: BTreeMap<String, String> = list["items"]
-                .as_array()?
-                .iter()
-                .map(|s| {
-                    (
-                        str_of(s, "product").to_string(),
-                        str_of(s, "id").to_string(),
-                    )
-                })
-                .collect();
-            products
-                .iter()
-                .all(|p| found.contains_key(*p))
-                .then_some(found)
-        })
-        .await;
+    wait_for_tickets(&config.database_url, valid, Duration::from_secs(120)).await;
+    let sevs =
+        sev_ids_by_product(&wait_for_sevs(&sevloop, &products, Duration::from_secs(60)).await);
 
     // People act on the SEVs, typing personal data.
     let reason = format!(
         "I spoke to the customer on {reason_phone}: their own bank blocks the card, not an incident"
     );
-    let (status, text) = sevloop
-        .post(
-            &format!("/api/v1/sevs/{}/decline", sevs["cards"]),
-            &json!({ "reason": reason }),
-        )
+    sevloop
+        .act(&sevs["cards"], "decline", Some(json!({ "reason": reason })))
         .await;
-    assert_eq!(status, 200, "decline: {text}");
     let note = format!("per {note_email}: settlement delays belong to payments");
-    let (status, text) = sevloop
-        .post(
-            &format!("/api/v1/sevs/{}/reroute", sevs["transfers"]),
-            &json!({ "team": "payments", "note": note }),
+    sevloop
+        .act(
+            &sevs["transfers"],
+            "reroute",
+            Some(json!({ "team": "payments", "note": note })),
         )
         .await;
-    assert_eq!(status, 200, "reroute: {text}");
 
     // Everything delivered: every channel, the helpdesk and the SEV events topic.
-    let notifications: Vec<Value> = eventually(
-        "every notification to be delivered or given up",
-        Duration::from_secs(120),
-        || async {
-            let mut all = Vec::new();
-            for id in sevs.values() {
-                let sev = sevloop.get(&format!("/api/v1/sevs/{id}")).await;
-                for n in sev["notifications"].as_array()? {
-                    if n["state"] == "pending" {
-                        return None;
-                    }
-                    all.push(n.clone());
-                }
-            }
-            Some(all)
-        },
-    )
-    .await;
+    let sev_ids: Vec<String> = sevs.values().cloned().collect();
+    let notifications: Vec<Value> = settled(&sevloop, &sev_ids, Duration::from_secs(120))
+        .await
+        .into_values()
+        .collect();
     let undelivered: Vec<&Value> = notifications
         .iter()
         .filter(|n| n["state"] != "delivered")
@@ -709,15 +440,16 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
 
     // The places to search.
     let mut places: Vec<(String, String)> = Vec::new();
-    let requests = receiver.requests();
-    for (path, headers, body) in &requests {
-        let headers: String = headers
+    for request in &receiver.arrivals() {
+        let path = &request.path;
+        let headers: String = request
+            .headers
             .iter()
             .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or_default()))
             .collect();
         places.push((
             format!("notification to {path}"),
-            format!("{path}\n{headers}\n{}", String::from_utf8_lossy(body)),
+            format!("{path}\n{headers}\n{}", request.text()),
         ));
     }
     let notification_count = places.len();
@@ -739,23 +471,19 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
     }
     // Positive controls: redaction happened (rather than the text vanishing), and the ticket
     // API, which support uses, does hold the canaries, so the search below is not vacuous.
-    let declined = sevloop
-        .get(&format!("/api/v1/sevs/{}", sevs["cards"]))
-        .await;
+    let declined = sevloop.sev(&sevs["cards"]).await;
     assert!(
         str_of(&declined, "decline_reason").contains("[phone]"),
         "the decline reason is kept, redacted: {:?}",
         declined["decline_reason"]
     );
-    let rerouted = sevloop
-        .get(&format!("/api/v1/sevs/{}", sevs["transfers"]))
-        .await;
+    let rerouted = sevloop.sev(&sevs["transfers"]).await;
     assert!(
         rerouted["timeline"].to_string().contains("[email]"),
         "the reroute note is kept, redacted: {:#}",
         rerouted["timeline"]
     );
-    let ticket = sevloop.get("/api/v1/tickets/cards-0").await;
+    let ticket = sevloop.get_ok("/api/v1/tickets/cards-0").await;
     assert!(
         !canaries.found_in(&ticket.to_string()).is_empty(),
         "the ticket API shows the planted data to support: {ticket:#}"
@@ -770,37 +498,30 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
     let messages = read_topic(&events, "the SEV events", |seen| {
         let ids: BTreeSet<String> = seen
             .iter()
-            .filter_map(|(_, payload, _)| {
-                let v: Value = serde_json::from_str(payload).ok()?;
-                Some(str_of(&v, "event_id").to_string())
-            })
+            .map(|m| str_of(&m.value, "event_id").to_string())
             .collect();
         published.is_subset(&ids)
     })
     .await;
-    for (key, payload, headers) in &messages {
+    for m in &messages {
         places.push((
-            format!("SEV event {key}"),
-            format!("{key}\n{payload}\n{headers:?}"),
+            format!("SEV event {}", m.key),
+            format!("{}\n{}\n{:?}", m.key, m.payload, m.headers),
         ));
     }
     // The dead letters' reasons.
-    let dead_letters =
-        read_topic(&dlq, "the dead letters", |seen| seen.len() >= invalid.len()).await;
+    let dead_letters = read_topic(&config.dlq_topic, "the dead letters", |seen| {
+        seen.len() >= invalid.len()
+    })
+    .await;
     let mut codes = BTreeSet::new();
-    for (_, _, headers) in &dead_letters {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        codes.insert(header("sevloop.error.code"));
-        let reason = header("sevloop.error.reason");
+    for dead in &dead_letters {
+        codes.insert(dead.header("sevloop.error.code"));
+        let reason = dead.header("sevloop.error.reason");
         assert!(
             !reason.is_empty(),
-            "a dead letter without a reason: {headers:?}"
+            "a dead letter without a reason: {:?}",
+            dead.headers
         );
         eprintln!("dead-letter reason: {reason}");
         places.push(("dead-letter reason".to_string(), reason));

@@ -16,14 +16,7 @@ fn ticket(id: &str, minute: i64, body: &str) -> Value {
 }
 
 async fn post(sevloop: &Sevloop, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", sevloop.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("API answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    sevloop.post(path, Some(body)).await
 }
 
 async fn cluster_of(sevloop: &Sevloop, ticket_id: &str) -> String {

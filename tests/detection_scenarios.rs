@@ -14,185 +14,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::complaints::*;
+use common::sevs::*;
 use common::*;
 use serde_json::{json, Value};
 
-const HOUR: i64 = 3600;
-const MINUTE: i64 = 60;
-
-/// One kind of complaint: its subject and three ways customers phrase it. `{n}` stands for an
-/// order or reference number (masked by the featurizer, so it never tells tickets apart).
-/// Every complaint has its own words: with the encoder off, clustering is on terms alone.
-struct Complaint {
-    subject: &'static str,
-    bodies: [&'static str; 3],
-}
-
-/// The background of every product: sixteen unrelated complaints.
-const BACKGROUND: [Complaint; 16] = [
-    Complaint {
-        subject: "Password reset link expired",
-        bodies: [
-            "The password reset link expired before I could use it, request {n}",
-            "My password reset link is already expired (request {n})",
-            "Password reset link expired within seconds, request {n}",
-        ],
-    },
-    Complaint {
-        subject: "Dark mode toggle missing",
-        bodies: [
-            "The dark mode toggle is missing from the settings menu since {n}",
-            "Cannot find the dark mode toggle in settings anymore, version {n}",
-            "Dark mode toggle gone from the settings menu on version {n}",
-        ],
-    },
-    Complaint {
-        subject: "Invoice PDF download blank",
-        bodies: [
-            "Downloading the invoice PDF gives a blank page, invoice {n}",
-            "Invoice PDF is blank when downloaded (invoice {n})",
-            "Blank invoice PDF page on download, invoice {n}",
-        ],
-    },
-    Complaint {
-        subject: "Authenticator code rejected",
-        bodies: [
-            "My authenticator code is rejected at sign in, device {n}",
-            "Sign in rejects the authenticator code, device {n}",
-            "Authenticator code rejected repeatedly, device {n}",
-        ],
-    },
-    Complaint {
-        subject: "Push notifications delayed",
-        bodies: [
-            "Push notifications arrive hours delayed on my phone ({n})",
-            "Delayed push notifications on phone {n}",
-            "Push notifications come hours late, phone {n}",
-        ],
-    },
-    Complaint {
-        subject: "CSV export truncates columns",
-        bodies: [
-            "CSV export truncates the last columns of report {n}",
-            "Exported CSV has truncated columns, report {n}",
-            "Columns truncated when exporting CSV, report {n}",
-        ],
-    },
-    Complaint {
-        subject: "Profile photo upload fails",
-        bodies: [
-            "Uploading a profile photo fails with a spinner, file {n}",
-            "Profile photo upload fails, file {n}",
-            "Profile photo upload fails silently, file {n}",
-        ],
-    },
-    Complaint {
-        subject: "Calendar sync duplicates meetings",
-        bodies: [
-            "Calendar sync duplicates my meetings, calendar {n}",
-            "Duplicated meetings from calendar sync, calendar {n}",
-            "Calendar sync creates duplicate meetings ({n})",
-        ],
-    },
-    Complaint {
-        subject: "Search ignores filters",
-        bodies: [
-            "Search results ignore the date filters I set ({n})",
-            "Filters are ignored by search results, query {n}",
-            "Search ignores filters completely, query {n}",
-        ],
-    },
-    Complaint {
-        subject: "German translation garbled",
-        bodies: [
-            "The German translation is garbled in the sidebar ({n})",
-            "Garbled German translation in sidebar labels, language {n}",
-            "Sidebar German translation looks garbled, language {n}",
-        ],
-    },
-    Complaint {
-        subject: "Subscription renewal charged twice",
-        bodies: [
-            "My subscription renewal was charged twice, receipt {n}",
-            "Charged twice for the subscription renewal ({n})",
-            "Subscription renewal double charged, receipt {n}",
-        ],
-    },
-    Complaint {
-        subject: "Map pin wrong location",
-        bodies: [
-            "The map pin shows the wrong location for store {n}",
-            "Wrong location on the map pin, store {n}",
-            "Map pin placed at the wrong location, store {n}",
-        ],
-    },
-    Complaint {
-        subject: "Video playback stutters",
-        bodies: [
-            "Video playback stutters and buffers, stream {n}",
-            "Stuttering video playback on stream {n}",
-            "Playback of video stutters constantly, stream {n}",
-        ],
-    },
-    Complaint {
-        subject: "Keyboard shortcuts stopped working",
-        bodies: [
-            "Keyboard shortcuts stopped working in the editor ({n})",
-            "Editor keyboard shortcuts do nothing, layout {n}",
-            "Keyboard shortcuts stopped responding in the editor, layout {n}",
-        ],
-    },
-    Complaint {
-        subject: "Printer driver crashes",
-        bodies: [
-            "The printer driver crashes when sending a job ({n})",
-            "Printer driver crash on each job, spooler {n}",
-            "Driver for the printer crashes, spooler {n}",
-        ],
-    },
-    Complaint {
-        subject: "Timezone displays UTC",
-        bodies: [
-            "Timezone displays UTC instead of my local zone ({n})",
-            "Timestamps in UTC instead of the local timezone, region {n}",
-            "Local timezone replaced by UTC, region {n}",
-        ],
-    },
-];
-
-/// The scenarios' own complaints; none shares a word with the background.
-const REFUND: Complaint = Complaint {
-    subject: "Refund for cancelled flight pending",
-    bodies: [
-        "Refund for my cancelled flight is pending, booking {n}",
-        "Cancelled flight refund pending for weeks, booking {n}",
-        "Where is the refund for the cancelled flight? booking {n}",
-    ],
-};
-const LOYALTY: Complaint = Complaint {
-    subject: "Loyalty points vanished from balance",
-    bodies: [
-        "Loyalty points vanished from my balance, member {n}",
-        "My loyalty balance lost its points, member {n}",
-        "Loyalty points balance dropped to zero, member {n}",
-    ],
-};
-const CHECKOUT: Complaint = Complaint {
-    subject: "Checkout button greyed out on mobile",
-    bodies: [
-        "The checkout button is greyed out on mobile, cart {n}",
-        "Mobile checkout button stays greyed, cart {n}",
-        "Greyed checkout button on mobile web, cart {n}",
-    ],
-};
-const SCANNER: Complaint = Complaint {
-    subject: "Barcode scanner offline in warehouse",
-    bodies: [
-        "Barcode scanner offline at warehouse dock {n}",
-        "Warehouse barcode scanner went offline, dock {n}",
-        "Barcode scanner in the warehouse offline, dock {n}",
-    ],
-};
+/// The scenarios' own complaints (with the shared ones); none shares a word with the background.
 const DELIVERY: Complaint = Complaint {
     subject: "Change delivery address on parcel",
     bodies: [
@@ -243,104 +70,25 @@ const STREAM: i64 = 8 * HOUR;
 
 /// The detection settings of this test, all explicit.
 ///
-/// Defaults for every product: at least 8 tickets from customers weighing 6 in 30 minutes
-/// (the floor), a window improbable at `P ≤ 1e-6` against the usual rate (the spike), a new
-/// complaint assumed to run at 0.5 tickets per window once its product has been watched for an
-/// hour (the cold start), enterprise customers weighing 3.
+/// Defaults for every product ([`detection_settings`]): at least 8 tickets from customers
+/// weighing 6 in 30 minutes (the floor), a window improbable at `P ≤ 1e-6` against the usual
+/// rate (the spike), a new complaint assumed to run at 0.5 tickets per window once its product
+/// has been watched for an hour (the cold start), enterprise customers weighing 3.
 ///
 /// The floor and tier products are made statistically trigger-happy (an assumed rate of 0.01
 /// tickets per window and a false-alarm rate of 5%), so one complaining customer is already
 /// "improbable" there (`P(X ≥ 1) ≈ 0.009`) and four are overwhelmingly so (`≈ 2e-5`): whether
 /// those scenarios open a SEV is decided by the floor alone.
-fn detection_settings(events_topic: &str) -> String {
-    let mut t = String::from(
-        "[detection.floor]\nmin_tickets = 8\nmin_customers = 6.0\nwindow = \"30m\"\n\
-         [detection.spike]\nmax_false_alarm = 1e-6\nprior_windows = 4.0\nmemory = \"12h\"\n\
-         [detection.cold_start]\nenabled = true\nrate = 0.5\nwarmup = \"1h\"\n\
-         [detection.tiers]\nfree = 1.0\npro = 1.0\nenterprise = 3.0\n\
-         [detection.episode]\nquiet = \"2h\"\n",
-    );
+fn scenario_settings(events_topic: &str) -> String {
+    let mut t = detection_settings(3.0);
     for product in [FLOOR_ONE, FLOOR_FEW, TIER_ENTERPRISE, TIER_FREE] {
         t.push_str(&format!(
             "[detection.products.{product}.spike]\nmax_false_alarm = 0.05\n\
              [detection.products.{product}.cold_start]\nrate = 0.01\n"
         ));
     }
-    t.push_str(&format!("[notify]\nsev_events_topic = {events_topic:?}\n"));
+    t.push_str(&sev_events_settings(events_topic));
     t
-}
-
-/// One created ticket of `complaint` (phrasing and reference number vary with `i`).
-fn ticket(
-    id: &str,
-    product: &str,
-    at_s: i64,
-    customer: &str,
-    tier: &str,
-    complaint: &Complaint,
-    i: usize,
-) -> Value {
-    let body = complaint.bodies[i % complaint.bodies.len()]
-        .replace("{n}", &(10_000 + 37 * i + at_s as usize % 997).to_string());
-    json!({"ticket_id": id, "event": "created", "event_time": at(at_s),
-        "subject": complaint.subject, "body": body, "product": product,
-        "customer": {"id": customer, "tier": tier}, "channel": "web", "source": "test"})
-}
-
-/// The background of `product` between `from` and `to` (seconds of event time): each of the
-/// sixteen complaints once every 40 minutes (at most one ticket per 30-minute window, far below
-/// the floor's 8), staggered so all of them are born within the first 40 minutes.
-fn background_of(product: &str, from: i64, to: i64) -> Vec<Value> {
-    let mut out = Vec::new();
-    for (k, complaint) in BACKGROUND.iter().enumerate() {
-        let mut i = 0usize;
-        loop {
-            let t = k as i64 * 150 + i as i64 * 40 * MINUTE;
-            if t >= to {
-                break;
-            }
-            if t >= from {
-                let tier = ["free", "pro", "pro"][(k + i) % 3];
-                out.push(ticket(
-                    &format!("{product}-bg-{k}-{i}"),
-                    product,
-                    t,
-                    &format!("{product}-bgc-{k}-{i}"),
-                    tier,
-                    complaint,
-                    i,
-                ));
-            }
-            i += 1;
-        }
-    }
-    out
-}
-
-/// `n` tickets of `complaint` evenly spread over ten minutes from `start`; ticket `i` is filed
-/// by `customer(i)` with tier `tier`. Ids are `<prefix>-<i>`.
-fn burst_of(
-    product: &str,
-    prefix: &str,
-    complaint: &Complaint,
-    n: usize,
-    start: i64,
-    tier: &str,
-    customer: impl Fn(usize) -> String,
-) -> Vec<Value> {
-    (0..n)
-        .map(|i| {
-            ticket(
-                &format!("{prefix}-{i}"),
-                product,
-                start + (10 * MINUTE * i as i64) / n as i64,
-                &customer(i),
-                tier,
-                complaint,
-                i,
-            )
-        })
-        .collect()
 }
 
 /// Seconds since the start of the stream (see [`at`]) of an RFC 3339 time.
@@ -348,13 +96,6 @@ fn event_seconds(rfc3339: &str) -> Option<i64> {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
     let start = chrono::DateTime::parse_from_rfc3339(&at(0)).ok()?;
     Some((t - start).num_seconds())
-}
-
-fn ids(tickets: &[Value]) -> Vec<String> {
-    tickets
-        .iter()
-        .filter_map(|t| t["ticket_id"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// The tickets of each scenario the assertions look at.
@@ -379,7 +120,7 @@ fn main_stream() -> (Vec<Value>, Scenarios) {
         } else {
             STREAM
         };
-        all.extend(background_of(product, 0, end));
+        all.extend(background_of(product, &BACKGROUND, 0, end));
     }
 
     // Floor, distinct customers: one angry customer, 20 tickets in 10 minutes. Customer weight
@@ -402,22 +143,14 @@ fn main_stream() -> (Vec<Value>, Scenarios) {
     // product was new, so it learns its rate from its own history), then jumps to 40 customers
     // in 10 minutes at 5 h. At ~2 per window it would take ~14 customers to reach P ≤ 5e-7;
     // 40 reach ~1e-16. Before the jump it never meets the floor (2 tickets per window).
-    let mut spike_steady = Vec::new();
-    let mut t = 100;
-    let mut i = 0;
-    while t < STREAM {
-        spike_steady.push(ticket(
-            &format!("scan-{i}"),
-            SPIKE,
-            t,
-            &format!("scan-customer-{i}"),
-            "pro",
-            &SCANNER,
-            i,
-        ));
-        t += 15 * MINUTE;
-        i += 1;
-    }
+    let spike_steady: Vec<Value> = (100..STREAM)
+        .step_by(15 * MINUTE as usize)
+        .enumerate()
+        .map(|(i, t)| {
+            let customer = format!("scan-customer-{i}");
+            SCANNER.ticket(&format!("scan-{i}"), SPIKE, t, &customer, "pro", i)
+        })
+        .collect();
     let spike_jump = burst_of(SPIKE, "scan-jump", &SCANNER, 40, 5 * HOUR, "pro", |i| {
         format!("scan-jump-customer-{i}")
     });
@@ -425,22 +158,15 @@ fn main_stream() -> (Vec<Value>, Scenarios) {
     // window for the whole stream, so it meets the floor in every window from the first half
     // hour on. Its first window, judged against next to no belief, is at P ≈ 3e-3 (thousands
     // of times above any threshold); after that it is judged against its own rate.
-    let mut steady = Vec::new();
-    let mut t = 60;
-    let mut i = 0;
-    while t < STREAM {
-        steady.push(ticket(
-            &format!("steady-{i}"),
-            STEADY,
-            t,
-            &format!("steady-customer-{}", i % 30),
-            if i % 2 == 0 { "free" } else { "pro" },
-            &DELIVERY,
-            i,
-        ));
-        t += 150;
-        i += 1;
-    }
+    let steady: Vec<Value> = (60..STREAM)
+        .step_by(150)
+        .enumerate()
+        .map(|(i, t)| {
+            let customer = format!("steady-customer-{}", i % 30);
+            let tier = if i % 2 == 0 { "free" } else { "pro" };
+            DELIVERY.ticket(&format!("steady-{i}"), STEADY, t, &customer, tier, i)
+        })
+        .collect();
     // Tier weights: 4 customers, 3 tickets each, in 10 minutes. Enterprise customers weigh 3
     // (4 × 3 = 12 ≥ 6: floor met), free ones 1 (4 < 6: floor missed). The same complaint,
     // the same times, two products.
@@ -492,68 +218,13 @@ fn main_stream() -> (Vec<Value>, Scenarios) {
 /// back from 20 new customers at 7 h, hours after its SEV was resolved. Its history by then is
 /// about 1.5 tickets per window, so 20 customers are at P ≈ 4e-13.
 fn regression_stream() -> (Vec<Value>, Vec<String>) {
-    let mut all = background_of(REGRESSION, 4 * HOUR, STREAM);
+    let mut all = background_of(REGRESSION, &BACKGROUND, 4 * HOUR, STREAM);
     let again = burst_of(REGRESSION, "voice-b", &VOICE, 20, 7 * HOUR, "pro", |i| {
         format!("voice-b-customer-{i}")
     });
     let again_ids = ids(&again);
     all.extend(again);
     (by_event_time(all), again_ids)
-}
-
-/// The last ticket of each product in a stream (in event-time order: the product's ticket the
-/// pipeline stores last, since a product's tickets are in order on one partition).
-fn last_of_each_product(stream: &[Value]) -> BTreeMap<String, String> {
-    let mut last = BTreeMap::new();
-    for t in stream {
-        last.insert(
-            t["product"].as_str().unwrap_or_default().to_string(),
-            t["ticket_id"].as_str().unwrap_or_default().to_string(),
-        );
-    }
-    last
-}
-
-async fn replay_stream(dir: &std::path::Path, name: &str, topic: &str, stream: &[Value]) {
-    let file = write_jsonl(dir, name, &to_lines(stream));
-    replay(&file, &["--kafka", &kafka_brokers(), "--topic", topic]);
-}
-
-/// Waits until the pipeline has stored the given tickets (so everything before them in their
-/// products is processed, SEVs and links included: one batch is one transaction).
-async fn wait_processed(sevloop: &Sevloop, last: &BTreeMap<String, String>, timeout: Duration) {
-    for (product, id) in last {
-        let path = format!("/api/v1/tickets/{id}");
-        eventually(
-            &format!("the pipeline to store {id}, the last ticket of product {product}"),
-            timeout,
-            || async { (sevloop.get(&path).await.0 == 200).then_some(()) },
-        )
-        .await;
-    }
-}
-
-/// The SEVs of one product, as the API lists them.
-async fn sevs_of(sevloop: &Sevloop, product: &str) -> Vec<Value> {
-    let (status, body) = sevloop.get("/api/v1/sevs?limit=1000").await;
-    assert_eq!(status, 200, "GET /api/v1/sevs: {body}");
-    body["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| s["product"] == json!(product))
-        .collect()
-}
-
-async fn sev_detail(sevloop: &Sevloop, id: &str) -> Value {
-    let (status, body) = sevloop.get(&format!("/api/v1/sevs/{id}")).await;
-    assert_eq!(status, 200, "GET /api/v1/sevs/{id}: {body}");
-    body
-}
-
-fn linked_ids(detail: &Value) -> BTreeSet<String> {
-    serde_json::from_value(detail["ticket_ids"].clone()).unwrap_or_default()
 }
 
 /// A short account of a SEV for failure messages: id, rule, counts and why it opened.
@@ -600,12 +271,10 @@ impl Findings {
 
 /// Expects no SEV for `product`.
 async fn expect_none(f: &mut Findings, sevloop: &Sevloop, product: &str, scenario: &str) {
-    let sevs = sevs_of(sevloop, product).await;
+    let sevs = sevloop.sevs_of(product).await;
     let mut described = Vec::new();
     for s in &sevs {
-        described.push(describe(
-            &sev_detail(sevloop, s["id"].as_str().unwrap_or("")).await,
-        ));
+        described.push(describe(&sevloop.sev(s["id"].as_str().unwrap_or("")).await));
     }
     f.check(sevs.is_empty(), || {
         format!("{scenario} ({product}): expected no SEV, got {described:?}")
@@ -620,10 +289,10 @@ async fn expect_one(
     scenario: &str,
     rule: &str,
 ) -> Option<Value> {
-    let sevs = sevs_of(sevloop, product).await;
+    let sevs = sevloop.sevs_of(product).await;
     let mut details = Vec::new();
     for s in &sevs {
-        details.push(sev_detail(sevloop, s["id"].as_str().unwrap_or("")).await);
+        details.push(sevloop.sev(s["id"].as_str().unwrap_or("")).await);
     }
     let described: Vec<String> = details.iter().map(describe).collect();
     f.check(details.len() == 1, || {
@@ -660,15 +329,11 @@ async fn expect_one_cluster(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_detection_scenario_opens_exactly_the_sevs_it_should() {
     let started = std::time::Instant::now();
-    let topic = unique("sevloop.detect");
-    fresh_topic(&topic, 3).await;
-    fresh_topic(&format!("{topic}.dlq"), 1).await;
-    let events_topic = format!("{topic}.sev-events");
-    fresh_topic(&events_topic, 1).await;
-    let mut config = Config::kafka(&topic, &unique("group"), &fresh_database().await);
-    config.extra = detection_settings(&events_topic);
-    let sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
+    let topic = fresh_topics("sevloop.detect", 3).await;
+    let events_topic = fresh_sev_events_topic(&topic).await;
+    let mut config = Config::for_topic(&topic).await;
+    config.extra = scenario_settings(&events_topic);
+    let sevloop = Sevloop::serve_healthy(&config).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let (stream, s) = main_stream();
@@ -677,45 +342,25 @@ async fn each_detection_scenario_opens_exactly_the_sevs_it_should() {
         stream.len(),
         PRODUCTS.len()
     );
-    replay_stream(dir.path(), "main.jsonl", &topic, &stream).await;
-    wait_processed(
-        &sevloop,
-        &last_of_each_product(&stream),
-        Duration::from_secs(180),
-    )
-    .await;
+    replay_into(&topic, dir.path(), "main.jsonl", &to_lines(&stream));
+    wait_processed(&sevloop, &stream, Duration::from_secs(180)).await;
     eprintln!("main replay processed after {:?}", started.elapsed());
 
     // Regression, first part: the burst opened a SEV; a person resolves it.
-    let first = sevs_of(&sevloop, REGRESSION).await;
+    let first = sevloop.sevs_of(REGRESSION).await;
     assert_eq!(
         first.len(),
         1,
         "the regression scenario's first burst opens one SEV: {first:?}"
     );
     let regression_sev = first[0]["id"].as_str().unwrap_or_default().to_string();
-    let resolved = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/sevs/{regression_sev}/resolve",
-            sevloop.url
-        ))
-        .send()
-        .await
-        .expect("resolve answers");
-    let status = resolved.status().as_u16();
-    let body: Value = resolved.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 200, "resolving {regression_sev}: {body}");
+    let body = sevloop.act(&regression_sev, "resolve", None).await;
     assert_eq!(body["sev"]["state"], "resolved", "{body}");
 
     // Regression, second part: hours later in event time the complaint comes back.
     let (again, again_ids) = regression_stream();
-    replay_stream(dir.path(), "regression.jsonl", &topic, &again).await;
-    wait_processed(
-        &sevloop,
-        &last_of_each_product(&again),
-        Duration::from_secs(120),
-    )
-    .await;
+    replay_into(&topic, dir.path(), "regression.jsonl", &to_lines(&again));
+    wait_processed(&sevloop, &again, Duration::from_secs(120)).await;
     eprintln!("regression replay processed after {:?}", started.elapsed());
 
     let mut f = Findings::default();
@@ -829,23 +474,20 @@ async fn each_detection_scenario_opens_exactly_the_sevs_it_should() {
     let mut voice = s.regression_first.clone();
     voice.extend(again_ids.iter().cloned());
     expect_one_cluster(&mut f, sevloop, "regression", &voice).await;
-    let sevs = sevs_of(sevloop, REGRESSION).await;
+    let sevs = sevloop.sevs_of(REGRESSION).await;
     let ids_now: Vec<&str> = sevs.iter().filter_map(|s| s["id"].as_str()).collect();
     f.check(ids_now == [regression_sev.as_str()], || {
         format!("regression: expected only {regression_sev} (reopened), got {ids_now:?}")
     });
-    let sev = sev_detail(sevloop, &regression_sev).await;
+    let sev = sevloop.sev(&regression_sev).await;
     f.check(sev["state"] == "open" && sev["reopened"] == json!(1), || {
         format!(
             "regression: {regression_sev} should be open again with reopened = 1, got state {} reopened {}",
             sev["state"], sev["reopened"]
         )
     });
-    let kinds: Vec<&str> = sev["timeline"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|e| e["kind"].as_str()).collect())
-        .unwrap_or_default();
-    f.check(kinds.contains(&"reopened"), || {
+    let kinds = timeline_kinds(&sev);
+    f.check(kinds.iter().any(|k| k == "reopened"), || {
         format!("regression: the timeline should say reopened: {kinds:?}")
     });
     let linked = linked_ids(&sev);

@@ -5,9 +5,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::sevs::linked_ids;
+use common::topics::read_topic;
 use common::*;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use serde_json::json;
 
 /// Everything one run leaves behind, in comparable form.
@@ -42,41 +42,17 @@ async fn outcome(database_url: &str) -> Outcome {
     }
 }
 
-async fn wait_for_tickets(database_url: &str, n: i64, timeout: Duration) {
-    let pool = connect(database_url).await;
-    eventually(&format!("{n} tickets to be stored"), timeout, || async {
-        (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= n).then_some(())
-    })
-    .await;
-    pool.close().await;
-}
-
-/// A fresh topic and its dead-letter topic.
-async fn fresh_topics(partitions: i32) -> String {
-    let topic = unique("sevloop.test");
-    fresh_topic(&topic, partitions).await;
-    fresh_topic(&format!("{topic}.dlq"), 1).await;
-    topic
-}
-
 /// Writes lines to a file and replays them into fresh topics with `sevloop replay --kafka`.
 async fn topic_with(lines: &[String], partitions: i32) -> (String, tempfile::TempDir) {
-    let topic = fresh_topics(partitions).await;
+    let topic = fresh_topics("sevloop.test", partitions).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = write_jsonl(dir.path(), "tickets.jsonl", lines);
-    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+    replay_into(&topic, dir.path(), "tickets.jsonl", lines);
     (topic, dir)
-}
-
-/// Settings for an instance reading `topic` with its own consumer group and a fresh database.
-async fn kafka_config(topic: &str) -> Config {
-    Config::kafka(topic, &unique("group"), &fresh_database().await)
 }
 
 /// Starts `sevloop serve` and waits until it has stored `n` tickets.
 async fn serve_until_stored(config: &Config, n: usize, timeout: Duration) -> Sevloop {
-    let sevloop = Sevloop::serve(config);
-    sevloop.wait_healthy().await;
+    let sevloop = Sevloop::serve_healthy(config).await;
     wait_for_tickets(&config.database_url, n as i64, timeout).await;
     sevloop
 }
@@ -88,7 +64,7 @@ async fn opens_exactly_one_sev_for_a_burst_among_10000_tickets_and_notifies_the_
     let tickets = by_event_time(tickets);
     let (topic, _dir) = topic_with(&to_lines(&tickets), 3).await;
     let receiver = Receiver::start().await;
-    let mut config = kafka_config(&topic).await;
+    let mut config = Config::for_topic(&topic).await;
     config.webhook = Some(receiver.url.clone());
     let sevloop = serve_until_stored(&config, 10_000, Duration::from_secs(300)).await;
 
@@ -115,8 +91,7 @@ async fn opens_exactly_one_sev_for_a_burst_among_10000_tickets_and_notifies_the_
         assert!(!sev[field].is_null(), "SEV has `{field}`: {sev}");
     }
     let (_, detail) = sevloop.get(&format!("/api/v1/sevs/{sev_id}")).await;
-    let linked: BTreeSet<String> =
-        serde_json::from_value(detail["ticket_ids"].clone()).unwrap_or_default();
+    let linked = linked_ids(&detail);
     let missing: Vec<String> = (0..30)
         .map(|i| format!("burst-{i}"))
         .filter(|t| !linked.contains(t))
@@ -158,15 +133,14 @@ async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
     let mut tickets = background(3000, 15);
     tickets.extend(burst(30, 1500 * 15));
     let tickets = by_event_time(tickets);
-    let topic = fresh_topics(3).await;
+    let topic = fresh_topics("sevloop.test", 3).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(&tickets));
 
     // Interrupted run: the replay runs while the pipeline is killed with SIGKILL and restarted.
-    let config_b = kafka_config(&topic).await;
+    let config_b = Config::for_topic(&topic).await;
     let db_b = config_b.database_url.clone();
-    let mut b = Sevloop::serve(&config_b);
-    b.wait_healthy().await;
+    let mut b = Sevloop::serve_healthy(&config_b).await;
     let brokers = kafka_brokers();
     let replaying = std::thread::spawn({
         let file = file.clone();
@@ -202,14 +176,13 @@ async fn a_kill_9_mid_replay_loses_nothing_and_doubles_nothing() {
         at_kill > 0 && at_kill < tickets.len() as i64,
         "the kill came mid-stream ({at_kill} stored)"
     );
-    let mut b = Sevloop::serve(&config_b);
-    b.wait_healthy().await;
+    let mut b = Sevloop::serve_healthy(&config_b).await;
     replaying.join().expect("replay thread");
     wait_for_tickets(&db_b, tickets.len() as i64, Duration::from_secs(300)).await;
     b.stop();
 
     // Uninterrupted run over the same topic, with its own group, database and index.
-    let config_a = kafka_config(&topic).await;
+    let config_a = Config::for_topic(&topic).await;
     let db_a = config_a.database_url.clone();
     serve_until_stored(&config_a, tickets.len(), Duration::from_secs(300))
         .await
@@ -253,36 +226,24 @@ async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_th
     lines.push(huge.to_string());
     lines.extend(to_lines(&valid[30..]));
     let (topic, _dir) = topic_with(&lines, 1).await;
-    let config = kafka_config(&topic).await;
+    let config = Config::for_topic(&topic).await;
     let db = config.database_url.clone();
     let sevloop = serve_until_stored(&config, valid.len(), Duration::from_secs(120)).await;
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.message.max.bytes", "8388608")
-        .create()
-        .expect("dlq consumer");
-    consumer.subscribe(&[&config.dlq_topic]).expect("subscribe");
-    let mut dead = Vec::new();
-    while dead.len() < 3 {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .expect("three dead letters within a minute")
-            .expect("dead letter");
-        let header = |name: &str| {
-            m.headers()
-                .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).to_string())
-                .unwrap_or_default()
-        };
-        dead.push((
-            header("sevloop.error.code"),
-            header("sevloop.error.reason"),
-            m.payload().map_or(0, <[u8]>::len),
-        ));
-    }
+    let dead: Vec<(String, String, usize)> =
+        read_topic(&config.dlq_topic, "three dead letters", |seen| {
+            seen.len() >= 3
+        })
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m.header("sevloop.error.code"),
+                m.header("sevloop.error.reason"),
+                m.payload.len(),
+            )
+        })
+        .collect();
     let codes: BTreeSet<&str> = dead.iter().map(|d| d.0.as_str()).collect();
     assert_eq!(
         codes,
@@ -333,15 +294,14 @@ async fn bad_records_are_dead_lettered_with_reasons_and_the_valid_ones_around_th
 async fn an_index_lost_with_its_directory_is_rebuilt_from_the_log_on_restart() {
     let tickets = background(600, 15);
     let (topic, _dir) = topic_with(&to_lines(&tickets), 3).await;
-    let config = kafka_config(&topic).await;
+    let config = Config::for_topic(&topic).await;
     let db = config.database_url.clone();
     serve_until_stored(&config, tickets.len(), Duration::from_secs(120))
         .await
         .stop();
     std::fs::remove_dir_all(config.index_dir()).expect("index removed");
 
-    let sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
+    let sevloop = Sevloop::serve_healthy(&config).await;
     let want = format!("sevloop_index_documents {}", tickets.len());
     eventually(
         "the index to be rebuilt from the log",

@@ -10,259 +10,20 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use common::capture::{Answer, Arrival, Behaviour, Capture, ROUTING_KEY, WEBHOOK_SECRET};
+use common::sevs::*;
+use common::words::{wordings, Rng};
 use common::*;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
-// Receivers
-
-/// How a receiver answers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Behaviour {
-    /// 200 to everything.
-    Healthy,
-    /// The answers of [`FLAKY`], in turn; a key that failed three times is accepted.
-    Flaky,
-    /// 410 Gone to everything: "never call me again".
-    Gone,
-    /// 200 to everything, after taking its time (so changes queue up behind each delivery).
-    Slow,
-}
-
-/// One answer of a receiver.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Answer {
-    Ok,
-    /// 500 without applying the event.
-    FailBeforeApplying,
-    /// Applies the event, then answers 500 (it could not say so in time).
-    FailAfterApplying,
-    /// 429 with `Retry-After: 1`.
-    TooManyRequests,
-    Gone,
-}
-
-/// The flaky receiver's answers, request after request: 30% 500 (half of them after applying
-/// the event), 10% 429, 60% 200. A counter pattern, so every run answers the same sequence.
-#[rustfmt::skip]
-const FLAKY: [Answer; 20] = {
-    use Answer::*;
-    [
-        Ok, FailBeforeApplying, Ok, TooManyRequests, FailAfterApplying,
-        Ok, Ok, FailBeforeApplying, Ok, FailAfterApplying,
-        Ok, TooManyRequests, Ok, FailBeforeApplying, Ok,
-        Ok, FailAfterApplying, Ok, Ok, Ok,
-    ]
-};
-
-/// A key is accepted after this many failures, which bounds the test's runtime (the backoff
-/// before a fourth attempt is already 1 + 2 + 4 s).
-const MAX_FAILURES_PER_KEY: u32 = 3;
-
-/// One request as it arrived, and what the receiver answered.
-#[derive(Debug, Clone)]
-struct Arrival {
-    at: Instant,
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    answer: Answer,
-}
-
-impl Arrival {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn key(&self) -> String {
-        self.header("idempotency-key")
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "a notification body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// What a receiver saw and did.
-#[derive(Debug, Clone, Default)]
-struct Ledger {
-    arrivals: Vec<Arrival>,
-    /// What it applied, once per idempotency key: key → body.
-    applied: BTreeMap<String, Vec<u8>>,
-    /// Requests whose key it had applied before (a retry of a delivery it applied but could
-    /// not acknowledge): skipped, answered 200.
-    duplicates: usize,
-    failures: BTreeMap<String, u32>,
-}
-
-/// A receiver on loopback that records every request, whatever its method and path.
-struct Capture {
-    base: String,
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-type ReceiverState = (Behaviour, Arc<Mutex<Ledger>>);
-
-impl Capture {
-    async fn start(behaviour: Behaviour) -> Self {
-        let ledger: Arc<Mutex<Ledger>> = Arc::default();
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state((behaviour, ledger.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a receiver on loopback");
-        let base = format!(
-            "http://{}",
-            listener.local_addr().expect("receiver address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Capture { base, ledger }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn ledger(&self) -> Ledger {
-        self.ledger.lock().expect("ledger lock").clone()
-    }
-
-    fn arrivals(&self) -> Vec<Arrival> {
-        self.ledger().arrivals
-    }
-}
-
-async fn receive(
-    State((behaviour, ledger)): State<ReceiverState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let arrived = Instant::now();
-    if behaviour == Behaviour::Slow {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let mut l = ledger.lock().expect("ledger lock");
-    let answer = match behaviour {
-        Behaviour::Healthy | Behaviour::Slow => Answer::Ok,
-        Behaviour::Gone => Answer::Gone,
-        Behaviour::Flaky if l.failures.get(&key).copied().unwrap_or(0) >= MAX_FAILURES_PER_KEY => {
-            Answer::Ok
-        }
-        Behaviour::Flaky => FLAKY[l.arrivals.len() % FLAKY.len()],
-    };
-    if matches!(answer, Answer::Ok | Answer::FailAfterApplying) {
-        if l.applied.contains_key(&key) {
-            l.duplicates += 1;
-        } else {
-            l.applied.insert(key.clone(), body.to_vec());
-        }
-    }
-    if answer != Answer::Ok {
-        *l.failures.entry(key).or_default() += 1;
-    }
-    l.arrivals.push(Arrival {
-        at: arrived,
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-        answer,
-    });
-    drop(l);
-    match answer {
-        Answer::Ok => (StatusCode::OK, "ok").into_response(),
-        Answer::FailBeforeApplying | Answer::FailAfterApplying => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response()
-        }
-        Answer::TooManyRequests => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "1")],
-            "slow down",
-        )
-            .into_response(),
-        Answer::Gone => (StatusCode::GONE, "gone").into_response(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tickets
-
-/// Complaints of one product, three wordings each, that the terms-only clustering keeps together.
-fn wordings(product: &str) -> [&'static str; 3] {
-    match product {
-        "cards" => [
-            "My card payment is declined at checkout",
-            "Card payment declined at checkout again",
-            "checkout keeps declining my card payment",
-        ],
-        "transfers" => [
-            "My bank transfer is stuck as pending",
-            "Bank transfer still pending and stuck",
-            "the transfer to my bank is stuck pending",
-        ],
-        "login" => [
-            "I cannot log in, the app rejects my password",
-            "App rejects my password so I cannot log in",
-            "log in fails, the app rejected my password",
-        ],
-        "statements" => [
-            "My monthly statement will not download",
-            "Monthly statement download fails",
-            "the download of my monthly statement fails",
-        ],
-        other => panic!("no wordings for product {other}"),
-    }
-}
-
-/// splitmix64: a seeded, portable pseudo-random sequence.
-fn mix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A made-up word (no dictionary has it), the same for the same seed.
-fn made_up_word(seed: u64) -> String {
-    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
-    const VOWELS: &[u8] = b"aeiou";
-    let mut word = String::new();
-    let mut r = mix(seed);
-    for _ in 0..4 {
-        word.push(CONSONANTS[(r % CONSONANTS.len() as u64) as usize] as char);
-        r = mix(r);
-        word.push(VOWELS[(r % VOWELS.len() as u64) as usize] as char);
-        r = mix(r);
-    }
-    word.push('x');
-    word
-}
 
 /// `n` distinct customers of `product` report the same problem within ten minutes of event
 /// time. Each ticket also mentions a made-up word no other ticket has.
@@ -274,7 +35,7 @@ fn complaint(product: &str, n: usize) -> Vec<Value> {
             let seed = product
                 .bytes()
                 .fold(i as u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64));
-            let marker = made_up_word(seed);
+            let marker = Rng(seed).word().to_lowercase();
             let subject = format!("{text} (ref {})", 7100 + i);
             let body = format!(
                 "{text}. It happened while I was buying a {marker} online, reference {}.",
@@ -307,28 +68,19 @@ struct Run {
 }
 
 /// Replays one complaint per product into fresh topics and starts `sevloop serve` with
-/// `catalog`. Detection holds a new cluster to the cold-start rate from the first ticket on
-/// (`warmup = 0s`), so a burst opens a SEV without hours of background traffic.
+/// `catalog`, without warmup (see [`no_warmup_settings`]).
 async fn start(catalog: String, products: &[&str]) -> Run {
-    let topic = unique("sevloop.notify");
-    fresh_topic(&topic, 3).await;
-    fresh_topic(&format!("{topic}.dlq"), 1).await;
-    let events = unique("sevloop.notify.sev-events");
-    fresh_topic(&events, 1).await;
+    let topic = fresh_topics("sevloop.notify", 3).await;
+    let events = fresh_sev_events_topic(&topic).await;
     let tickets = by_event_time(products.iter().flat_map(|p| complaint(p, 14)).collect());
     let files = tempfile::tempdir().expect("temp dir");
-    let file = write_jsonl(files.path(), "tickets.jsonl", &to_lines(&tickets));
-    replay(&file, &["--kafka", &kafka_brokers(), "--topic", &topic]);
+    replay_into(&topic, files.path(), "tickets.jsonl", &to_lines(&tickets));
 
-    let mut config = Config::kafka(&topic, &unique("group"), &fresh_database().await);
+    let mut config = Config::for_topic(&topic).await;
     config.catalog = Some(catalog);
-    config.extra = format!(
-        "[detection.cold_start]\nwarmup = \"0s\"\n[notify]\nsev_events_topic = {events:?}\n"
-    );
-    let sevloop = Sevloop::serve(&config);
-    sevloop.wait_healthy().await;
+    config.extra = no_warmup_settings(&events);
     Run {
-        sevloop,
+        sevloop: Sevloop::serve_healthy(&config).await,
         config,
         tickets,
         _files: files,
@@ -338,75 +90,50 @@ async fn start(catalog: String, products: &[&str]) -> Run {
 impl Run {
     /// Waits until every ticket is stored and every product has a SEV; returns product → SEV id.
     async fn sevs(&self, products: &[&str]) -> BTreeMap<String, String> {
-        let pool = connect(&self.config.database_url).await;
         let n = self.tickets.len() as i64;
-        eventually(
-            &format!("{n} tickets to be stored"),
-            Duration::from_secs(120),
-            || async { (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= n).then_some(()) },
-        )
-        .await;
-        pool.close().await;
-        eventually(
-            &format!("a SEV for each of {products:?}"),
-            Duration::from_secs(60),
-            || async {
-                let (_, list) = self.sevloop.get("/api/v1/sevs").await;
-                let items = list["items"].as_array()?.clone();
-                let found: BTreeMap<String, String> = items
-                    .iter()
-                    .filter_map(|s| Some((s["product"].as_str()?.into(), s["id"].as_str()?.into())))
-                    .collect();
-                let all_there = products.iter().all(|p| found.contains_key(*p));
-                all_there.then(|| {
-                    assert_eq!(
-                        items.len(),
-                        products.len(),
-                        "one SEV per complaint: {items:#?}"
-                    );
-                    found
-                })
-            },
-        )
-        .await
+        wait_for_tickets(&self.config.database_url, n, Duration::from_secs(120)).await;
+        let items = wait_for_sevs(&self.sevloop, products, Duration::from_secs(60)).await;
+        assert_eq!(
+            items.len(),
+            products.len(),
+            "one SEV per complaint: {items:#?}"
+        );
+        sev_ids_by_product(&items)
     }
 
-    /// POSTs an action and insists that it was applied (200).
-    async fn act(&self, sev_id: &str, action: &str, body: Option<Value>) {
-        let client = reqwest::Client::new();
-        let mut request = client.post(format!(
-            "{}/api/v1/sevs/{sev_id}/{action}",
-            self.sevloop.url
-        ));
-        if let Some(body) = body {
-            request = request.json(&body);
+    /// The SEV ids of `products` (see [`Run::sevs`]).
+    async fn sev_ids(&self, products: &[&str]) -> Vec<String> {
+        self.sevs(products).await.into_values().collect()
+    }
+
+    /// Acknowledges, then resolves the SEV of each of `products`, and waits until every
+    /// notification of theirs was delivered; returns the SEV ids and the notifications by id.
+    async fn through_lifecycle(
+        &self,
+        products: &[&str],
+        timeout: Duration,
+    ) -> (Vec<String>, BTreeMap<String, Value>) {
+        let ids = self.sev_ids(products).await;
+        for id in &ids {
+            self.act(id, "acknowledge", None).await;
+            self.act(id, "resolve", None).await;
         }
-        let response = request.send().await.expect("the API answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "{action} {sev_id} was not applied: {text}");
+        let all = self.settled(&ids, timeout).await;
+        assert_all_delivered(&all);
+        (ids, all)
     }
 
     /// Waits until no notification of these SEVs is pending; returns them by id.
     async fn settled(&self, sev_ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
-        eventually(
-            "every notification to be delivered or given up",
-            timeout,
-            || async {
-                let mut all = BTreeMap::new();
-                for id in sev_ids {
-                    let (_, sev) = self.sevloop.get(&format!("/api/v1/sevs/{id}")).await;
-                    for n in sev["notifications"].as_array()? {
-                        if n["state"] == "pending" {
-                            return None;
-                        }
-                        all.insert(n["id"].as_str()?.to_string(), n.clone());
-                    }
-                }
-                Some(all)
-            },
-        )
-        .await
+        settled(self, sev_ids, timeout).await
+    }
+}
+
+impl Deref for Run {
+    type Target = Sevloop;
+
+    fn deref(&self) -> &Sevloop {
+        &self.sevloop
     }
 }
 
@@ -418,16 +145,20 @@ fn to_endpoint(all: &BTreeMap<String, Value>, endpoint: &str) -> BTreeMap<String
         .collect()
 }
 
+/// The event types a receiver was told of.
+fn types_heard(arrivals: &[Arrival]) -> BTreeSet<String> {
+    arrivals
+        .iter()
+        .map(|a| str_of(&a.json(), "type").to_string())
+        .collect()
+}
+
 fn assert_all_delivered(all: &BTreeMap<String, Value>) {
     let undelivered: Vec<&Value> = all.values().filter(|n| n["state"] != "delivered").collect();
     assert!(
         undelivered.is_empty(),
         "notifications not delivered: {undelivered:#?}"
     );
-}
-
-fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field].as_str().unwrap_or_default()
 }
 
 /// The kinds each SEV's notifications to `endpoint` have, in the order they were queued.
@@ -477,11 +208,27 @@ fn webhook_channel(url: &str, secrets: &[&str]) -> String {
     format!("kind = \"webhook\"\nurl = {url:?}\nsecrets = {secrets:?}")
 }
 
-const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+fn pagerduty_channel(url: &str) -> String {
+    format!("kind = \"pagerduty\"\nurl = {url:?}\nrouting_key = {ROUTING_KEY:?}")
+}
+
+fn alertmanager_channel(url: &str) -> String {
+    format!("kind = \"alertmanager\"\nurl = {url:?}")
+}
+
+fn slack_channel(url: &str) -> String {
+    format!("kind = \"slack\"\nurl = {url:?}")
+}
+
+/// A catalog whose team hears on one webhook, at `url`, signed with `secrets`.
+fn one_webhook(url: &str, secrets: &[&str]) -> String {
+    catalog(&[("hook", webhook_channel(url, secrets))], &["hook"])
+}
+
+/// The secret the webhook rotates from.
+const OLD_SECRET: &str = WEBHOOK_SECRET;
 const NEW_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_SECRET: &str = "whsec_c2V2bG9vcCB0ZXN0IHNlY3JldCB0aGF0IHNpZ25zIG5vdGhpbmc=";
-/// 32 characters, as PagerDuty requires of an integration key.
-const ROUTING_KEY: &str = "R0UT1NGKEYsevloopE2Etest00000042";
 
 // ---------------------------------------------------------------------------------------------
 // At least once, applied once
@@ -492,24 +239,13 @@ async fn a_flaky_receiver_applies_every_event_of_every_sev_once_and_retries_back
     let receiver = Capture::start(Behaviour::Flaky).await;
     let products = ["cards", "transfers", "login", "statements"];
     let run = start(
-        catalog(
-            &[(
-                "hook",
-                webhook_channel(&receiver.url("/hook"), &[OLD_SECRET]),
-            )],
-            &["hook"],
-        ),
+        one_webhook(&receiver.url("/hook"), &[OLD_SECRET]),
         &products,
     )
     .await;
-    let sevs = run.sevs(&products).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
-    for id in &ids {
-        run.act(id, "acknowledge", None).await;
-        run.act(id, "resolve", None).await;
-    }
-    let all = run.settled(&ids, Duration::from_secs(240)).await;
-    assert_all_delivered(&all);
+    let (ids, all) = run
+        .through_lifecycle(&products, Duration::from_secs(240))
+        .await;
     let expected = to_endpoint(&all, "hook");
     assert_lifecycle_told(&expected, &ids);
 
@@ -701,26 +437,16 @@ async fn real_deliveries_signed_during_a_rotation_verify_with_each_secret_alone_
 ) {
     let receiver = Capture::start(Behaviour::Healthy).await;
     let run = start(
-        catalog(
-            &[(
-                "rotating",
-                webhook_channel(&receiver.url("/hook"), &[OLD_SECRET, NEW_SECRET]),
-            )],
-            &["rotating"],
-        ),
+        one_webhook(&receiver.url("/hook"), &[OLD_SECRET, NEW_SECRET]),
         &["cards"],
     )
     .await;
-    let sevs = run.sevs(&["cards"]).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
+    let ids = run.sev_ids(&["cards"]).await;
     run.act(&ids[0], "acknowledge", None).await;
     let all = run.settled(&ids, Duration::from_secs(60)).await;
     assert_all_delivered(&all);
     let arrivals = receiver.arrivals();
-    let kinds: BTreeSet<String> = arrivals
-        .iter()
-        .map(|a| str_of(&a.json(), "type").to_string())
-        .collect();
+    let kinds = types_heard(&arrivals);
     assert!(
         kinds.contains("sev.opened") && kinds.contains("sev.acknowledged"),
         "deliveries of the opening and the acknowledgement: {kinds:?}"
@@ -780,20 +506,12 @@ async fn real_deliveries_signed_during_a_rotation_verify_with_each_secret_alone_
 async fn pagerduty_gets_events_api_v2_bodies_with_one_dedup_key_per_sev_and_the_catalogs_routing_key(
 ) {
     let receiver = Capture::start(Behaviour::Healthy).await;
-    let pd = format!(
-        "kind = \"pagerduty\"\nurl = {:?}\nrouting_key = {ROUTING_KEY:?}",
-        receiver.url("/v2/enqueue")
-    );
+    let pd = pagerduty_channel(&receiver.url("/v2/enqueue"));
     let products = ["cards", "transfers"];
     let run = start(catalog(&[("pd", pd)], &["pd"]), &products).await;
-    let sevs = run.sevs(&products).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
-    for id in &ids {
-        run.act(id, "acknowledge", None).await;
-        run.act(id, "resolve", None).await;
-    }
-    let all = run.settled(&ids, Duration::from_secs(60)).await;
-    assert_all_delivered(&all);
+    let (ids, all) = run
+        .through_lifecycle(&products, Duration::from_secs(60))
+        .await;
     let expected = to_endpoint(&all, "pd");
     assert_lifecycle_told(&expected, &ids);
 
@@ -872,20 +590,17 @@ async fn pagerduty_gets_events_api_v2_bodies_with_one_dedup_key_per_sev_and_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_and_slack_channels_receive_bodies_of_their_own_shape() {
     let receiver = Capture::start(Behaviour::Healthy).await;
-    let am = format!("kind = \"alertmanager\"\nurl = {:?}", receiver.url("/am"));
-    let chat = format!("kind = \"slack\"\nurl = {:?}", receiver.url("/slack"));
+    let am = alertmanager_channel(&receiver.url("/am"));
+    let chat = slack_channel(&receiver.url("/slack"));
     let run = start(
         catalog(&[("am", am), ("chat", chat)], &["am", "chat"]),
         &["login"],
     )
     .await;
-    let sevs = run.sevs(&["login"]).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
+    let (ids, all) = run
+        .through_lifecycle(&["login"], Duration::from_secs(60))
+        .await;
     let sev = &ids[0];
-    run.act(sev, "acknowledge", None).await;
-    run.act(sev, "resolve", None).await;
-    let all = run.settled(&ids, Duration::from_secs(60)).await;
-    assert_all_delivered(&all);
     assert_lifecycle_told(&to_endpoint(&all, "am"), &ids);
     assert_lifecycle_told(&to_endpoint(&all, "chat"), &ids);
 
@@ -980,22 +695,10 @@ async fn a_receiver_that_answers_every_request_is_told_of_each_sevs_changes_in_t
     // queue up, and the dispatcher leases them together.
     let receiver = Capture::start(Behaviour::Slow).await;
     let products = ["cards", "transfers", "login"];
-    let run = start(
-        catalog(
-            &[("hook", webhook_channel(&receiver.url("/hook"), &[]))],
-            &["hook"],
-        ),
-        &products,
-    )
-    .await;
-    let sevs = run.sevs(&products).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
-    for id in &ids {
-        run.act(id, "acknowledge", None).await;
-        run.act(id, "resolve", None).await;
-    }
-    let all = run.settled(&ids, Duration::from_secs(120)).await;
-    assert_all_delivered(&all);
+    let run = start(one_webhook(&receiver.url("/hook"), &[]), &products).await;
+    let (ids, all) = run
+        .through_lifecycle(&products, Duration::from_secs(120))
+        .await;
     let arrivals = receiver.arrivals();
     assert!(
         arrivals.iter().all(|a| a.answer == Answer::Ok),
@@ -1059,8 +762,7 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
         &["statements"],
     )
     .await;
-    let sevs = run.sevs(&["statements"]).await;
-    let ids: Vec<String> = sevs.values().cloned().collect();
+    let ids = run.sev_ids(&["statements"]).await;
     let sev = &ids[0];
     let opened = run.settled(&ids, Duration::from_secs(60)).await;
     let called = gone.arrivals();
@@ -1103,11 +805,7 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
             "{id} to the healthy channel: {n:#}"
         );
     }
-    let fine_kinds: BTreeSet<String> = fine
-        .arrivals()
-        .iter()
-        .map(|a| str_of(&a.json(), "type").to_string())
-        .collect();
+    let fine_kinds = types_heard(&fine.arrivals());
     assert!(
         fine_kinds.contains("sev.opened") && fine_kinds.contains("sev.acknowledged"),
         "the other channel of the team still hears: {fine_kinds:?}"
@@ -1126,24 +824,14 @@ fn shingles(text: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_notification_body_on_any_channel_contains_ticket_subject_or_body_text() {
     let receiver = Capture::start(Behaviour::Healthy).await;
-    let pd = format!(
-        "kind = \"pagerduty\"\nurl = {:?}\nrouting_key = {ROUTING_KEY:?}",
-        receiver.url("/pd")
-    );
     let channels = [
         (
             "hook",
             webhook_channel(&receiver.url("/hook"), &[OLD_SECRET]),
         ),
-        ("pd", pd),
-        (
-            "am",
-            format!("kind = \"alertmanager\"\nurl = {:?}", receiver.url("/am")),
-        ),
-        (
-            "chat",
-            format!("kind = \"slack\"\nurl = {:?}", receiver.url("/slack")),
-        ),
+        ("pd", pagerduty_channel(&receiver.url("/pd"))),
+        ("am", alertmanager_channel(&receiver.url("/am"))),
+        ("chat", slack_channel(&receiver.url("/slack"))),
     ];
     let products = ["cards", "transfers"];
     let run = start(catalog(&channels, &["hook", "pd", "am", "chat"]), &products).await;

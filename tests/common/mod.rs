@@ -3,7 +3,14 @@
 //! A missing Kafka or PostgreSQL is a loud failure, never a skip: run `scripts/services.sh`.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod capture;
+pub mod complaints;
+pub mod sevs;
+pub mod topics;
+pub mod words;
+
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +56,21 @@ pub async fn fresh_topic(name: &str, partitions: i32) {
         });
 }
 
+/// A fresh tickets topic named after `prefix`, with `partitions`, and its dead-letter topic.
+pub async fn fresh_topics(prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix);
+    fresh_topic(&topic, partitions).await;
+    fresh_topic(&format!("{topic}.dlq"), 1).await;
+    topic
+}
+
+/// A fresh topic for the SEV events of the instance reading `topic`.
+pub async fn fresh_sev_events_topic(topic: &str) -> String {
+    let events = format!("{topic}.sev-events");
+    fresh_topic(&events, 1).await;
+    events
+}
+
 pub async fn fresh_database() -> String {
     let server = postgres_server();
     sevloop_store::create_postgres_database(&server, &unique("sevloop_test"))
@@ -84,54 +106,132 @@ where
     }
 }
 
-/// A running `sevloop` process, killed when dropped.
+/// Creates a token with `sevloop token create` on the database `database` names (`--config F`
+/// or `--data-dir D`); returns its secret.
+pub fn create_token(database: &[String], role: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "create", "--label", "test"])
+        .args(role)
+        .args(database)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("sevloop token create runs");
+    assert!(out.status.success(), "token create failed: {}", out.status);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// A running `sevloop` process, killed when dropped. Its requests carry an admin token.
 pub struct Sevloop {
     child: Child,
     pub url: String,
+    /// The secret of an admin token, made before the process started.
+    pub token: String,
+    /// How `sevloop token create` finds its database: `--config F` or `--data-dir D`.
+    database: Vec<String>,
+    http: reqwest::Client,
 }
 
 impl Sevloop {
-    pub fn spawn(args: &[&str], port: u16) -> Self {
+    pub fn spawn(args: &[&str], port: u16, database: Vec<String>) -> Self {
+        let log = std::env::var("SEVLOOP_TEST_LOG")
+            .unwrap_or_else(|_| "info,sqlx=warn,tantivy=warn".into());
+        Sevloop::spawn_logging(args, port, database, &log, Stdio::inherit())
+    }
+
+    /// Makes an admin token, then runs the binary with `RUST_LOG=log`, its logs (stderr) going
+    /// to `stderr`.
+    fn spawn_logging(
+        args: &[&str],
+        port: u16,
+        database: Vec<String>,
+        log: &str,
+        stderr: Stdio,
+    ) -> Self {
+        let token = create_token(&database, &["--role", "admin"]);
         let child = Command::new(BIN)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("SEVLOOP_TEST_LOG")
-                    .unwrap_or_else(|_| "info,sqlx=warn,tantivy=warn".into()),
-            )
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("sevloop binary starts");
         Sevloop {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            http: client_with(&token),
+            token,
+            database,
         }
+    }
+
+    /// A token of another role (`&["--role", "team", "--team", "cards"]`) on this instance.
+    pub fn token_for(&self, role: &[&str]) -> String {
+        create_token(&self.database, role)
     }
 
     /// `sevloop up` (the embedded mode) on `data` with the settings file `config`.
     pub fn up(data: &Path, config: &Path, port: u16) -> Self {
         let listen = format!("127.0.0.1:{port}");
+        let data = data.to_str().unwrap_or_default();
         Sevloop::spawn(
             &[
                 "up",
                 "--data-dir",
-                data.to_str().unwrap_or_default(),
+                data,
                 "--listen",
                 &listen,
                 "--config",
                 config.to_str().unwrap_or_default(),
             ],
             port,
+            vec!["--data-dir".into(), data.into()],
         )
     }
 
     /// `sevloop serve --config FILE` with the given config text.
     pub fn serve(config: &Config) -> Self {
         let path = config.write();
+        let path = path.to_str().unwrap_or_default();
         Sevloop::spawn(
-            &["serve", "--config", path.to_str().unwrap_or_default()],
+            &["serve", "--config", path],
             config.port,
+            vec!["--config".into(), path.into()],
+        )
+    }
+
+    /// `sevloop replay FILE --api URL` with this instance's token.
+    pub fn replay_api(&self, file: &Path) {
+        replay(file, &["--api", &self.url, "--token", &self.token]);
+    }
+
+    /// `sevloop serve` as [`Sevloop::serve`], once it answers `/healthz`.
+    pub async fn serve_healthy(config: &Config) -> Self {
+        let sevloop = Sevloop::serve(config);
+        sevloop.wait_healthy().await;
+        sevloop
+    }
+
+    /// `sevloop serve --config FILE` with debug logs written to the file `log`.
+    pub fn serve_logged(config: &Config, log: &Path) -> Self {
+        let path = config.write();
+        let path = path.to_str().unwrap_or_default();
+        Sevloop::spawn_logging(
+            &["serve", "--config", path],
+            config.port,
+            vec!["--config".into(), path.into()],
+            "debug",
+            File::create(log).expect("log file").into(),
         )
     }
 
@@ -172,9 +272,41 @@ impl Sevloop {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = reqwest::get(format!("{}{path}", self.url))
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
             .await
             .expect("API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET that must answer 200; returns the body as JSON (null when it is not).
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("API answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// POST with a JSON body, or none.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let resp = request.send().await.expect("API answers");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -214,6 +346,11 @@ impl Config {
             catalog: None,
             extra: String::new(),
         }
+    }
+
+    /// Settings for an instance reading `topic` with its own consumer group and a fresh database.
+    pub async fn for_topic(topic: &str) -> Self {
+        Config::kafka(topic, &unique("group"), &fresh_database().await)
     }
 
     pub fn toml(&self) -> String {
@@ -386,6 +523,12 @@ pub fn replay(file: &Path, target: &[&str]) {
     assert!(status.success(), "replay failed: {status}");
 }
 
+/// Writes `lines` to `dir/name` and replays them into `topic` with `sevloop replay --kafka`.
+pub fn replay_into(topic: &str, dir: &Path, name: &str, lines: &[String]) {
+    let file = write_jsonl(dir, name, lines);
+    replay(&file, &["--kafka", &kafka_brokers(), "--topic", topic]);
+}
+
 pub async fn connect(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(url)
@@ -398,4 +541,19 @@ pub async fn scalar(pool: &sqlx::AnyPool, sql: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Waits until the database holds at least `n` tickets.
+pub async fn wait_for_tickets(database_url: &str, n: i64, timeout: Duration) {
+    let pool = connect(database_url).await;
+    eventually(&format!("{n} tickets to be stored"), timeout, || async {
+        (scalar(&pool, "SELECT COUNT(*) FROM tickets").await >= n).then_some(())
+    })
+    .await;
+    pool.close().await;
+}
+
+/// `v[field]` as a string, empty when it is not one.
+pub fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_default()
 }

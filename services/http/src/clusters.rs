@@ -13,7 +13,9 @@ use serde_json::json;
 use sevloop_core::cluster::corrections::{Correction, CorrectionRequest, CORRECTION_RECORD};
 use sevloop_store::{ClusterFilter, ClusterSort};
 
-use crate::{ApiError, AppState};
+use sevloop_core::access::Need;
+
+use crate::{views, Actor, ApiError, AppState};
 
 /// Most tickets one split may name.
 const MAX_SPLIT: usize = 1000;
@@ -29,9 +31,11 @@ pub(crate) struct ListQuery {
 }
 
 pub(crate) async fn list(
+    actor: Actor,
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadTickets)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(bad("`limit` must be between 1 and 500"));
@@ -50,15 +54,21 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get_one(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadTickets)?;
     let cluster = s
         .store
         .cluster(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("cluster", &id))?;
-    Ok(Json(cluster))
+    Ok(Json(views::cluster(
+        cluster,
+        actor.role.text_view(),
+        &s.redactor,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,10 +79,12 @@ pub(crate) struct MergeBody {
 }
 
 pub(crate) async fn merge(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<MergeBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::CorrectClusters)?;
     let product = live_product(&s, &id).await?;
     if live_product(&s, &body.with).await? != product {
         return Err(bad("clusters of different products cannot be merged"));
@@ -80,7 +92,7 @@ pub(crate) async fn merge(
     let correction = Correction::Merge {
         cluster_ids: [id, body.with],
     };
-    submit(&s, product, correction).await
+    submit(&s, &actor, product, correction).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,10 +103,12 @@ pub(crate) struct SplitBody {
 }
 
 pub(crate) async fn split(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<SplitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::CorrectClusters)?;
     if body.ticket_ids.is_empty() || body.ticket_ids.len() > MAX_SPLIT {
         return Err(bad(format!(
             "`ticket_ids` must hold 1 to {MAX_SPLIT} tickets"
@@ -117,7 +131,7 @@ pub(crate) async fn split(
         cluster_id: id,
         ticket_ids: body.ticket_ids,
     };
-    submit(&s, product, correction).await
+    submit(&s, &actor, product, correction).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,10 +141,12 @@ pub(crate) struct MoveBody {
 }
 
 pub(crate) async fn move_ticket(
+    actor: Actor,
     State(s): State<AppState>,
     Path(ticket_id): Path<String>,
     Json(body): Json<MoveBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::CorrectClusters)?;
     let ticket = s
         .store
         .ticket(&ticket_id)
@@ -145,7 +161,7 @@ pub(crate) async fn move_ticket(
         ticket_id,
         to_cluster_id: body.to_cluster_id,
     };
-    submit(&s, ticket.product, correction).await
+    submit(&s, &actor, ticket.product, correction).await
 }
 
 /// The product of a cluster that exists and has not been merged away.
@@ -167,13 +183,14 @@ async fn live_product(s: &AppState, id: &str) -> Result<String, ApiError> {
 
 async fn submit(
     s: &AppState,
+    actor: &Actor,
     product: String,
     correction: Correction,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = CorrectionRequest {
         product: product.clone(),
         correction,
-        actor_role: "operator".to_string(),
+        actor_role: actor.role.actor(),
         requested_at: chrono::Utc::now(),
     };
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;

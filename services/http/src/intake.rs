@@ -12,7 +12,9 @@ use sevloop_bus::Outgoing;
 use sevloop_core::ticket::MAX_TICKET_BYTES;
 use sevloop_core::{TicketError, TicketEvent, RECORD_HEADER};
 
-use crate::{ApiError, AppState};
+use sevloop_core::access::Need;
+
+use crate::{Actor, ApiError, AppState};
 
 const MAX_BATCH: usize = 1000;
 
@@ -24,9 +26,11 @@ pub struct Intake {
 }
 
 pub(crate) async fn post_tickets(
+    actor: Actor,
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::FileTickets)?;
     let intake = intake_of(&s)?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

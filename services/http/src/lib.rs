@@ -1,12 +1,16 @@
 //! The HTTP edge: ticket intake, the read API, search, health, metrics and the HTML pages.
 //! Handlers are thin: they validate, call the store or index, and shape the answer.
 
+mod admin;
+pub mod auth;
 mod clusters;
 mod error;
 mod intake;
+mod leadership;
 mod metrics;
 mod pages;
 mod sevs;
+mod views;
 
 use std::sync::Arc;
 
@@ -21,9 +25,11 @@ use sevloop_core::redact::Redactor;
 use sevloop_index::TicketIndex;
 use sevloop_store::Store;
 
+pub use auth::Actor;
 pub use error::ApiError;
 pub use intake::Intake;
 pub use metrics::Metrics;
+use sevloop_core::access::Need;
 
 /// Largest request body accepted (a batch of tickets).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -57,25 +63,42 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sevs/{id}/reroute", post(sevs::reroute))
         .route("/api/v1/sevs/{id}/merge", post(sevs::merge))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/leadership/overview", get(leadership::overview))
+        .route(
+            "/api/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(pages::index))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
         .route("/sevs/{id}", get(pages::sev))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn get_ticket(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadTickets)?;
     let ticket = s
         .store
         .ticket(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket", &id))?;
-    Ok(Json(ticket))
+    Ok(Json(views::ticket(
+        ticket,
+        actor.role.text_view(),
+        &s.redactor,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,9 +108,11 @@ struct SearchQuery {
 }
 
 async fn search(
+    actor: Actor,
     State(s): State<AppState>,
     Query(q): Query<SearchQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadTickets)?;
     let query = q.q.unwrap_or_default();
     if query.trim().is_empty() {
         return Err(ApiError::new(
@@ -101,6 +126,11 @@ async fn search(
     let (total, hits) = tokio::task::spawn_blocking(move || index.search(&query, limit))
         .await
         .map_err(|e| ApiError::internal(&e))??;
+    let view = actor.role.text_view();
+    let hits: Vec<_> = hits
+        .into_iter()
+        .map(|h| views::hit(h, view, &s.redactor))
+        .collect();
     Ok(Json(json!({"total": total, "items": hits})))
 }
 

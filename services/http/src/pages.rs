@@ -1,12 +1,86 @@
 //! Server-rendered pages (no JavaScript). Every piece of user text goes through `escape`.
+//! People log in with a token once; a session cookie (HttpOnly, SameSite=Strict) carries them
+//! from page to page.
 
 use axum::extract::{Path, State};
-use axum::response::Html;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use sevloop_core::access::Need;
 use sevloop_store::{SevFilter, SevRow};
 
-use crate::{ApiError, AppState};
+use crate::auth::{self, SESSION_COOKIE};
+use crate::{Actor, ApiError, AppState};
 
-pub(crate) async fn index(State(s): State<AppState>) -> Result<Html<String>, ApiError> {
+/// How long a dashboard session lasts.
+const SESSION_HOURS: i64 = 12;
+
+/// A page for someone logged in; the login page for anyone else.
+type Viewer = Result<Actor, ApiError>;
+
+fn login_first(viewer: Viewer) -> Result<Actor, Redirect> {
+    viewer.map_err(|_| Redirect::to("/login"))
+}
+
+pub(crate) async fn login_page() -> Html<String> {
+    Html(page(
+        "Log in",
+        "<form method=\"post\" action=\"/login\"><label>Token <input type=\"password\" \
+         name=\"token\" autocomplete=\"off\" required></label> <button>Log in</button></form>\
+         <p>Ask an admin for a token (<code>sevloop token create</code>).</p>",
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    token: String,
+}
+
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let Some(token) = s
+        .store
+        .token_by_secret(&auth::hash(form.token.trim()))
+        .await?
+    else {
+        let body =
+            "<p>That token is unknown or revoked.</p><p><a href=\"/login\">Try again</a></p>";
+        return Ok((StatusCode::UNAUTHORIZED, Html(page("Log in", body))).into_response());
+    };
+    let (session, csrf) = (auth::secret("svs_"), auth::secret(""));
+    let now = chrono::Utc::now();
+    let expires = now + chrono::Duration::hours(SESSION_HOURS);
+    s.store
+        .create_session(&auth::hash(&session), &token.token_id, &csrf, now, expires)
+        .await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_HOURS * 3600
+    );
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+}
+
+pub(crate) async fn logout(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    if let Some(session) = auth::cookie(&parts, SESSION_COOKIE) {
+        s.store.end_session(&auth::hash(session)).await?;
+    }
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response())
+}
+
+pub(crate) async fn index(viewer: Viewer, State(s): State<AppState>) -> Result<Response, ApiError> {
+    let actor = match login_first(viewer) {
+        Ok(a) => a,
+        Err(to_login) => return Ok(to_login.into_response()),
+    };
+    actor.need(Need::ReadSevs)?;
     let sevs = s
         .store
         .sevs(&SevFilter {
@@ -41,13 +115,19 @@ pub(crate) async fn index(State(s): State<AppState>) -> Result<Html<String>, Api
              <th>Tickets</th><th>Customers</th><th>Opened (event time)</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     };
-    Ok(Html(page("Open SEVs", &body)))
+    Ok(Html(page("Open SEVs", &body)).into_response())
 }
 
 pub(crate) async fn sev(
+    viewer: Viewer,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, ApiError> {
+    let actor = match login_first(viewer) {
+        Ok(a) => a,
+        Err(to_login) => return Ok(to_login.into_response()),
+    };
+    actor.need(Need::ReadSevs)?;
     let sev = s
         .store
         .sev(&id)
@@ -73,7 +153,7 @@ pub(crate) async fn sev(
         first = sev.first_ticket_at.format("%Y-%m-%d %H:%M UTC"),
         opened = sev.opened_at.format("%Y-%m-%d %H:%M UTC"),
     );
-    Ok(Html(page(&sev.id, &body)))
+    Ok(Html(page(&sev.id, &body)).into_response())
 }
 
 fn page(title: &str, body: &str) -> String {

@@ -13,50 +13,90 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
-use sevloop_core::SevState;
-use sevloop_store::SevFilter;
+use sevloop_core::{SevState, Severity};
+use sevloop_store::{SevFilter, SevSort};
 
-use crate::{ApiError, AppState};
+use sevloop_core::access::Need;
+
+use crate::{Actor, ApiError, AppState};
 
 /// How long an action request waits for the pipeline to apply it.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
 const APPLY_POLL: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     state: Option<String>,
     team: Option<String>,
+    severity: Option<String>,
+    product: Option<String>,
+    /// Opened (event time) at or after this RFC 3339 time.
+    from: Option<DateTime<Utc>>,
+    /// Opened before this time.
+    to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    sort: SevSort,
     limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 pub(crate) async fn list(
+    actor: Actor,
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadSevs)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(bad("`limit` must be between 1 and 1000"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(bad("`offset` must not be negative"));
     }
     if let Some(state) = q.state.as_deref().filter(|s| SevState::parse(s).is_none()) {
         return Err(bad(format!(
             "`state` must be one of open, acknowledged, mitigated, resolved, declined, merged; got `{state}`"
         )));
     }
+    if let Some(sev) = q
+        .severity
+        .as_deref()
+        .filter(|s| Severity::parse(s).is_none())
+    {
+        return Err(bad(format!(
+            "`severity` must be one of SEV1, SEV2, SEV3, SEV4; got `{sev}`"
+        )));
+    }
     let filter = SevFilter {
         state: q.state,
         team: q.team,
+        severity: q.severity,
+        product: q.product,
+        from: q.from,
+        to: q.to,
+        sort: q.sort,
         limit,
+        offset,
     };
-    Ok(Json(json!({"items": s.store.sevs(&filter).await?})))
+    let (items, total) = s.store.sevs_page(&filter).await?;
+    let next = (offset + limit < total).then_some(offset + limit);
+    Ok(Json(
+        json!({"items": items, "total": total, "next_offset": next}),
+    ))
 }
 
 pub(crate) async fn get_one(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::ReadSevs)?;
     let sev = s
         .store
         .sev(&id)
@@ -90,55 +130,64 @@ pub(crate) struct MergeBody {
 }
 
 pub(crate) async fn acknowledge(
+    actor: Actor,
     s: State<AppState>,
     id: Path<String>,
 ) -> Result<Response, ApiError> {
-    act(s, id, SevAction::Acknowledge).await
+    act(actor, s, id, SevAction::Acknowledge).await
 }
 
-pub(crate) async fn mitigate(s: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
-    act(s, id, SevAction::Mitigate).await
+pub(crate) async fn mitigate(
+    actor: Actor,
+    s: State<AppState>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    act(actor, s, id, SevAction::Mitigate).await
 }
 
-pub(crate) async fn resolve(s: State<AppState>, id: Path<String>) -> Result<Response, ApiError> {
-    act(s, id, SevAction::Resolve).await
+pub(crate) async fn resolve(
+    actor: Actor,
+    s: State<AppState>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    act(actor, s, id, SevAction::Resolve).await
 }
 
 pub(crate) async fn decline(
+    actor: Actor,
     s: State<AppState>,
     id: Path<String>,
     Json(body): Json<DeclineBody>,
 ) -> Result<Response, ApiError> {
     let reason = s.redactor.redact_all(&body.reason);
-    act(s, id, SevAction::Decline { reason }).await
+    act(actor, s, id, SevAction::Decline { reason }).await
 }
 
 pub(crate) async fn reroute(
+    actor: Actor,
     s: State<AppState>,
     id: Path<String>,
     Json(body): Json<RerouteBody>,
 ) -> Result<Response, ApiError> {
     let note = body.note.map(|n| s.redactor.redact_all(&n));
-    act(
-        s,
-        id,
-        SevAction::Reroute {
-            team: body.team,
-            note,
-        },
-    )
-    .await
+    let action = SevAction::Reroute {
+        team: body.team,
+        note,
+    };
+    act(actor, s, id, action).await
 }
 
 pub(crate) async fn merge(
+    actor: Actor,
     s: State<AppState>,
     id: Path<String>,
     Json(body): Json<MergeBody>,
 ) -> Result<Response, ApiError> {
-    act(s, id, SevAction::Merge { into: body.into }).await
+    act(actor, s, id, SevAction::Merge { into: body.into }).await
 }
 
 async fn act(
+    actor: Actor,
     State(s): State<AppState>,
     Path(id): Path<String>,
     action: SevAction,
@@ -148,6 +197,7 @@ async fn act(
         .sev(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("SEV", &id))?;
+    actor.need(Need::ActOnSev { team: &sev.team })?;
     let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
     state.after(&action).map_err(|e| match e {
         sevloop_core::sev::TransitionError::State { .. } => {
@@ -164,7 +214,7 @@ async fn act(
         sev_id: sev.id.clone(),
         product: sev.product.clone(),
         action,
-        actor_role: "operator".to_string(),
+        actor_role: actor.role.actor(),
         requested_at: chrono::Utc::now(),
     };
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;

@@ -38,6 +38,59 @@ pub enum Command {
     /// Replay a ticket log through clustering and detection: which SEVs each rule would open,
     /// when, and on which tickets (scored against a stream's truth when given).
     Backtest(BacktestArgs),
+    /// Create, list and revoke API tokens (run `token create --role admin` for the first one).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once (only its hash is stored).
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets).
+    List(DatabaseArgs),
+    /// Revoke a token and end its dashboard sessions.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Which database: the settings file's, or the embedded mode's in a data directory.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Settings file (its [database] url; SEVLOOP_DATABASE_URL overrides it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The embedded mode's data directory (as given to `up --data-dir`).
+    #[arg(long, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleName {
+    Support,
+    Team,
+    Leadership,
+    Admin,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[arg(long, value_enum)]
+    pub role: RoleName,
+    /// The team, for --role team.
+    #[arg(long, required_if_eq("role", "team"))]
+    pub team: Option<String>,
+    /// What the token is for (shown in lists).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    pub token_id: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +148,9 @@ pub struct ReplayArgs {
     /// Tickets per second; 0 means as fast as possible.
     #[arg(long, default_value_t = 0)]
     pub rate: u32,
+    /// A token of the support (or admin) role, for --api.
+    #[arg(long, env = "SEVLOOP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -248,7 +248,9 @@ mod tests {
         );
         let rules = s.rule_book().unwrap();
         assert_eq!(rules.products["cards"].floor.min_tickets, 6);
-        assert!(s.catalog.is_some_and(|c| c.ends_with("deploy/catalog.example.toml")));
+        assert!(s
+            .catalog
+            .is_some_and(|c| c.ends_with("deploy/catalog.example.toml")));
     }
 
     #[test]

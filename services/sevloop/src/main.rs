@@ -18,6 +18,7 @@ async fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args).await,
         Command::BenchClustering(args) => commands::bench_clustering::run(args).await,
         Command::Backtest(args) => commands::backtest::run(args).await,
+        Command::Token(command) => commands::token::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,6 +10,8 @@ use sevloop_store::{SevFilter, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, ALL_STAGES};
+use sevloop_core::access::Role;
+
 use crate::cli::DemoArgs;
 use crate::commands::replay::{replay, Target};
 use crate::config::Settings;
@@ -44,6 +46,20 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .map(|a| format!("http://{a}"))
         .unwrap_or_default();
     println!("sevloop demo: dashboard on {url}");
+    for (role, label) in [
+        (Role::Admin, "admin"),
+        (Role::Support, "support"),
+        (
+            Role::Team {
+                team: "cards".into(),
+            },
+            "team cards",
+        ),
+        (Role::Leadership, "leadership"),
+    ] {
+        let (_, secret) = crate::commands::token::create(&app.store, &role, "demo").await?;
+        println!("  {label} token: {secret}");
+    }
     println!(
         "replaying a bundled slice of BANKING77 (CC BY 4.0, PolyAI) with an injected incident..."
     );
@@ -115,6 +131,7 @@ async fn wait_until_processed(
 }
 
 async fn print_sevs(store: Store, url: String, shutdown: CancellationToken) {
+    let started = std::time::Instant::now();
     let mut seen = BTreeSet::new();
     while !shutdown.is_cancelled() {
         if let Ok(sevs) = store.sevs(&SevFilter::default()).await {
@@ -123,8 +140,15 @@ async fn print_sevs(store: Store, url: String, shutdown: CancellationToken) {
                     continue;
                 }
                 println!(
-                    "{} opened · {} · {} · {} tickets from {} customers · team {} · {url}/sevs/{}",
-                    s.id, s.severity, s.title, s.ticket_count, s.distinct_customers, s.team, s.id
+                    "{} opened after {:.1}s · {} · {} · {} tickets from {} customers · team {} · {url}/sevs/{}",
+                    s.id,
+                    started.elapsed().as_secs_f64(),
+                    s.severity,
+                    s.title,
+                    s.ticket_count,
+                    s.distinct_customers,
+                    s.team,
+                    s.id
                 );
             }
         }

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod eval;
 pub mod replay;
 pub mod serve;
+pub mod token;
 pub mod up;

@@ -36,7 +36,7 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> anyhow::Resul
     let lines = read_lines(&args.file)?;
     let target = match (&args.api, &args.kafka) {
         (Some(api), _) => Target::Api {
-            client: reqwest::Client::new(),
+            client: api_client(args.token.as_deref())?,
             url: format!("{}/api/v1/tickets", api.trim_end_matches('/')),
         },
         (None, Some(brokers)) => Target::Log {
@@ -54,6 +54,20 @@ pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> anyhow::Resul
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A client that sends the token with every request.
+fn api_client(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }
 
 pub fn read_lines(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {

@@ -12,6 +12,12 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let app = App::build(settings, &ALL_STAGES).await?;
     if let Some(addr) = app.local_addr() {
         println!("sevloop is up: dashboard and API on http://{addr}");
+        if app.store.tokens().await?.is_empty() {
+            println!(
+                "no tokens yet: `sevloop token create --role admin --data-dir {}` makes the first",
+                app.settings().data_dir.display()
+            );
+        }
     }
     app.run(shutdown).await
 }

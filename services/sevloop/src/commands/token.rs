@@ -1,0 +1,74 @@
+//! `token`: create, list and revoke API tokens. The secret of a new token is printed once;
+//! only its hash is stored.
+
+use anyhow::Context;
+use sevloop_core::access::Role;
+use sevloop_store::Store;
+
+use crate::cli::{DatabaseArgs, RoleName, TokenCommand, TokenCreateArgs};
+use crate::config::Settings;
+
+pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            let store = open(&args.database).await?;
+            let (id, secret) = create(&store, &role_of(&args)?, &args.label).await?;
+            eprintln!("created token {id}; keep its secret, it is not shown again:");
+            println!("{secret}");
+        }
+        TokenCommand::List(database) => {
+            for t in open(&database).await?.tokens().await? {
+                let state = t
+                    .revoked_at
+                    .map_or("live".to_string(), |at| format!("revoked {at}"));
+                println!("{}\t{}\t{}\t{state}", t.token_id, t.role.actor(), t.label);
+            }
+        }
+        TokenCommand::Revoke(args) => {
+            let store = open(&args.database).await?;
+            if !store
+                .revoke_token(&args.token_id, chrono::Utc::now())
+                .await?
+            {
+                anyhow::bail!("there is no live token {}", args.token_id);
+            }
+            eprintln!("revoked {}", args.token_id);
+        }
+    }
+    Ok(())
+}
+
+/// Creates a token with `role`; returns its id and secret.
+pub async fn create(store: &Store, role: &Role, label: &str) -> anyhow::Result<(String, String)> {
+    let (id, secret) = sevloop_http::auth::new_token();
+    let hash = sevloop_http::auth::hash(&secret);
+    store
+        .create_token(&id, &hash, role, label, chrono::Utc::now())
+        .await?;
+    Ok((id, secret))
+}
+
+fn role_of(args: &TokenCreateArgs) -> anyhow::Result<Role> {
+    Ok(match args.role {
+        RoleName::Support => Role::Support,
+        RoleName::Leadership => Role::Leadership,
+        RoleName::Admin => Role::Admin,
+        RoleName::Team => Role::Team {
+            team: args.team.clone().context("--role team needs --team NAME")?,
+        },
+    })
+}
+
+async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    let mut settings = Settings::load(database.config.as_deref())?;
+    if let Some(dir) = &database.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    if settings.database.url.is_empty() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("failed to create {}", settings.data_dir.display()))?;
+    }
+    Store::connect(&settings.database_url())
+        .await
+        .context("failed to open the database")
+}
