@@ -91,6 +91,14 @@ impl Role {
         }
     }
 
+    /// The team of a team member.
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            Role::Team { team } => Some(team),
+            _ => None,
+        }
+    }
+
     /// The role a stored name (and team, for team members) stands for.
     pub fn parse(name: &str, team: Option<&str>) -> Option<Role> {
         match (name, team) {

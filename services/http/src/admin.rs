@@ -1,6 +1,6 @@
 //! Admin: tokens. A new token's secret is in the answer once; only its hash is kept.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sevloop_core::access::{Need, Role};
 
+use crate::extract::{Body, Id};
 use crate::{auth, Actor, ApiError, AppState};
 
 pub(crate) async fn list_tokens(
@@ -32,7 +33,7 @@ pub(crate) struct NewToken {
 pub(crate) async fn create_token(
     actor: Actor,
     State(s): State<AppState>,
-    Json(body): Json<NewToken>,
+    Body(body): Body<NewToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
     let role = Role::parse(&body.role, body.team.as_deref()).ok_or_else(|| {
@@ -57,14 +58,16 @@ pub(crate) async fn create_token(
     tracing::info!(token_id = %token_id, role = %role.actor(), by = %actor.token_id, "token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"token_id": token_id, "secret": secret, "role": role, "label": body.label})),
+        Json(
+            json!({"token_id": token_id, "secret": secret, "role": role.name(), "team": role.team(), "label": body.label}),
+        ),
     ))
 }
 
 pub(crate) async fn revoke_token(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
     if !s.store.revoke_token(&id, chrono::Utc::now()).await? {

@@ -4,7 +4,7 @@
 //! are ordered with that product's tickets) and applied by the pipeline; the answer is 202 and
 //! the change shows in `GET /api/v1/clusters/{id}` once applied.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -15,6 +15,7 @@ use sevloop_store::{ClusterFilter, ClusterSort};
 
 use sevloop_core::access::Need;
 
+use crate::extract::{Body, Id, Params};
 use crate::{views, Actor, ApiError, AppState};
 
 /// Most tickets one split may name.
@@ -33,7 +34,7 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     actor: Actor,
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadTickets)?;
     let limit = q.limit.unwrap_or(50);
@@ -50,13 +51,14 @@ pub(crate) async fn list(
         limit,
         offset,
     };
-    Ok(Json(json!({"items": s.store.clusters(&filter).await?})))
+    let (items, total) = s.store.clusters_page(&filter).await?;
+    Ok(Json(crate::page(items, total, offset, limit)))
 }
 
 pub(crate) async fn get_one(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadTickets)?;
     let cluster = s
@@ -81,18 +83,31 @@ pub(crate) struct MergeBody {
 pub(crate) async fn merge(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Json(body): Json<MergeBody>,
+    Id(id): Id,
+    Body(body): Body<MergeBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    Ok(accepted(request_merge(&s, &actor, id, body.with).await?))
+}
+
+/// Checks and asks for a merge of two clusters: the one path of the API and the dashboard.
+pub(crate) async fn request_merge(
+    s: &AppState,
+    actor: &Actor,
+    id: String,
+    with: String,
+) -> Result<CorrectionRequest, ApiError> {
     actor.need(Need::CorrectClusters)?;
-    let product = live_product(&s, &id).await?;
-    if live_product(&s, &body.with).await? != product {
+    if id == with {
+        return Err(bad("a cluster cannot be merged with itself"));
+    }
+    let product = live_product(s, &id).await?;
+    if live_product(s, &with).await? != product {
         return Err(bad("clusters of different products cannot be merged"));
     }
     let correction = Correction::Merge {
-        cluster_ids: [id, body.with],
+        cluster_ids: [id, with],
     };
-    submit(&s, &actor, product, correction).await
+    submit(s, actor, product, correction).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,17 +120,30 @@ pub(crate) struct SplitBody {
 pub(crate) async fn split(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Json(body): Json<SplitBody>,
+    Id(id): Id,
+    Body(body): Body<SplitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    Ok(accepted(
+        request_split(&s, &actor, id, body.ticket_ids).await?,
+    ))
+}
+
+/// Checks and asks for a split of tickets out of a cluster: the one path of the API and the
+/// dashboard.
+pub(crate) async fn request_split(
+    s: &AppState,
+    actor: &Actor,
+    id: String,
+    ticket_ids: Vec<String>,
+) -> Result<CorrectionRequest, ApiError> {
     actor.need(Need::CorrectClusters)?;
-    if body.ticket_ids.is_empty() || body.ticket_ids.len() > MAX_SPLIT {
+    if ticket_ids.is_empty() || ticket_ids.len() > MAX_SPLIT {
         return Err(bad(format!(
             "`ticket_ids` must hold 1 to {MAX_SPLIT} tickets"
         )));
     }
-    let product = live_product(&s, &id).await?;
-    for ticket_id in &body.ticket_ids {
+    let product = live_product(s, &id).await?;
+    for ticket_id in &ticket_ids {
         let ticket = s
             .store
             .ticket(ticket_id)
@@ -129,9 +157,9 @@ pub(crate) async fn split(
     }
     let correction = Correction::Split {
         cluster_id: id,
-        ticket_ids: body.ticket_ids,
+        ticket_ids,
     };
-    submit(&s, &actor, product, correction).await
+    submit(s, actor, product, correction).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,8 +171,8 @@ pub(crate) struct MoveBody {
 pub(crate) async fn move_ticket(
     actor: Actor,
     State(s): State<AppState>,
-    Path(ticket_id): Path<String>,
-    Json(body): Json<MoveBody>,
+    Id(ticket_id): Id,
+    Body(body): Body<MoveBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::CorrectClusters)?;
     let ticket = s
@@ -161,7 +189,9 @@ pub(crate) async fn move_ticket(
         ticket_id,
         to_cluster_id: body.to_cluster_id,
     };
-    submit(&s, &actor, ticket.product, correction).await
+    Ok(accepted(
+        submit(&s, &actor, ticket.product, correction).await?,
+    ))
 }
 
 /// The product of a cluster that exists and has not been merged away.
@@ -186,7 +216,7 @@ async fn submit(
     actor: &Actor,
     product: String,
     correction: Correction,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<CorrectionRequest, ApiError> {
     let request = CorrectionRequest {
         product: product.clone(),
         correction,
@@ -195,7 +225,12 @@ async fn submit(
     };
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;
     crate::intake::append_record(s, &product, CORRECTION_RECORD, payload).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": request}))))
+    Ok(request)
+}
+
+/// The answer to a correction on the log: 202, applied by the pipeline in log order.
+fn accepted(request: CorrectionRequest) -> impl IntoResponse {
+    (StatusCode::ACCEPTED, Json(json!({"accepted": request})))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {

@@ -1,7 +1,6 @@
 //! `POST /api/v1/tickets`: one ticket or a JSON array of them. All are validated first; if any
 //! is invalid, none is appended and the answer names each bad ticket and field.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,6 +13,7 @@ use sevloop_core::{TicketError, TicketEvent, RECORD_HEADER};
 
 use sevloop_core::access::Need;
 
+use crate::extract::Raw;
 use crate::{Actor, ApiError, AppState};
 
 const MAX_BATCH: usize = 1000;
@@ -28,7 +28,7 @@ pub struct Intake {
 pub(crate) async fn post_tickets(
     actor: Actor,
     State(s): State<AppState>,
-    body: Bytes,
+    Raw(body): Raw,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::FileTickets)?;
     let intake = intake_of(&s)?;

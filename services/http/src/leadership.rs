@@ -1,15 +1,17 @@
 //! `GET /api/v1/leadership/overview`: the numbers leadership watches, aggregated; no ticket
 //! text, no customer identifiers (cluster labels and SEV titles are redacted).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sevloop_core::access::Need;
-use sevloop_store::Period;
+use sevloop_core::redact::Redactor;
+use sevloop_store::{Overview, Period, Store, StoreError};
 
+use crate::extract::Params;
 use crate::{Actor, ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -26,7 +28,7 @@ pub(crate) struct OverviewQuery {
 pub(crate) async fn overview(
     actor: Actor,
     State(s): State<AppState>,
-    Query(q): Query<OverviewQuery>,
+    Params(q): Params<OverviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadAggregates)?;
     let pareto = q.pareto.unwrap_or(20);
@@ -41,12 +43,23 @@ pub(crate) async fn overview(
         from: q.from,
         to: q.to,
     };
-    let mut overview = s.store.leadership(period, pareto).await?;
+    Ok(Json(numbers(&s.store, &s.redactor, period, pareto).await?))
+}
+
+/// The leadership numbers as people may see them: cluster labels and SEV titles redacted (they
+/// are drawn from ticket text). The API, the dashboard and the daily digest all show these.
+pub async fn numbers(
+    store: &Store,
+    redactor: &Redactor,
+    period: Period,
+    pareto: i64,
+) -> Result<Overview, StoreError> {
+    let mut overview = store.leadership(period, pareto).await?;
     for row in &mut overview.pareto {
-        row.label = s.redactor.redact_all(&row.label);
+        row.label = redactor.redact_all(&row.label);
     }
     for d in &mut overview.declined {
-        d.title = s.redactor.redact_all(&d.title);
+        d.title = redactor.redact_all(&d.title);
     }
-    Ok(Json(overview))
+    Ok(overview)
 }

@@ -3,10 +3,12 @@
 
 mod admin;
 pub mod auth;
+mod charts;
 mod clusters;
 mod error;
+mod extract;
 mod intake;
-mod leadership;
+pub mod leadership;
 mod metrics;
 mod pages;
 mod sevs;
@@ -14,7 +16,7 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -24,11 +26,14 @@ use serde_json::json;
 use sevloop_core::redact::Redactor;
 use sevloop_index::TicketIndex;
 use sevloop_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::Actor;
 pub use error::ApiError;
+use extract::{Id, Params};
 pub use intake::Intake;
 pub use metrics::Metrics;
+pub use pages::{digest_html, period_words};
 use sevloop_core::access::Need;
 
 /// Largest request body accepted (a batch of tickets).
@@ -72,21 +77,52 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
         )
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(pages::index))
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/sevs/{id}", get(pages::sev))
+        .merge(pages::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }))
         .with_state(state)
+}
+
+/// The API's OpenAPI 3.1 document; `tests/api_contract.rs` keeps it true.
+const OPENAPI: &str = include_str!("../../../schemas/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such endpoint; see /api/v1/openapi.json",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /api/v1/openapi.json",
+    )
 }
 
 async fn get_ticket(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadTickets)?;
     let ticket = s
@@ -110,7 +146,7 @@ struct SearchQuery {
 async fn search(
     actor: Actor,
     State(s): State<AppState>,
-    Query(q): Query<SearchQuery>,
+    Params(q): Params<SearchQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadTickets)?;
     let query = q.q.unwrap_or_default();
@@ -122,16 +158,38 @@ async fn search(
         ));
     }
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    let (total, hits) = search_as(&s, &actor, query, limit).await?;
+    Ok(Json(json!({"total": total, "items": hits})))
+}
+
+/// Full-text search, off the async threads, the hits' text shown as the caller's role may see it.
+async fn search_as(
+    s: &AppState,
+    actor: &Actor,
+    query: String,
+    limit: usize,
+) -> Result<(usize, Vec<sevloop_index::Hit>), ApiError> {
     let index = s.index.clone();
     let (total, hits) = tokio::task::spawn_blocking(move || index.search(&query, limit))
         .await
         .map_err(|e| ApiError::internal(&e))??;
     let view = actor.role.text_view();
-    let hits: Vec<_> = hits
+    let hits = hits
         .into_iter()
         .map(|h| views::hit(h, view, &s.redactor))
         .collect();
-    Ok(Json(json!({"total": total, "items": hits})))
+    Ok((total, hits))
+}
+
+/// One page of a list: `{items, total, next_offset}` (`next_offset` null on the last page).
+fn page<T: serde::Serialize>(
+    items: Vec<T>,
+    total: i64,
+    offset: i64,
+    limit: i64,
+) -> serde_json::Value {
+    let next = offset.saturating_add(limit);
+    json!({"items": items, "total": total, "next_offset": (next < total).then_some(next)})
 }
 
 async fn readyz(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,10 +18,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
 use sevloop_core::{SevState, Severity};
-use sevloop_store::{SevFilter, SevSort};
+use sevloop_store::{ActionRow, SevFilter, SevRow, SevSort};
 
 use sevloop_core::access::Need;
 
+use crate::extract::{Body, Id, Params};
 use crate::{Actor, ApiError, AppState};
 
 /// How long an action request waits for the pipeline to apply it.
@@ -48,7 +49,7 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     actor: Actor,
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadSevs)?;
     let limit = q.limit.unwrap_or(100);
@@ -85,16 +86,13 @@ pub(crate) async fn list(
         offset,
     };
     let (items, total) = s.store.sevs_page(&filter).await?;
-    let next = (offset + limit < total).then_some(offset + limit);
-    Ok(Json(
-        json!({"items": items, "total": total, "next_offset": next}),
-    ))
+    Ok(Json(crate::page(items, total, offset, limit)))
 }
 
 pub(crate) async fn get_one(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::ReadSevs)?;
     let sev = s
@@ -132,7 +130,7 @@ pub(crate) struct MergeBody {
 pub(crate) async fn acknowledge(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
+    id: Id,
 ) -> Result<Response, ApiError> {
     act(actor, s, id, SevAction::Acknowledge).await
 }
@@ -140,7 +138,7 @@ pub(crate) async fn acknowledge(
 pub(crate) async fn mitigate(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
+    id: Id,
 ) -> Result<Response, ApiError> {
     act(actor, s, id, SevAction::Mitigate).await
 }
@@ -148,7 +146,7 @@ pub(crate) async fn mitigate(
 pub(crate) async fn resolve(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
+    id: Id,
 ) -> Result<Response, ApiError> {
     act(actor, s, id, SevAction::Resolve).await
 }
@@ -156,23 +154,24 @@ pub(crate) async fn resolve(
 pub(crate) async fn decline(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
-    Json(body): Json<DeclineBody>,
+    id: Id,
+    Body(body): Body<DeclineBody>,
 ) -> Result<Response, ApiError> {
-    let reason = s.redactor.redact_all(&body.reason);
-    act(actor, s, id, SevAction::Decline { reason }).await
+    let action = SevAction::Decline {
+        reason: body.reason,
+    };
+    act(actor, s, id, action).await
 }
 
 pub(crate) async fn reroute(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
-    Json(body): Json<RerouteBody>,
+    id: Id,
+    Body(body): Body<RerouteBody>,
 ) -> Result<Response, ApiError> {
-    let note = body.note.map(|n| s.redactor.redact_all(&n));
     let action = SevAction::Reroute {
         team: body.team,
-        note,
+        note: body.note,
     };
     act(actor, s, id, action).await
 }
@@ -180,8 +179,8 @@ pub(crate) async fn reroute(
 pub(crate) async fn merge(
     actor: Actor,
     s: State<AppState>,
-    id: Path<String>,
-    Json(body): Json<MergeBody>,
+    id: Id,
+    Body(body): Body<MergeBody>,
 ) -> Result<Response, ApiError> {
     act(actor, s, id, SevAction::Merge { into: body.into }).await
 }
@@ -189,15 +188,46 @@ pub(crate) async fn merge(
 async fn act(
     actor: Actor,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     action: SevAction,
 ) -> Result<Response, ApiError> {
+    Ok(match perform(&s, &actor, &id, action).await? {
+        Outcome::Applied { action, sev } => {
+            Json(json!({"action": action, "sev": sev})).into_response()
+        }
+        Outcome::Pending(request) => {
+            (StatusCode::ACCEPTED, Json(json!({"accepted": request}))).into_response()
+        }
+    })
+}
+
+/// What became of an action once asked for.
+pub(crate) enum Outcome {
+    /// The pipeline applied it; the SEV as it is now.
+    Applied {
+        action: ActionRow,
+        sev: Option<Box<SevRow>>,
+    },
+    /// On the log, not applied yet.
+    Pending(SevActionRequest),
+}
+
+/// Checks an action (with personal data removed from what was typed) against the SEV as it is
+/// now, appends it to the ticket log and waits for the pipeline: the one path of the API and of
+/// the dashboard's forms.
+pub(crate) async fn perform(
+    s: &AppState,
+    actor: &Actor,
+    id: &str,
+    action: SevAction,
+) -> Result<Outcome, ApiError> {
     let sev = s
         .store
-        .sev(&id)
+        .sev(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("SEV", &id))?;
+        .ok_or_else(|| ApiError::not_found("SEV", id))?;
     actor.need(Need::ActOnSev { team: &sev.team })?;
+    let action = redacted(s, action);
     let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
     state.after(&action).map_err(|e| match e {
         sevloop_core::sev::TransitionError::State { .. } => {
@@ -218,24 +248,38 @@ async fn act(
         requested_at: chrono::Utc::now(),
     };
     let payload = serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?;
-    crate::intake::append_record(&s, &sev.product, SEV_ACTION_RECORD, payload).await?;
-    applied(&s, &request).await
+    crate::intake::append_record(s, &sev.product, SEV_ACTION_RECORD, payload).await?;
+    applied(s, request).await
+}
+
+/// Decline reasons and reroute notes stay visible on the SEV: personal data goes first.
+fn redacted(s: &AppState, action: SevAction) -> SevAction {
+    match action {
+        SevAction::Decline { reason } => SevAction::Decline {
+            reason: s.redactor.redact_all(&reason),
+        },
+        SevAction::Reroute { team, note } => SevAction::Reroute {
+            team,
+            note: note.map(|n| s.redactor.redact_all(&n)),
+        },
+        other => other,
+    }
 }
 
 /// Waits for the pipeline's verdict on an action.
-async fn applied(s: &AppState, request: &SevActionRequest) -> Result<Response, ApiError> {
+async fn applied(s: &AppState, request: SevActionRequest) -> Result<Outcome, ApiError> {
     let deadline = tokio::time::Instant::now() + APPLY_WAIT;
     while tokio::time::Instant::now() < deadline {
         if let Some(done) = s.store.action(&request.action_id).await? {
             if let Some(why) = done.outcome.strip_prefix("refused: ") {
                 return Err(ApiError::new(StatusCode::CONFLICT, "refused", why));
             }
-            let sev = s.store.sev(&request.sev_id).await?;
-            return Ok(Json(json!({"action": done, "sev": sev})).into_response());
+            let sev = s.store.sev(&request.sev_id).await?.map(Box::new);
+            return Ok(Outcome::Applied { action: done, sev });
         }
         tokio::time::sleep(APPLY_POLL).await;
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": request}))).into_response())
+    Ok(Outcome::Pending(request))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {

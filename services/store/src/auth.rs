@@ -32,10 +32,7 @@ impl Store {
         label: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let team = match role {
-            Role::Team { team } => Some(team.as_str()),
-            _ => None,
-        };
+        let team = role.team();
         sqlx::query(
             "INSERT INTO tokens (token_id, secret_hash, role, team, label, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -244,10 +244,6 @@ pub struct ClusterDetail {
 const GROWTH_WINDOW_HOURS: i64 = 24;
 
 impl Store {
-    pub async fn clusters(&self, f: &ClusterFilter) -> Result<Vec<ClusterRow>, StoreError> {
-        self.query_clusters(f, "").await
-    }
-
     /// Live clusters by `f`; only the one with id `only` unless it is empty.
     async fn query_clusters(
         &self,

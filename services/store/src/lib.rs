@@ -7,6 +7,7 @@
 
 mod auth;
 mod clusters;
+mod dashboard;
 mod error;
 mod leadership;
 mod lifecycle;
@@ -29,6 +30,7 @@ pub use clusters::{
     ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, LiveCluster,
     Member,
 };
+pub use dashboard::{ChannelState, Facets, Growth};
 pub use error::StoreError;
 pub use leadership::{
     Declined, LeadTime, Overview, ParetoRow, Period, Rerouted, TeamNumbers, Week,

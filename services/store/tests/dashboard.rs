@@ -1,0 +1,276 @@
+//! The dashboard's reads, on SQLite and on PostgreSQL (a fresh database per test; a missing
+//! PostgreSQL fails the test): the cluster page agrees with the cluster API's list, and a SEV's
+//! growth, tickets and deliveries add up.
+
+use chrono::{DateTime, Duration, Utc};
+use sevloop_core::detect::Verdict;
+use sevloop_core::{Assignment, ClusterCheckpoint, Escalation, TicketEvent};
+use sevloop_store::{ClusterFilter, ClusterSort, NewNotification, NewSev, Store};
+
+async fn stores(name: &str) -> (Vec<Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let sqlite = Store::connect(&sqlite_url).await.expect("sqlite store");
+    let server = std::env::var("SEVLOOP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!(
+        "sevloop_dash_{name}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    );
+    let url = sevloop_store::create_postgres_database(&server, &db)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh")
+        });
+    let postgres = Store::connect(&url).await.expect("postgres store");
+    (vec![sqlite, postgres], dir)
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-03-04T12:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn ticket(id: &str, at: DateTime<Utc>) -> TicketEvent {
+    let json = serde_json::json!({
+        "ticket_id": id, "event": "created", "event_time": at, "subject": "card declined",
+        "body": "declined at checkout", "product": "cards",
+        "customer": {"id": format!("c-{id}"), "tier": "free"}, "channel": "email", "source": "t",
+    });
+    TicketEvent::parse(json.to_string().as_bytes()).expect("ticket")
+}
+
+fn checkpoint(seq: u64, size: u64, merged_into: Option<u64>, label: &[&str]) -> ClusterCheckpoint {
+    let json = serde_json::json!({
+        "cluster": {"id": format!("cards:{seq}"), "product": "cards", "seq": seq, "size": size,
+            "centroid": {}, "surface": {}, "exemplars": [], "merged_into": merged_into,
+            "first_seen": t0() - Duration::days(3), "last_seen": t0()},
+        "detector": {"window": [], "episode": 0, "active": false},
+        "label": label,
+    });
+    serde_json::from_value(json).expect("checkpoint")
+}
+
+fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
+    Escalation {
+        id: format!("esc-{n}"),
+        cluster_id: cluster.into(),
+        rule: "floor".into(),
+        episode: n,
+        window_start: t0(),
+        fired_at: t0(),
+        first_ticket_at: t0(),
+        ticket_count: evidence.len() as u64,
+        distinct_customers: evidence.len() as u64,
+        evidence,
+        verdict: Verdict {
+            tickets: 1,
+            customers: 1,
+            customer_weight: 1.0,
+            expected: 0.5,
+            p_value: 1e-6,
+            floor: true,
+            spike: false,
+            cold_start: false,
+        },
+    }
+}
+
+/// Clusters cards:1 (6 tickets, 2 in the last day, 2 the day before), cards:2 (3 tickets, all in
+/// the last day), cards:3 merged into cards:1 (2 tickets in the last day); SEV-1 on cards:1
+/// links 5 tickets over three hours and has notifications in every state.
+async fn seed(store: &Store) {
+    let mut tx = store.begin().await.expect("tx");
+    let hours = [-60, -50, -40, -30, -2, -1, -3, -2, -1, -5, -4];
+    let clusters = [
+        "cards:1", "cards:1", "cards:1", "cards:1", "cards:1", "cards:1", "cards:2", "cards:2",
+        "cards:2", "cards:3", "cards:3",
+    ];
+    for (i, (h, c)) in hours.iter().zip(clusters).enumerate() {
+        let a = Assignment {
+            cluster_id: c.into(),
+            similarity: 0.9,
+            matched_terms: vec![],
+            new_cluster: false,
+        };
+        let t = ticket(&format!("T-{i}"), t0() + Duration::hours(*h));
+        sevloop_store::insert_ticket(&mut tx, &t, &a, None, 0, i as i64)
+            .await
+            .expect("ticket");
+    }
+    let cps = [
+        checkpoint(1, 8, None, &["card", "declined", "checkout", "abroad"]),
+        checkpoint(2, 3, None, &["refund"]),
+        checkpoint(3, 2, Some(1), &["card"]),
+    ];
+    sevloop_store::save_clusters(&mut tx, &cps)
+        .await
+        .expect("clusters");
+    let e = escalation(1, "cards:1", vec![]);
+    let new = NewSev {
+        escalation: &e,
+        title: "t",
+        team: "cards",
+        product: "cards",
+        created_at: t0(),
+        previous_sev: None,
+    };
+    let id = sevloop_store::open_sev(&mut tx, &new)
+        .await
+        .expect("open")
+        .expect("new");
+    let linked: Vec<String> = [0, 3, 4, 5, 9].iter().map(|i| format!("T-{i}")).collect();
+    sevloop_store::link_tickets(&mut tx, &id, &linked, t0())
+        .await
+        .expect("link");
+    for (n, endpoint) in ["slack", "slack", "slack", "pager"].iter().enumerate() {
+        let row = NewNotification {
+            id: format!("{id}.{n}"),
+            sev_id: &id,
+            endpoint,
+            ordering_key: format!("{id}/{endpoint}"),
+            kind: "opened",
+            payload: serde_json::json!({}),
+            created_at: t0(),
+        };
+        sevloop_store::enqueue(&mut tx, &row)
+            .await
+            .expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    store
+        .mark_delivered(&format!("{id}.0"), t0())
+        .await
+        .expect("delivered");
+    store
+        .mark_failed(&format!("{id}.1"), "HTTP 500", Some(t0()))
+        .await
+        .expect("retry");
+    store
+        .mark_failed(&format!("{id}.3"), "HTTP 410 Gone", None)
+        .await
+        .expect("gave up");
+    store
+        .disable_endpoint("pager", t0(), "410 Gone")
+        .await
+        .expect("disable");
+}
+
+#[tokio::test]
+async fn a_page_of_clusters_agrees_with_each_clusters_detail_and_counts_merged_tickets() {
+    let (stores, _dir) = stores("clusters").await;
+    for store in stores {
+        seed(&store).await;
+        for sort in [ClusterSort::Size, ClusterSort::Growth, ClusterSort::Recent] {
+            for (limit, offset) in [(50, 0), (1, 1)] {
+                let f = ClusterFilter {
+                    product: None,
+                    sort,
+                    limit,
+                    offset,
+                };
+                // Each row agrees with the cluster's own detail (counted by a simpler query).
+                let (page, _) = store.clusters_page(&f).await.expect("page");
+                for row in page {
+                    let detail = store.cluster(&row.cluster_id).await.expect("detail");
+                    let detail = detail.expect("a listed cluster exists").row;
+                    assert_eq!(
+                        row,
+                        detail,
+                        "{:?} {sort:?} {limit} {offset}",
+                        store.dialect()
+                    );
+                }
+            }
+        }
+        let (rows, total) = store
+            .clusters_page(&ClusterFilter {
+                product: None,
+                sort: ClusterSort::Growth,
+                limit: 50,
+                offset: 0,
+            })
+            .await
+            .expect("page");
+        assert_eq!(total, 2);
+        let one = &rows[0];
+        assert_eq!(
+            (
+                one.cluster_id.as_str(),
+                one.tickets_last_24h,
+                one.tickets_previous_24h
+            ),
+            ("cards:1", 4, 2),
+            "merged-in tickets count"
+        );
+        assert_eq!(one.sev_id.as_deref(), Some("SEV-1"));
+        let none = ClusterFilter {
+            product: Some("nope".into()),
+            sort: ClusterSort::Size,
+            limit: 50,
+            offset: 0,
+        };
+        assert_eq!(
+            store.clusters_page(&none).await.expect("empty"),
+            (vec![], 0)
+        );
+
+        let ids = vec!["cards:1".to_string(), "cards:2".to_string()];
+        let terms = store.cluster_terms(&ids).await.expect("terms");
+        assert_eq!(
+            terms["cards:1"],
+            vec!["card", "declined", "checkout", "abroad"]
+        );
+        assert!(store.cluster_terms(&[]).await.expect("none").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_sevs_growth_tickets_and_deliveries_add_up() {
+    let (stores, _dir) = stores("sev").await;
+    for store in stores {
+        seed(&store).await;
+        let growth = store.sev_growth("SEV-1").await.expect("growth");
+        assert_eq!(
+            growth.buckets.iter().map(|b| b.1).sum::<i64>(),
+            5,
+            "{:?}",
+            store.dialect()
+        );
+        assert_eq!(
+            growth.bucket_hours, 2,
+            "60 hours of tickets in 2-hour buckets"
+        );
+        assert_eq!(growth.buckets[0].0, t0() - Duration::hours(60));
+
+        let first = store.sev_tickets_page("SEV-1", 3, 0).await.expect("page");
+        let rest = store.sev_tickets_page("SEV-1", 3, 3).await.expect("page");
+        assert_eq!((first.len(), rest.len()), (3, 2));
+        let all = store.sev_ticket_ids("SEV-1").await.expect("ids");
+        assert_eq!([first, rest].concat(), all, "pages follow link order");
+
+        let channels = store.sev_channels("SEV-1").await.expect("channels");
+        assert_eq!(channels.len(), 2);
+        let (pager, slack) = (&channels[0], &channels[1]);
+        assert_eq!(
+            (
+                pager.endpoint.as_str(),
+                pager.failed,
+                pager.disabled.as_deref()
+            ),
+            ("pager", 1, Some("410 Gone"))
+        );
+        assert_eq!(pager.last_error.as_deref(), Some("HTTP 410 Gone"));
+        assert_eq!((slack.delivered, slack.pending, slack.failed), (1, 2, 0));
+        assert_eq!(slack.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(slack.last_delivered_at, Some(t0()));
+
+        let facets = store.facets().await.expect("facets");
+        assert_eq!(
+            (facets.teams, facets.products),
+            (vec!["cards".to_string()], vec!["cards".to_string()])
+        );
+    }
+}
