@@ -35,9 +35,13 @@ pub enum Command {
     Eval(EvalArgs),
     /// Benchmark the clustering stage alone on one thread (10k, 100k, 1M tickets).
     BenchClustering(BenchClusteringArgs),
+    /// Benchmark the dashboard: page latency (p50, p95) with 100k tickets and 1,000 SEVs loaded.
+    BenchPages(BenchPagesArgs),
     /// Replay a ticket log through clustering and detection: which SEVs each rule would open,
     /// when, and on which tickets (scored against a stream's truth when given).
     Backtest(BacktestArgs),
+    /// The leadership numbers of the last days as email-ready HTML: printed, saved or posted.
+    Digest(DigestArgs),
     /// Create, list and revoke API tokens (run `token create --role admin` for the first one).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -164,6 +168,34 @@ pub struct BenchArgs {
     /// PostgreSQL server URL for the Kafka run; a fresh database is created on it.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The period: this many days up to now (tickets and SEVs by event time).
+    #[arg(long, default_value_t = 7)]
+    pub days: i64,
+    /// Post `{subject, period, html}` as JSON to this URL.
+    #[arg(long)]
+    pub post: Option<String>,
+    /// Write the HTML to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPagesArgs {
+    /// Tickets taken through the pipeline first.
+    #[arg(long, default_value_t = 100_000)]
+    pub tickets: usize,
+    /// SEVs opened over them.
+    #[arg(long, default_value_t = 1_000)]
+    pub sevs: usize,
+    /// Requests per page.
+    #[arg(long, default_value_t = 100)]
+    pub requests: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -17,6 +17,8 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(args) => commands::bench::run(args).await,
         Command::Eval(args) => commands::eval::run(args).await,
         Command::BenchClustering(args) => commands::bench_clustering::run(args).await,
+        Command::BenchPages(args) => commands::bench_pages::run(args).await,
+        Command::Digest(args) => commands::digest::run(args).await,
         Command::Backtest(args) => commands::backtest::run(args).await,
         Command::Token(command) => commands::token::run(command).await,
     };

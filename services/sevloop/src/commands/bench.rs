@@ -106,7 +106,7 @@ async fn measure(
 }
 
 /// Waits until the pipeline has stored `n` tickets.
-async fn wait_for_tickets(store: &Store, n: i64) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_tickets(store: &Store, n: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while store.stats().await?.tickets < n {
         anyhow::ensure!(
@@ -172,7 +172,7 @@ fn background_start() -> chrono::DateTime<chrono::FixedOffset> {
 }
 
 /// Background tickets from the bundled BANKING77 slice, cycled with fresh ids, two seconds apart.
-fn background(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn background(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     let rows: Vec<serde_json::Value> = BACKGROUND
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())

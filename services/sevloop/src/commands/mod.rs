@@ -1,7 +1,9 @@
 pub mod backtest;
 pub mod bench;
 pub mod bench_clustering;
+pub mod bench_pages;
 pub mod demo;
+pub mod digest;
 pub mod eval;
 pub mod replay;
 pub mod serve;

@@ -59,7 +59,7 @@ fn role_of(args: &TokenCreateArgs) -> anyhow::Result<Role> {
     })
 }
 
-async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
+pub(crate) async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
     let mut settings = Settings::load(database.config.as_deref())?;
     if let Some(dir) = &database.data_dir {
         settings.data_dir = dir.clone();
