@@ -163,21 +163,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let catalog = dir.path().join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        "default_team = \"triage\"\n[teams.triage]\n[teams.cards]\n",
-    )
-    .expect("catalog");
-    let config = dir.path().join("sevloop.toml");
-    std::fs::write(
-        &config,
-        format!("catalog = {:?}\n", catalog.display().to_string()),
-    )
-    .expect("config");
-    let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
-    sevloop.wait_healthy().await;
+    let (sevloop, dir) = Sevloop::embedded(TWO_TEAMS).await;
     let tickets = by_event_time([background(1500, 15), burst(30, 750 * 15)].concat());
     let file = write_jsonl(dir.path(), "tickets.jsonl", &to_lines(&tickets));
     sevloop.replay_api(&file);
@@ -412,8 +398,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
             "examples,coverage,fuzzing",
             "--max-examples",
             "40",
+            // One worker: with two, CPython 3.11 sometimes fails inside schemathesis itself
+            // ("AST constructor recursion depth mismatch" while hypothesis reads source).
             "--workers",
-            "2",
+            "1",
             "--seed",
             "20261202",
             "--suppress-health-check",

@@ -50,21 +50,7 @@ async fn support_sees_the_sev_a_team_resolves_it_and_leadership_sees_the_numbers
     let chromium = std::env::var("SEVLOOP_CHROMIUM").expect(
         "SEVLOOP_CHROMIUM names the chromium binary (scripts/browser-tools.sh); scripts/test.sh sets it",
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let catalog = dir.path().join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        "default_team = \"triage\"\n[teams.triage]\n[teams.cards]\n",
-    )
-    .expect("catalog");
-    let config = dir.path().join("sevloop.toml");
-    std::fs::write(
-        &config,
-        format!("catalog = {:?}\n", catalog.display().to_string()),
-    )
-    .expect("config");
-    let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
-    sevloop.wait_healthy().await;
+    let (sevloop, dir) = Sevloop::embedded(TWO_TEAMS).await;
 
     // Six hours of background up to ten minutes ago; the burst is filed by the browser flow.
     let now = chrono::Utc::now();

@@ -13,18 +13,7 @@ use serde_json::{json, Value};
 
 /// `sevloop up` with a webhook, fed through `sevloop replay --api`.
 async fn up(receiver: &Receiver) -> (Sevloop, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sevloop.toml");
-    let catalog = dir.path().join("catalog.toml");
-    std::fs::write(&catalog, catalog_toml(Some(&receiver.url))).expect("catalog");
-    std::fs::write(
-        &config,
-        format!("catalog = {:?}\n", catalog.display().to_string()),
-    )
-    .expect("config");
-    let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
-    sevloop.wait_healthy().await;
-    (sevloop, dir)
+    Sevloop::embedded(&catalog_toml(Some(&receiver.url))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,6 +199,20 @@ impl Sevloop {
         )
     }
 
+    /// `sevloop up` with the catalog `catalog` in a fresh directory (returned: it holds the
+    /// data), once it answers `/healthz`.
+    pub async fn embedded(catalog: &str) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let catalog_file = dir.path().join("catalog.toml");
+        std::fs::write(&catalog_file, catalog).expect("catalog written");
+        let config = dir.path().join("sevloop.toml");
+        let settings = format!("catalog = {:?}\n", catalog_file.display().to_string());
+        std::fs::write(&config, settings).expect("config written");
+        let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
+        sevloop.wait_healthy().await;
+        (sevloop, dir)
+    }
+
     /// `sevloop serve --config FILE` with the given config text.
     pub fn serve(config: &Config) -> Self {
         let path = config.write();
@@ -390,6 +404,9 @@ impl Config {
         self.dir.path().join("index")
     }
 }
+
+/// Two teams: `triage`, which owns everything, and `cards`, which owns nothing.
+pub const TWO_TEAMS: &str = "default_team = \"triage\"\n[teams.triage]\n[teams.cards]\n";
 
 /// A catalog that sends everything to `triage` and, given a URL, tells a generic webhook
 /// named `test` about every SEV.

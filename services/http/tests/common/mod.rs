@@ -1,7 +1,6 @@
 //! An in-process sevloop API over a fresh SQLite store, index and embedded log in a temp dir,
 //! and the few rows the dashboard tests need, written with the store's own functions.
 
-
 use std::sync::Arc;
 
 use axum::body::Body;
