@@ -235,6 +235,8 @@ impl World {
             "merge" => Some(json!({"into": "SEV-999"})),
             "reroute" => Some(json!({"team": "cards", "note": "cards owns checkout"})),
             "tokens" if method == "POST" => Some(json!({"role": "support", "label": "matrix"})),
+            // The same catalog again: a replacement that changes nothing for later rows.
+            "catalog" if method == "PUT" => Some(Value::String(TWO_TEAMS.into())),
             _ => None,
         };
         let path = match template {
@@ -266,11 +268,17 @@ impl World {
             "GET" => client.get(url),
             "POST" => client.post(url),
             "DELETE" => client.delete(url),
+            "PUT" => client.put(url),
             other => panic!("no such method in the table: {other}"),
         };
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        request = match body {
+            // A catalog file, as an admin would send it.
+            Some(Value::String(text)) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/toml")
+                .body(text),
+            Some(body) => request.json(&body),
+            None => request,
+        };
         let resp = request.send().await.expect("sevloop answers");
         let status = resp.status().as_u16();
         let content_type = resp
@@ -367,6 +375,56 @@ async fn every_endpoint_answers_every_role_as_the_table_and_the_document_say() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_replaces_the_catalog_and_a_broken_one_is_refused_naming_its_line() {
+    let (sevloop, dir) = Sevloop::embedded(TWO_TEAMS).await;
+    let admin = client_with(&sevloop.token);
+    let url = format!("{}/api/v1/catalog", sevloop.url);
+    let put = |text: &str| {
+        admin
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(text.to_string())
+            .send()
+    };
+
+    let broken = format!("{TWO_TEAMS}[[routes]]\nteam = \"nobody\"\n");
+    let answer = put(&broken).await.expect("answer");
+    assert_eq!(answer.status(), 422);
+    let error: Value = answer.json().await.expect("json");
+    assert_eq!(error["code"], "invalid_catalog");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 5"),
+        "the error names the line of the unknown team: {error}"
+    );
+    let kept = std::fs::read_to_string(dir.path().join("catalog.toml")).expect("catalog file");
+    assert_eq!(kept, TWO_TEAMS, "a refused catalog leaves the file alone");
+
+    let grown = format!(
+        "{TWO_TEAMS}[teams.fraud]\nack_timeout = \"10m\"\nescalate_to = \"triage\"\n\
+         [[routes]]\nteam = \"fraud\"\nproduct = \"cards\"\nkeywords = [\"stolen\"]\n"
+    );
+    let answer = put(&grown).await.expect("answer");
+    assert_eq!(answer.status(), 200);
+    let summary = sevloop.get_ok("/api/v1/catalog").await;
+    let fraud = summary["teams"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "fraud"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the new team is in use: {summary}"));
+    assert_eq!(fraud["ack_timeout_seconds"], 600);
+    assert_eq!(fraud["escalate_to"], "triage");
+    assert_eq!(summary["routes"][0]["team"], "fraud");
+    let written = std::fs::read_to_string(dir.path().join("catalog.toml")).expect("catalog file");
+    assert_eq!(
+        written, grown,
+        "the new catalog is on disk for the next start"
+    );
 }
 
 /// Neither refused nor failed: a 404 must name a missing resource, not a missing route.

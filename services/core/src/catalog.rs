@@ -194,6 +194,65 @@ impl Catalog {
     }
 }
 
+/// What an admin sees of the catalog in use: everything that decides ownership and escalation,
+/// nothing secret (no URLs, routing keys or signing secrets).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogSummary {
+    pub default_team: String,
+    pub teams: Vec<TeamSummary>,
+    pub channels: Vec<ChannelSummary>,
+    pub broadcast: Vec<String>,
+    pub routes: Vec<Route>,
+    /// Whether linked tickets are written back to a helpdesk.
+    pub helpdesk: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamSummary {
+    pub name: String,
+    pub channels: Vec<String>,
+    pub ack_timeout_seconds: u64,
+    pub escalate_to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelSummary {
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Standard Webhooks secrets in use (two during a rotation).
+    pub signing_secrets: usize,
+}
+
+impl Catalog {
+    pub fn summary(&self) -> CatalogSummary {
+        CatalogSummary {
+            default_team: self.default_team.clone(),
+            teams: self
+                .teams
+                .values()
+                .map(|t| TeamSummary {
+                    name: t.name.clone(),
+                    channels: t.channels.clone(),
+                    ack_timeout_seconds: t.ack_timeout.as_secs(),
+                    escalate_to: t.escalate_to.clone(),
+                })
+                .collect(),
+            channels: self
+                .channels
+                .iter()
+                .map(|(name, c)| ChannelSummary {
+                    name: name.clone(),
+                    kind: c.kind,
+                    signing_secrets: c.secrets.len(),
+                })
+                .collect(),
+            broadcast: self.broadcast.clone(),
+            routes: self.routes.clone(),
+            helpdesk: self.helpdesk.is_some(),
+        }
+    }
+}
+
 /// A catalog that cannot be used, with where the problem is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]

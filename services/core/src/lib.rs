@@ -17,7 +17,7 @@ pub mod ticket;
 /// record's kind and version (a cluster correction, a SEV action).
 pub const RECORD_HEADER: &str = "sevloop.record";
 
-pub use catalog::{Catalog, CatalogError, Route, RouteInput};
+pub use catalog::{Catalog, CatalogError, CatalogSummary, Route, RouteInput};
 pub use cluster::corrections::Correction;
 pub use cluster::{Assignment, Cluster, ClusterConfig, Features};
 pub use detect::{

@@ -28,6 +28,7 @@ use sevloop_index::TicketIndex;
 use sevloop_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use admin::{CatalogAdmin, CatalogRefused};
 pub use auth::Actor;
 pub use error::ApiError;
 use extract::{Id, Params};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Hides personal data in what people type (decline reasons, reroute notes).
     pub redactor: Arc<Redactor>,
+    /// The ownership catalog, for admins; absent where sevloop runs without a catalog file.
+    pub catalog: Option<Arc<dyn admin::CatalogAdmin>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -76,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
+        )
+        .route(
+            "/api/v1/catalog",
+            get(admin::get_catalog).put(admin::put_catalog),
         )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))

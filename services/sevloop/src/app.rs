@@ -20,6 +20,7 @@ use crate::dispatcher::Dispatcher;
 use crate::embedder::Embedder;
 use crate::pipeline::{Parts, Pipeline};
 use crate::runner::{run_embedded, run_kafka, Restarts};
+use sevloop_http::CatalogAdmin;
 
 /// A stage that can run alone (`serve --only STAGE`) or with the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -146,6 +147,10 @@ impl App {
                 }),
                 metrics: self.metrics.clone(),
                 redactor: Arc::new(sevloop_core::redact::Redactor::new()),
+                catalog: self
+                    .catalog
+                    .has_file()
+                    .then(|| Arc::new(self.catalog.clone()) as Arc<dyn CatalogAdmin>),
             };
             let http_shutdown = shutdown.clone();
             tasks.spawn(async move {

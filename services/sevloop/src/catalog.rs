@@ -7,7 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use sevloop_core::catalog::ChannelKind;
-use sevloop_core::{Catalog, CatalogError};
+use sevloop_core::{Catalog, CatalogError, CatalogSummary};
+use sevloop_http::{CatalogAdmin, CatalogRefused};
 use tokio_util::sync::CancellationToken;
 
 /// How often the file's modification time is checked.
@@ -58,17 +59,26 @@ impl CatalogHandle {
         }
     }
 
+    /// Whether the catalog comes from a file (and can be reloaded and replaced).
+    pub fn has_file(&self) -> bool {
+        self.path.is_some()
+    }
+
     /// Re-reads the file; swaps the catalog in when it validates.
     pub fn reload(&self) -> Result<(), CatalogLoadError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let catalog = Arc::new(read(path)?);
+        self.swap(read(path)?);
+        Ok(())
+    }
+
+    fn swap(&self, catalog: Catalog) {
+        let catalog = Arc::new(catalog);
         match self.current.write() {
             Ok(mut c) => *c = catalog,
             Err(poisoned) => *poisoned.into_inner() = catalog,
         }
-        Ok(())
     }
 
     /// Reloads whenever the file's modification time changes, until shutdown.
@@ -96,6 +106,26 @@ impl CatalogHandle {
     }
 }
 
+impl CatalogAdmin for CatalogHandle {
+    fn summary(&self) -> CatalogSummary {
+        self.get().summary()
+    }
+
+    /// Validates first; then writes a sibling file and renames it over the catalog, so the file
+    /// is never half written (and the watcher, seeing it change, reads the same text again).
+    fn replace(&self, text: &str) -> Result<CatalogSummary, CatalogRefused> {
+        let path = self.path.as_ref().ok_or(CatalogRefused::NoFile)?;
+        let catalog = parse(text, &path.display().to_string())?;
+        let staged = path.with_extension("toml.new");
+        std::fs::write(&staged, text)
+            .and_then(|()| std::fs::rename(&staged, path))
+            .map_err(CatalogRefused::Write)?;
+        let summary = catalog.summary();
+        self.swap(catalog);
+        Ok(summary)
+    }
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -105,9 +135,13 @@ fn read(path: &Path) -> Result<Catalog, CatalogLoadError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let source = path.display().to_string();
-    let catalog = Catalog::parse(&text, &source)?;
-    check_secrets(&catalog, &source)?;
+    Ok(parse(&text, &path.display().to_string())?)
+}
+
+/// A catalog file's text, validated; `source` names it in errors.
+fn parse(text: &str, source: &str) -> Result<Catalog, CatalogError> {
+    let catalog = Catalog::parse(text, source)?;
+    check_secrets(&catalog, source)?;
     Ok(catalog)
 }
 

@@ -141,3 +141,20 @@ fn the_default_catalog_sends_everything_to_triage_and_tells_nobody() {
     assert_eq!(c.route(&input("cards", &[])), "triage");
     assert!(c.channels_of("triage").is_empty());
 }
+
+#[test]
+fn the_summary_shows_ownership_and_escalation_but_no_url_or_secret() {
+    let summary = example().summary();
+    let text = serde_json::to_string(&summary).expect("serializes");
+    let c = example();
+    for channel in c.channels.values() {
+        assert!(!text.contains(&channel.url), "no channel URL: {text}");
+        for secret in channel.secrets.iter().chain(&channel.routing_key) {
+            assert!(!text.contains(secret.expose()), "no secret: {text}");
+        }
+    }
+    assert_eq!(summary.default_team, c.default_team);
+    assert_eq!(summary.teams.len(), c.teams.len());
+    assert_eq!(summary.routes, c.routes);
+    assert!(summary.teams.iter().all(|t| t.ack_timeout_seconds > 0));
+}

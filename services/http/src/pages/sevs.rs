@@ -254,8 +254,21 @@ async fn sev_page(v: &Viewer, s: &AppState, id: &str, q: &SevQuery) -> Result<Se
         exemplars,
         tickets,
         actions: actions(v, &sev),
-        teams: s.store.facets().await?.teams,
+        teams: reroute_targets(s).await?,
         sev,
+    })
+}
+
+/// The teams a SEV can be rerouted to: the catalog's, or those seen on SEVs without one.
+async fn reroute_targets(s: &AppState) -> Result<Vec<String>, ApiError> {
+    Ok(match &s.catalog {
+        Some(catalog) => catalog
+            .summary()
+            .teams
+            .into_iter()
+            .map(|t| t.name)
+            .collect(),
+        None => s.store.facets().await?.teams,
     })
 }
 

@@ -42,6 +42,7 @@ pub async fn app() -> App {
         }),
         metrics: Arc::new(Metrics::default()),
         redactor: Arc::new(Redactor::new()),
+        catalog: None,
     };
     App {
         router: sevloop_http::router(state.clone()),
