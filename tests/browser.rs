@@ -3,7 +3,8 @@
 //!
 //! A support user files a ticket burst through the API and sees the SEV on the ticket page; a
 //! member of the owning team acknowledges and resolves it on the SEV page; leadership sees MTTA
-//! and the Pareto chart change. Screenshots of every page go to `target/screenshots/`.
+//! and the Pareto chart change; the daily digest of those numbers is posted to a webhook.
+//! Screenshots of every page go to `target/screenshots/`.
 //!
 //! Tickets are dated just before now: MTTA and MTTR measure from the SEV's opening (event time)
 //! to the team's action (wall clock), so historical dates would make them years long.
@@ -59,6 +60,7 @@ async fn support_sees_the_sev_a_team_resolves_it_and_leadership_sees_the_numbers
     sevloop.replay_api(&file);
     wait_processed(&sevloop, &background, Duration::from_secs(90)).await;
     let burst = dated_until(burst(30, 0), now);
+    let first_of_burst = burst[0].clone();
     let burst_file = dir.path().join("burst.json");
     std::fs::write(&burst_file, Value::Array(burst).to_string()).expect("burst file");
 
@@ -92,6 +94,29 @@ async fn support_sees_the_sev_a_team_resolves_it_and_leadership_sees_the_numbers
     // The flow's own assertions ran in the browser; here: what it left behind is real.
     let sev = sevloop.get_ok("/api/v1/sevs?state=resolved").await;
     assert_eq!(sev["total"], 1, "the team resolved the burst's SEV: {sev}");
+    // The daily digest of the same numbers, posted as a webhook would receive it.
+    let receiver = Receiver::start().await;
+    let posted = Command::new(BIN)
+        .args([
+            "digest",
+            "--days",
+            "1",
+            "--post",
+            &receiver.url,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .status()
+        .expect("sevloop digest runs");
+    assert!(posted.success(), "sevloop digest posts");
+    let digest = receiver.bodies().pop().expect("the digest arrived");
+    let html = digest["html"].as_str().unwrap_or_default();
+    assert!(str_of(&digest, "subject").starts_with("sevloop digest"));
+    assert!(html.contains("triage"), "the digest has the team's numbers");
+    assert!(
+        !html.contains(str_of(&first_of_burst, "body")),
+        "the digest carries no ticket text"
+    );
     for page in [
         "ticket",
         "sev-resolved",
