@@ -5,17 +5,14 @@
 use sevloop_core::access::TextView;
 use sevloop_core::redact::{Personal, Redactor};
 use sevloop_index::Hit;
-use sevloop_store::{ClusterDetail, TicketRow};
+use sevloop_store::{ClusterDetail, Filer, TicketRow};
 
 /// Stands in for a customer id a role may not see.
 const HIDDEN: &str = "[customer]";
 
 pub(crate) fn ticket(mut t: TicketRow, view: TextView, r: &Redactor) -> TicketRow {
     if view != TextView::Full {
-        let personal = Personal {
-            customer_id: Some(&t.customer_id),
-            ..Personal::default()
-        };
+        let personal = personal(&t.filed_by);
         t.subject = shown(&t.subject, view, r, &personal);
         t.body = shown(&t.body, view, r, &personal);
         t.customer_id = HIDDEN.to_string();
@@ -25,10 +22,20 @@ pub(crate) fn ticket(mut t: TicketRow, view: TextView, r: &Redactor) -> TicketRo
 
 pub(crate) fn cluster(mut c: ClusterDetail, view: TextView, r: &Redactor) -> ClusterDetail {
     for e in &mut c.exemplars {
-        e.subject = shown(&e.subject, view, r, &Personal::default());
-        e.body = shown(&e.body, view, r, &Personal::default());
+        let personal = personal(&e.filed_by);
+        e.subject = shown(&e.subject, view, r, &personal);
+        e.body = shown(&e.body, view, r, &personal);
     }
     c
+}
+
+/// The filer's own name, id and email: hidden along with the patterns.
+fn personal(filer: &Filer) -> Personal<'_> {
+    Personal {
+        name: filer.name.as_deref(),
+        customer_id: Some(&filer.id),
+        email: filer.email.as_deref(),
+    }
 }
 
 pub(crate) fn hit(mut h: Hit, view: TextView, r: &Redactor) -> Hit {

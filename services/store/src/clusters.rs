@@ -6,7 +6,7 @@ use sevloop_core::{ClusterCheckpoint, TicketEvent};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-use crate::tickets::get;
+use crate::tickets::{get, Filer};
 use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
 
@@ -219,6 +219,8 @@ pub struct Exemplar {
     pub similarity: f32,
     pub subject: String,
     pub body: String,
+    #[serde(skip)]
+    pub filed_by: Filer,
 }
 
 /// The live cluster an id resolves to, and its product.
@@ -348,17 +350,20 @@ impl Store {
     async fn exemplars(&self, cp: &ClusterCheckpoint) -> Result<Vec<Exemplar>, StoreError> {
         let mut out = Vec::new();
         for e in &cp.cluster.exemplars {
-            let row = sqlx::query("SELECT subject, body FROM tickets WHERE ticket_id = $1")
-                .bind(&e.ticket_id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(|err| StoreError::sql(format!("read exemplar {}", e.ticket_id), err))?;
+            let row = sqlx::query(
+                "SELECT subject, body, customer_id, raw FROM tickets WHERE ticket_id = $1",
+            )
+            .bind(&e.ticket_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|err| StoreError::sql(format!("read exemplar {}", e.ticket_id), err))?;
             if let Some(row) = row {
                 out.push(Exemplar {
                     ticket_id: e.ticket_id.clone(),
                     similarity: e.similarity,
                     subject: get(&row, "subject")?,
                     body: get(&row, "body")?,
+                    filed_by: Filer::of(get(&row, "customer_id")?, &get::<String>(&row, "raw")?),
                 });
             }
         }

@@ -47,7 +47,7 @@ pub use sevs::{
     update_severity,
 };
 pub use sevs::{NewSev, SevFilter, SevRow, SevSort, TimelineEvent};
-pub use tickets::{insert_ticket, known_tickets, update_ticket, KnownTicket, TicketRow};
+pub use tickets::{insert_ticket, known_tickets, update_ticket, Filer, KnownTicket, TicketRow};
 pub use time::{from_ms, to_ms};
 
 static POSTGRES: Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -154,12 +154,38 @@ pub struct TicketRow {
     pub sev_title: Option<String>,
     /// When the SEV's timeline last changed.
     pub sev_updated_at: Option<DateTime<Utc>>,
+    /// Who filed it, to redact their own name and email from what other roles see; never
+    /// serialized.
+    #[serde(skip)]
+    pub filed_by: Filer,
+}
+
+/// The customer of a ticket as its own fields name them: what redaction must hide besides the
+/// patterns (a name is not a pattern).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filer {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Filer {
+    /// From the ticket as it was filed (the stored raw event).
+    pub(crate) fn of(id: String, raw: &str) -> Filer {
+        let event: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+        let field = |name: &str| event["customer"][name].as_str().map(str::to_string);
+        Filer {
+            name: field("name"),
+            email: field("email"),
+            id,
+        }
+    }
 }
 
 impl Store {
     pub async fn ticket(&self, ticket_id: &str) -> Result<Option<TicketRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT t.ticket_id, t.product, t.status, t.subject, t.body, t.customer_id, t.customer_tier, \
+            "SELECT t.ticket_id, t.product, t.status, t.subject, t.body, t.customer_id, t.customer_tier, t.raw, \
              t.created_at, t.updated_at, COALESCE(c.merged_into, t.cluster_id) AS cluster_id, \
              t.similarity, t.matched_terms, COALESCE(m.label, c.label) AS label, \
              s.sev_id, s.state, s.team, s.severity, s.title, \
@@ -201,6 +227,7 @@ fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
         sev_severity: get(r, "severity")?,
         sev_title: get(r, "title")?,
         sev_updated_at: get::<Option<i64>>(r, "sev_updated")?.map(from_ms),
+        filed_by: Filer::of(get(r, "customer_id")?, &get::<String>(r, "raw")?),
     })
 }
 
