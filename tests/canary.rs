@@ -495,6 +495,7 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
             places.push((format!("GET {page} as {}", role[1]), text));
         }
     }
+    let fetched = places.len() - notification_count;
     // Positive controls: redaction happened (rather than the text vanishing), and the ticket
     // API, which support uses, does hold the canaries, so the search below is not vacuous.
     let declined = sevloop.sev(&sevs["cards"]).await;
@@ -597,7 +598,7 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
          lines; {} leaks",
         places.len(),
         canaries.0.len(),
-        pages.len(),
+        fetched,
         lines.len(),
         leaks.len()
     );
