@@ -473,6 +473,13 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
         let sev = sevloop.sev(id).await;
         team_pages.push(format!("/api/v1/clusters/{}", str_of(&sev, "cluster_id")));
         team_pages.push(format!("/clusters/{}", str_of(&sev, "cluster_id")));
+        // Searching for the complaint finds its tickets; their subjects show redacted.
+        let words: Vec<&str> = str_of(&sev, "title")
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.len() > 2)
+            .collect();
+        team_pages.push(format!("/api/v1/search?q={}&limit=200", words.join("+")));
+        team_pages.push(format!("/search?q={}", words.join("+")));
         for ticket in linked_ids(&sev) {
             team_pages.push(format!("/api/v1/tickets/{ticket}"));
             team_pages.push(format!("/tickets/{ticket}"));

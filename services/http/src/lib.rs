@@ -35,7 +35,7 @@ use extract::{Id, Params};
 pub use intake::Intake;
 pub use metrics::Metrics;
 pub use pages::{digest_html, period_words};
-use sevloop_core::access::Need;
+use sevloop_core::access::{Need, TextView};
 
 /// Largest request body accepted (a batch of tickets).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -181,9 +181,19 @@ async fn search_as(
         .await
         .map_err(|e| ApiError::internal(&e))??;
     let view = actor.role.text_view();
+    let filers = match view {
+        TextView::Full => Default::default(),
+        _ => {
+            let ids: Vec<String> = hits.iter().map(|h| h.ticket_id.clone()).collect();
+            s.store.filers(&ids).await?
+        }
+    };
     let hits = hits
         .into_iter()
-        .map(|h| views::hit(h, view, &s.redactor))
+        .map(|h| {
+            let filer = filers.get(&h.ticket_id).cloned().unwrap_or_default();
+            views::hit(h, view, &s.redactor, &filer)
+        })
         .collect();
     Ok((total, hits))
 }

@@ -38,8 +38,8 @@ fn personal(filer: &Filer) -> Personal<'_> {
     }
 }
 
-pub(crate) fn hit(mut h: Hit, view: TextView, r: &Redactor) -> Hit {
-    h.subject = shown(&h.subject, view, r, &Personal::default());
+pub(crate) fn hit(mut h: Hit, view: TextView, r: &Redactor, filer: &Filer) -> Hit {
+    h.subject = shown(&h.subject, view, r, &personal(filer));
     h
 }
 

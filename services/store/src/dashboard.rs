@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::clusters::{ClusterFilter, ClusterRow, ClusterSort};
-use crate::tickets::get;
+use crate::tickets::{get, Filer};
 use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
 
@@ -320,6 +320,31 @@ impl Store {
 }
 
 /// `$1, …, $n` for a portable IN list; `NULL` (matching nothing) for none.
+impl Store {
+    /// The filers of `ticket_ids` (those that exist), for redacting what other roles see.
+    pub async fn filers(
+        &self,
+        ticket_ids: &[String],
+    ) -> Result<BTreeMap<String, Filer>, StoreError> {
+        let sql = format!(
+            "SELECT ticket_id, customer_id, raw FROM tickets WHERE ticket_id IN ({})",
+            placeholders(ticket_ids.len())
+        );
+        let rows = ticket_ids
+            .iter()
+            .fold(sqlx::query(&sql), |q, id| q.bind(id))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql("read the filers of tickets", e))?;
+        rows.iter()
+            .map(|r| {
+                let filer = Filer::of(get(r, "customer_id")?, &get::<String>(r, "raw")?);
+                Ok((get(r, "ticket_id")?, filer))
+            })
+            .collect()
+    }
+}
+
 fn placeholders(n: usize) -> String {
     if n == 0 {
         return "NULL".to_string();
