@@ -285,15 +285,10 @@ impl Sevloop {
         self.kill9();
     }
 
+    /// GET; the body as JSON (null when it is not).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("API answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let (status, text) = self.get_text(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// GET that must answer 200; returns the body as JSON (null when it is not).

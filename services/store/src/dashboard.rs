@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
 
 use crate::clusters::{ClusterFilter, ClusterRow, ClusterSort};
 use crate::tickets::{get, Filer};
@@ -170,16 +171,13 @@ impl Store {
         &self,
         cluster_ids: &[String],
     ) -> Result<BTreeMap<String, (String, String)>, StoreError> {
-        let sql = format!(
-            "SELECT cluster_id, sev_id, state FROM sevs WHERE cluster_id IN ({}) ORDER BY number",
-            placeholders(cluster_ids.len())
-        );
-        let rows = cluster_ids
-            .iter()
-            .fold(sqlx::query(&sql), |q, id| q.bind(id))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql("read the SEVs of clusters", e))?;
+        let rows = self
+            .rows_in(
+                "SELECT cluster_id, sev_id, state FROM sevs WHERE cluster_id IN ({ids}) ORDER BY number",
+                cluster_ids,
+                "read the SEVs of clusters",
+            )
+            .await?;
         // Ascending, so the newest is inserted last and stays.
         rows.iter()
             .map(|r| Ok((get(r, "cluster_id")?, (get(r, "sev_id")?, get(r, "state")?))))
@@ -292,16 +290,13 @@ impl Store {
         &self,
         cluster_ids: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        let sql = format!(
-            "SELECT cluster_id, checkpoint FROM clusters WHERE cluster_id IN ({})",
-            placeholders(cluster_ids.len())
-        );
-        let rows = cluster_ids
-            .iter()
-            .fold(sqlx::query(&sql), |q, id| q.bind(id))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql("read cluster terms", e))?;
+        let rows = self
+            .rows_in(
+                "SELECT cluster_id, checkpoint FROM clusters WHERE cluster_id IN ({ids})",
+                cluster_ids,
+                "read cluster terms",
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 let id: String = get(r, "cluster_id")?;
@@ -326,22 +321,36 @@ impl Store {
         &self,
         ticket_ids: &[String],
     ) -> Result<BTreeMap<String, Filer>, StoreError> {
-        let sql = format!(
-            "SELECT ticket_id, customer_id, raw FROM tickets WHERE ticket_id IN ({})",
-            placeholders(ticket_ids.len())
-        );
-        let rows = ticket_ids
-            .iter()
-            .fold(sqlx::query(&sql), |q, id| q.bind(id))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql("read the filers of tickets", e))?;
+        let rows = self
+            .rows_in(
+                "SELECT ticket_id, customer_id, raw FROM tickets WHERE ticket_id IN ({ids})",
+                ticket_ids,
+                "read the filers of tickets",
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 let filer = Filer::of(get(r, "customer_id")?, &get::<String>(r, "raw")?);
                 Ok((get(r, "ticket_id")?, filer))
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// The rows of `sql`, whose `{ids}` stands for the list of `ids` (one bound parameter each).
+    async fn rows_in(
+        &self,
+        sql: &str,
+        ids: &[String],
+        what: &str,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let sql = sql.replace("{ids}", &placeholders(ids.len()));
+        ids.iter()
+            .fold(sqlx::query(&sql), |q, id| q.bind(id))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(what, e))
     }
 }
 

@@ -4,36 +4,10 @@
 use chrono::{DateTime, Utc};
 use sevloop_core::detect::Verdict;
 use sevloop_core::Escalation;
-use sevloop_store::{NewNotification, NewSev, Store, StoreError};
+use sevloop_store::{NewNotification, NewSev, StoreError};
 
-fn postgres_server() -> String {
-    std::env::var("SEVLOOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh SQLite store and a fresh PostgreSQL store.
-async fn stores(name: &str) -> (Vec<Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = Store::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("t.db").display()
-    ))
-    .await
-    .expect("sqlite store");
-    let db = format!(
-        "sevloop_store_{name}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    let server = postgres_server();
-    let url = sevloop_store::create_postgres_database(&server, &db)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh")
-        });
-    let postgres = Store::connect(&url).await.expect("postgres store");
-    (vec![sqlite, postgres], dir)
-}
+mod common;
+use common::stores;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-01-03T14:00:00Z")

@@ -1,5 +1,5 @@
 //! The dashboard's reads, on SQLite and on PostgreSQL (a fresh database per test; a missing
-//! PostgreSQL fails the test): the cluster page agrees with the cluster API's list, and a SEV's
+//! PostgreSQL fails the test): a page of clusters agrees with each cluster's detail, and a SEV's
 //! growth, tickets and deliveries add up.
 
 use chrono::{DateTime, Duration, Utc};
@@ -7,25 +7,8 @@ use sevloop_core::detect::Verdict;
 use sevloop_core::{Assignment, ClusterCheckpoint, Escalation, TicketEvent};
 use sevloop_store::{ClusterFilter, ClusterSort, NewNotification, NewSev, Store};
 
-async fn stores(name: &str) -> (Vec<Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let sqlite = Store::connect(&sqlite_url).await.expect("sqlite store");
-    let server = std::env::var("SEVLOOP_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!(
-        "sevloop_dash_{name}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    let url = sevloop_store::create_postgres_database(&server, &db)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is not usable at {server} ({e}); start it with scripts/services.sh")
-        });
-    let postgres = Store::connect(&url).await.expect("postgres store");
-    (vec![sqlite, postgres], dir)
-}
+mod common;
+use common::stores;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-03-04T12:00:00Z")
