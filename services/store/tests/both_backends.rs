@@ -33,6 +33,7 @@ fn escalation() -> Escalation {
             customer_weight: 6.0,
             expected: 0.5,
             p_value: 1e-6,
+            span_minutes: 30.0,
             floor: true,
             spike: false,
             cold_start: true,

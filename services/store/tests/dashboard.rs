@@ -54,6 +54,7 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
             customer_weight: 1.0,
             expected: 0.5,
             p_value: 1e-6,
+            span_minutes: 30.0,
             floor: true,
             spike: false,
             cold_start: false,

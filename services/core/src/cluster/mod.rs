@@ -60,7 +60,7 @@ impl Default for ClusterConfig {
             centroid_terms: 40,
             max_candidates: 64,
             exemplars: 3,
-            near_margin: 0.1,
+            near_margin: 0.05,
             lsh: LshConfig::default(),
             consolidation: ConsolidationConfig::default(),
         }

@@ -3,7 +3,7 @@
 //! cluster and its near neighbours. So a ticket's cluster is judged together with the clusters
 //! the ticket nearly joined: their windows together, against the sum of their usual rates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,10 +21,13 @@ pub struct Verdict {
     pub customers: u64,
     /// Distinct customers weighted by tier.
     pub customer_weight: f64,
-    /// Usual tickets per window, as the clusters' histories and the prior have it.
+    /// Usual tickets per `span_minutes`, as the clusters' histories and the prior have it.
     pub expected: f64,
-    /// `P(X ≥ customers)` at the usual rate (the predictive tail).
+    /// `P(X ≥ distinct customers in the span)` at the usual rate (the predictive tail), for
+    /// the scanned span where it is smallest.
     pub p_value: f64,
+    /// The span (ending at the newest ticket) the p-value is for.
+    pub span_minutes: f64,
     pub floor: bool,
     pub spike: bool,
     pub cold_start: bool,
@@ -52,7 +55,7 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
-    /// The tickets in the window, oldest first: the evidence if it escalates.
+    /// The tickets of the span that stood out, oldest first: the evidence if it escalates.
     pub evidence: Vec<String>,
     pub first_ticket_at: Option<DateTime<Utc>>,
 }
@@ -80,29 +83,87 @@ pub fn judge(
     }
     let customer_weight: f64 = customers.values().map(|t| rules.tiers.of(*t)).sum();
     let usual = usual_rate(group, end, rules, scope_started);
-    let n = customers.len() as u64;
-    let p_value = negbin_tail(n, usual.shape, usual.rate / (usual.rate + 1.0));
+    let spans = rules.spike.scanned(rules.floor.window);
+    let scan = spans
+        .iter()
+        .map(|span| scan_span(&members, &usual, *span, end, rules))
+        .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+        .unwrap_or_default();
     // The window is judged at every ticket it counts: a busy neighbourhood is judged about
-    // `usual` times per window, so the per-judgement rate is split among them and the
-    // false-alarm rate stays per window of time, however busy the complaint.
-    let judged = (usual.shape / usual.rate).max(1.0);
-    let significant = usual.judgeable && p_value <= rules.spike.max_false_alarm / judged;
-    let mut evidence: Vec<&Member> = members.into_values().collect();
-    evidence.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
+    // `usual` times per window, so the per-judgement rate is split among them, and among the
+    // spans scanned, and the false-alarm rate stays per window of time, however busy the
+    // complaint.
+    let judged = (usual.shape / usual.rate).max(1.0) * spans.len() as f64;
+    let significant = usual.judgeable && scan.p_value <= rules.spike.max_false_alarm / judged;
+    let mut window: Vec<&Member> = members.into_values().collect();
+    window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
+    let tickets = window.len();
+    // The evidence is the span that stood out: the burst, not the usual traffic before it.
+    let evidence: Vec<&Member> = window
+        .into_iter()
+        .filter(|m| scan.since.is_none_or(|since| m.at >= since))
+        .collect();
     Judgement {
         verdict: Verdict {
-            tickets: evidence.len() as u64,
-            customers: n,
+            tickets: tickets as u64,
+            customers: customers.len() as u64,
             customer_weight,
-            expected: usual.shape / usual.rate,
-            p_value,
-            floor: evidence.len() >= rules.floor.min_tickets as usize
+            expected: scan.expected,
+            p_value: scan.p_value,
+            span_minutes: scan.span_minutes,
+            floor: tickets >= rules.floor.min_tickets as usize
                 && customer_weight >= rules.floor.min_customers,
             spike: significant && !usual.young,
             cold_start: significant && usual.young,
         },
         first_ticket_at: evidence.first().map(|m| m.at),
         evidence: evidence.into_iter().map(|m| m.ticket_id.clone()).collect(),
+    }
+}
+
+/// How improbable one span of the window is at the usual rate.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    p_value: f64,
+    expected: f64,
+    span_minutes: f64,
+    /// Start of the span: its tickets are the evidence.
+    since: Option<DateTime<Utc>>,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan {
+            p_value: 1.0,
+            expected: 0.0,
+            span_minutes: 0.0,
+            since: None,
+        }
+    }
+}
+
+/// The distinct customers of the last `span` against the usual rate scaled to the span: a
+/// Gamma(shape, rate) belief per window is Gamma(shape, rate / share) per share of it.
+fn scan_span(
+    members: &BTreeMap<&str, &Member>,
+    usual: &Usual,
+    span: std::time::Duration,
+    end: DateTime<Utc>,
+    rules: &Rules,
+) -> Scan {
+    let since = end - chrono::Duration::from_std(span).unwrap_or_default();
+    let customers: BTreeSet<&str> = members
+        .values()
+        .filter(|m| m.at >= since)
+        .map(|m| m.customer_id.as_str())
+        .collect();
+    let share = span.as_secs_f64() / rules.floor.window.as_secs_f64().max(1.0);
+    let rate = usual.rate / share;
+    Scan {
+        p_value: negbin_tail(customers.len() as u64, usual.shape, rate / (rate + 1.0)),
+        expected: usual.shape / rate,
+        span_minutes: span.as_secs_f64() / 60.0,
+        since: Some(since),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct SpikeRule {
     /// How far back the usual rate looks: history is weighted `exp(-age / memory)`.
     #[serde(with = "humantime_serde")]
     pub memory: Duration,
+    /// Shorter spans, each ending at the newest ticket, scanned besides the whole window: a
+    /// fast burst stands out in a short span well before it fills the window. Each is at most
+    /// `floor.window`; the false-alarm rate is split evenly among all the spans scanned.
+    pub spans: Vec<humantime_serde::Serde<Duration>>,
 }
 
 impl Default for SpikeRule {
@@ -53,7 +57,26 @@ impl Default for SpikeRule {
             max_false_alarm: 1e-5,
             prior_windows: 4.0,
             memory: Duration::from_secs(12 * 3600),
+            spans: [5, 10, 15]
+                .map(|m| Duration::from_secs(m * 60).into())
+                .to_vec(),
         }
+    }
+}
+
+impl SpikeRule {
+    /// The spans scanned, shortest first, the whole window last.
+    pub fn scanned(&self, window: Duration) -> Vec<Duration> {
+        let mut spans: Vec<Duration> = self
+            .spans
+            .iter()
+            .map(|s| **s)
+            .filter(|s| *s < window)
+            .collect();
+        spans.sort();
+        spans.dedup();
+        spans.push(window);
+        spans
     }
 }
 
@@ -233,6 +256,14 @@ impl Rules {
         }
         if self.spike.memory < self.floor.window {
             return bad("spike.memory must be at least floor.window");
+        }
+        if self
+            .spike
+            .spans
+            .iter()
+            .any(|s| s.is_zero() || **s > self.floor.window)
+        {
+            return bad("spike.spans must be longer than zero and at most floor.window");
         }
         let w = &self.tiers;
         if [w.free, w.pro, w.enterprise].iter().any(|x| *x < 0.0) {

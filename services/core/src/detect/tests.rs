@@ -123,8 +123,68 @@ fn a_busy_cluster_escalates_on_the_spike_rule_when_it_jumps_far_above_its_usual_
         .find_map(|d| escalation(&d).cloned())
         .expect("a spike to many times the usual rate escalates");
     assert_eq!(fired.rule, "spike");
-    assert!(fired.ticket_count > 5, "fired at {}", fired.ticket_count);
-    assert!(fired.verdict.p_value <= 1e-2 && fired.verdict.expected > 3.0);
+    // Four a minute stands out in the shortest span as soon as the floor holds.
+    assert!(
+        fired.ticket_count >= rules().floor.min_tickets as u64,
+        "fired at {}",
+        fired.ticket_count
+    );
+    assert!(fired.verdict.p_value <= 1e-2);
+    // The usual rate, scaled to the span that stood out.
+    let per_minute = fired.verdict.expected / fired.verdict.span_minutes;
+    assert!((per_minute * 30.0 - 5.0).abs() < 1.5, "{:?}", fired.verdict);
+}
+
+/// The burst tickets counted when a cluster running at 6 per 30 minutes first escalates, if
+/// it does: its usual tickets for 25 minutes, then 12 customers within 6 minutes.
+fn burst_tickets_to_escalate(rules: &Rules) -> Option<usize> {
+    let mut s = with_history(6);
+    for i in 0..6u32 {
+        assert_eq!(
+            observe(&mut s, member(i, &format!("b{i}"), i as i64 * 5), rules),
+            Decision::Quiet
+        );
+    }
+    (0..12u32)
+        .position(|j| {
+            let at = 25 + j as i64 / 2;
+            escalation(&observe(
+                &mut s,
+                member(100 + j, &format!("x{j}"), at),
+                rules,
+            ))
+            .is_some()
+        })
+        .map(|j| j + 1)
+}
+
+#[test]
+fn a_fast_burst_stands_out_in_a_short_span_before_it_fills_the_window() {
+    let strict = Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    };
+    let whole_window_only = Rules {
+        spike: SpikeRule {
+            spans: Vec::new(),
+            ..SpikeRule::default()
+        },
+        ..rules()
+    };
+    let scanned = burst_tickets_to_escalate(&strict).expect("the burst escalates");
+    assert!(scanned <= 10, "escalated after {scanned} burst tickets");
+    match burst_tickets_to_escalate(&whole_window_only) {
+        None => {}
+        Some(whole) => assert!(whole > scanned, "{whole} vs {scanned}"),
+    }
+}
+
+#[test]
+fn spans_longer_than_the_window_are_refused() {
+    let config: DetectionConfig =
+        serde_json::from_value(serde_json::json!({"spike": {"spans": ["45m"]}})).unwrap();
+    let err = config.rule_book().unwrap_err().to_string();
+    assert!(err.contains("spans"), "{err}");
 }
 
 #[test]

@@ -407,7 +407,7 @@ mod tests {
             kind: "opened".into(),
             actor_role: "sevloop".into(),
             at: Utc::now(),
-            detail: serde_json::json!({"p_value": 9.1997e-7, "usual_per_window": 0.6868, "tickets": 10,
+            detail: serde_json::json!({"p_value": 9.1997e-7, "usual_in_span": 0.6868, "tickets": 10,
                 "rule": "cold_start", "previous_sev": null, "share": 12.5}),
         });
         let d: std::collections::BTreeMap<_, _> = e.details.into_iter().collect();

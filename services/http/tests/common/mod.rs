@@ -157,6 +157,7 @@ pub async fn sev(
             customer_weight: 1.0,
             expected: 0.5,
             p_value: 1e-6,
+            span_minutes: 30.0,
             floor: true,
             spike: false,
             cold_start: false,

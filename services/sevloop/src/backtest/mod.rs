@@ -31,7 +31,7 @@ pub struct WouldOpen {
     pub label: Vec<String>,
     /// The window when it fired.
     pub verdict: Verdict,
-    /// The tickets in the window when it fired.
+    /// The tickets of the span that stood out when it fired.
     pub evidence: Vec<String>,
     /// Every ticket linked to it by the end of the log, in link order.
     pub ticket_ids: Vec<String>,

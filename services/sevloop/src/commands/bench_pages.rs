@@ -181,6 +181,7 @@ fn escalation(
             customer_weight: count as f64,
             expected: 1.0,
             p_value: 0.0,
+            span_minutes: 30.0,
             floor: true,
             spike: false,
             cold_start: false,

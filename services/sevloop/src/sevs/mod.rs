@@ -95,7 +95,8 @@ impl Sevs<'_> {
         sevloop_store::update_severity(conn, &sev_id, e.fired_at).await?;
         let detail = json!({"rule": e.rule, "escalation_id": e.id, "window_start": e.window_start,
             "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers,
-            "usual_per_window": e.verdict.expected, "p_value": e.verdict.p_value,
+            "usual_in_span": e.verdict.expected, "span_minutes": e.verdict.span_minutes,
+            "p_value": e.verdict.p_value,
             "previous_sev": previous_sev});
         sevloop_store::add_sev_event(conn, &sev_id, "opened", "sevloop", e.fired_at, &detail)
             .await?;
