@@ -55,7 +55,8 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
-    /// The tickets of the span that stood out, oldest first: the evidence if it escalates.
+    /// The tickets of the longest span that stood out, oldest first: the evidence if it
+    /// escalates.
     pub evidence: Vec<String>,
     pub first_ticket_at: Option<DateTime<Utc>>,
 }
@@ -83,25 +84,37 @@ pub fn judge(
     }
     let customer_weight: f64 = customers.values().map(|t| rules.tiers.of(*t)).sum();
     let usual = usual_rate(group, end, rules, scope_started);
-    let spans = rules.spike.scanned(rules.floor.window);
-    let scan = spans
+    let scans: Vec<Scan> = rules
+        .spike
+        .scanned(rules.floor.window)
+        .into_iter()
+        .map(|span| scan_span(&members, &usual, span, end, rules))
+        .collect();
+    let scan = scans
         .iter()
-        .map(|span| scan_span(&members, &usual, *span, end, rules))
+        .copied()
         .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
         .unwrap_or_default();
     // The window is judged at every ticket it counts: a busy neighbourhood is judged about
     // `usual` times per window, so the per-judgement rate is split among them, and among the
     // spans scanned, and the false-alarm rate stays per window of time, however busy the
     // complaint.
-    let judged = (usual.shape / usual.rate).max(1.0) * spans.len() as f64;
-    let significant = usual.judgeable && scan.p_value <= rules.spike.max_false_alarm / judged;
+    let judged = (usual.shape / usual.rate).max(1.0) * scans.len() as f64;
+    let bound = rules.spike.max_false_alarm / judged;
+    let significant = usual.judgeable && scan.p_value <= bound;
+    // The evidence is the longest span that stands out on its own: the whole burst, but not
+    // the usual traffic before it.
+    let evidence_since = scans
+        .iter()
+        .rev()
+        .find(|s| s.p_value <= bound)
+        .map_or(scan.since, |s| s.since);
     let mut window: Vec<&Member> = members.into_values().collect();
     window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
     let tickets = window.len();
-    // The evidence is the span that stood out: the burst, not the usual traffic before it.
     let evidence: Vec<&Member> = window
         .into_iter()
-        .filter(|m| scan.since.is_none_or(|since| m.at >= since))
+        .filter(|m| evidence_since.is_none_or(|since| m.at >= since))
         .collect();
     Judgement {
         verdict: Verdict {

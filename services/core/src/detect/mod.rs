@@ -96,7 +96,8 @@ pub struct Escalation {
     pub first_ticket_at: DateTime<Utc>,
     pub ticket_count: u64,
     pub distinct_customers: u64,
-    /// The tickets of the span that stood out when the rule fired; all are linked to the SEV.
+    /// The tickets of the longest span that stood out when the rule fired; all are linked to
+    /// the SEV.
     pub evidence: Vec<String>,
     /// The window against the rules when it fired: the escalation's reason.
     pub verdict: Verdict,
