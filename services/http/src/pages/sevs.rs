@@ -412,7 +412,7 @@ mod tests {
         });
         let d: std::collections::BTreeMap<_, _> = e.details.into_iter().collect();
         assert_eq!(d["p value"], "9.20e-7");
-        assert_eq!(d["usual per window"], "0.687");
+        assert_eq!(d["usual in span"], "0.687");
         assert_eq!(d["share"], "12.5");
         assert_eq!(
             (d["tickets"].as_str(), d["rule"].as_str()),
