@@ -34,6 +34,8 @@ pub struct ClusterConfig {
     pub similarity_threshold: f32,
     /// Cosine similarity of sentence vectors to a centroid needed to join its cluster.
     pub semantic_threshold: f32,
+    /// What a sentence-vector similarity to a cluster is measured against.
+    pub semantic_linkage: Linkage,
     /// Cosine similarity between two centroids above which an escalating cluster joins the
     /// other's open SEV instead of opening a duplicate.
     pub related_threshold: f32,
@@ -56,6 +58,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             similarity_threshold: 0.45,
             semantic_threshold: 0.65,
+            semantic_linkage: Linkage::Centroid,
             related_threshold: 0.3,
             centroid_terms: 40,
             max_candidates: 64,
@@ -65,6 +68,16 @@ impl Default for ClusterConfig {
             consolidation: ConsolidationConfig::default(),
         }
     }
+}
+
+/// How a ticket's similarity to a cluster of sentence vectors is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linkage {
+    /// Cosine to the centroid's direction.
+    Centroid,
+    /// Mean cosine to the members.
+    Average,
 }
 
 /// A ticket's features: terms always (labels, explanations, search), a sentence vector when the
@@ -300,10 +313,14 @@ impl Clusterer {
                     .get(&c.seq)
                     .copied()
                     .unwrap_or_else(|| vector::norm(sum));
-                let sim = if n == 0.0 {
+                let scale = match self.config.semantic_linkage {
+                    Linkage::Centroid => n,
+                    Linkage::Average => c.size as f32,
+                };
+                let sim = if scale == 0.0 {
                     0.0
                 } else {
-                    vector::dot(sum, v) / n
+                    vector::dot(sum, v) / scale
                 };
                 (sim, self.config.semantic_threshold)
             }

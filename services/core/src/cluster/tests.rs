@@ -279,3 +279,60 @@ fn moving_a_ticket_moves_its_weight() {
         "an emptied cluster is retired into the target"
     );
 }
+
+/// A restored cluster whose members' sentence vectors sum to `sum`.
+fn restored(seq: u64, sum: Vec<f32>, size: u64) -> Cluster {
+    Cluster {
+        id: cluster_id("p", seq),
+        product: "p".into(),
+        seq,
+        size,
+        centroid: BTreeMap::new(),
+        surface: BTreeMap::new(),
+        projections: Lsh::new(LshConfig::default(), sum.len()).project(&sum),
+        dense: Some(sum),
+        exemplars: Vec::new(),
+        cannot_link: BTreeSet::new(),
+        merged_into: None,
+        first_seen: t0(),
+        last_seen: t0(),
+    }
+}
+
+#[test]
+fn average_linkage_prefers_the_cluster_whose_members_a_ticket_resembles() {
+    // A broad cluster: two members 50° either side of axis 0, so its centroid points along it.
+    let broad = restored(1, vec![2.0 * 50f32.to_radians().cos(), 0.0, 0.0, 0.0], 2);
+    // A tight one: one member 30° from axis 0.
+    let (s, c) = 30f32.to_radians().sin_cos();
+    let tight = restored(2, vec![c, 0.0, s, 0.0], 1);
+    let ticket = Features {
+        terms: Featurizer::default().features("card", &[]),
+        dense: Some(vec![1.0, 0.0, 0.0, 0.0]),
+    };
+    let joins = |linkage| {
+        let config = ClusterConfig {
+            semantic_threshold: 0.6,
+            semantic_linkage: linkage,
+            ..ClusterConfig::default()
+        };
+        let mut c = Clusterer::restore("p", config, vec![broad.clone(), tight.clone()]);
+        let (seq, a) = c.assign(&ticket, "T", t0());
+        (seq, a.similarity)
+    };
+    let (seq, sim) = joins(Linkage::Centroid);
+    assert_eq!(
+        seq, 1,
+        "the centroid's direction flatters the broad cluster"
+    );
+    assert!((sim - 1.0).abs() < 1e-5);
+    let (seq, sim) = joins(Linkage::Average);
+    assert_eq!(
+        seq, 2,
+        "on average the ticket is closer to the tight cluster's members"
+    );
+    assert!(
+        (sim - c).abs() < 1e-5,
+        "similarity is the mean cosine to the members: {sim}"
+    );
+}
