@@ -84,29 +84,32 @@ pub fn judge(
     }
     let customer_weight: f64 = customers.values().map(|t| rules.tiers.of(*t)).sum();
     let usual = usual_rate(group, end, rules, scope_started);
-    let scans: Vec<Scan> = rules
+    let whole = scan_span(&members, &usual, rules.floor.window, end, rules);
+    let shorter: Vec<Scan> = rules
         .spike
-        .scanned(rules.floor.window)
+        .shorter_spans(rules.floor.window)
         .into_iter()
         .map(|span| scan_span(&members, &usual, span, end, rules))
         .collect();
-    let scan = scans
-        .iter()
-        .copied()
-        .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
-        .unwrap_or_default();
+    // The most improbable span; the shortest on a tie.
+    let scan = shorter.iter().rev().fold(whole, |best, s| {
+        if s.p_value.total_cmp(&best.p_value).is_le() {
+            *s
+        } else {
+            best
+        }
+    });
     // The window is judged at every ticket it counts: a busy neighbourhood is judged about
     // `usual` times per window, so the per-judgement rate is split among them, and among the
     // spans scanned, and the false-alarm rate stays per window of time, however busy the
     // complaint.
-    let judged = (usual.shape / usual.rate).max(1.0) * scans.len() as f64;
+    let judged = (usual.shape / usual.rate).max(1.0) * (shorter.len() + 1) as f64;
     let bound = rules.spike.max_false_alarm / judged;
     let significant = usual.judgeable && scan.p_value <= bound;
     // The evidence is the longest span that stands out on its own: the whole burst, but not
     // the usual traffic before it.
-    let evidence_since = scans
-        .iter()
-        .rev()
+    let evidence_since = std::iter::once(&whole)
+        .chain(shorter.iter().rev())
         .find(|s| s.p_value <= bound)
         .map_or(scan.since, |s| s.since);
     let mut window: Vec<&Member> = members.into_values().collect();
@@ -114,7 +117,7 @@ pub fn judge(
     let tickets = window.len();
     let evidence: Vec<&Member> = window
         .into_iter()
-        .filter(|m| evidence_since.is_none_or(|since| m.at >= since))
+        .filter(|m| m.at >= evidence_since)
         .collect();
     Judgement {
         verdict: Verdict {
@@ -141,18 +144,7 @@ struct Scan {
     expected: f64,
     span_minutes: f64,
     /// Start of the span: its tickets are the evidence.
-    since: Option<DateTime<Utc>>,
-}
-
-impl Default for Scan {
-    fn default() -> Self {
-        Scan {
-            p_value: 1.0,
-            expected: 0.0,
-            span_minutes: 0.0,
-            since: None,
-        }
-    }
+    since: DateTime<Utc>,
 }
 
 /// The distinct customers of the last `span` against the usual rate scaled to the span: a
@@ -176,7 +168,7 @@ fn scan_span(
         p_value: negbin_tail(customers.len() as u64, usual.shape, rate / (rate + 1.0)),
         expected: usual.shape / rate,
         span_minutes: span.as_secs_f64() / 60.0,
-        since: Some(since),
+        since,
     }
 }
 

@@ -65,8 +65,8 @@ impl Default for SpikeRule {
 }
 
 impl SpikeRule {
-    /// The spans scanned, shortest first, the whole window last.
-    pub fn scanned(&self, window: Duration) -> Vec<Duration> {
+    /// The spans scanned besides the whole window, shortest first.
+    pub fn shorter_spans(&self, window: Duration) -> Vec<Duration> {
         let mut spans: Vec<Duration> = self
             .spans
             .iter()
@@ -75,7 +75,6 @@ impl SpikeRule {
             .collect();
         spans.sort();
         spans.dedup();
-        spans.push(window);
         spans
     }
 }
