@@ -2,6 +2,8 @@
 //! its hash is kept. The catalog is shown without URLs or secrets, and replaced whole: the new
 //! file is validated first (an error names the line) and only then written and swapped in.
 
+use std::io::ErrorKind;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -121,18 +123,46 @@ pub(crate) async fn put_catalog(
             "the catalog must be UTF-8 TOML text",
         )
     })?;
-    match catalog.replace(text) {
+    // Validating and writing the file is blocking work: off the async workers.
+    let (catalog, text) = (catalog.clone(), text.to_owned());
+    let replaced = tokio::task::spawn_blocking(move || catalog.replace(&text))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    match replaced {
         Ok(summary) => {
             tracing::info!(by = %actor.token_id, "catalog replaced");
             Ok(Json(summary))
         }
-        Err(CatalogRefused::NoFile) => Err(no_file()),
-        Err(CatalogRefused::Invalid(e)) => Err(ApiError::new(
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// The answer to a refused catalog. A file sevloop may not write (a read-only mount, say) is
+/// the deployment's choice, not a fault: the catalog in use stays, and the answer says so.
+fn refused(e: CatalogRefused) -> ApiError {
+    match e {
+        CatalogRefused::NoFile => no_file(),
+        CatalogRefused::Invalid(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_catalog",
             e.to_string(),
-        )),
-        Err(e @ CatalogRefused::Write(_)) => Err(ApiError::internal(&e)),
+        ),
+        CatalogRefused::Write(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "catalog_read_only",
+                format!(
+                    "the catalog file cannot be written here ({io}); the catalog in use is \
+                     unchanged: change the file where it is managed"
+                ),
+            )
+        }
+        e @ CatalogRefused::Write(_) => ApiError::internal(&e),
     }
 }
 
@@ -142,4 +172,29 @@ fn no_file() -> ApiError {
         "no_catalog_file",
         CatalogRefused::NoFile.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_catalog_file_that_cannot_be_written_is_a_conflict_that_says_the_catalog_stays() {
+        for kind in [ErrorKind::ReadOnlyFilesystem, ErrorKind::PermissionDenied] {
+            let answer = refused(CatalogRefused::Write(kind.into()));
+            assert_eq!(answer.status(), StatusCode::CONFLICT, "{kind:?}");
+            assert!(
+                answer.message().contains("the catalog in use is unchanged"),
+                "{}",
+                answer.message()
+            );
+        }
+    }
+
+    #[test]
+    fn other_write_failures_stay_internal_errors_that_reveal_nothing() {
+        let answer = refused(CatalogRefused::Write(ErrorKind::StorageFull.into()));
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.message(), "internal error");
+    }
 }

@@ -119,7 +119,11 @@ impl CatalogAdmin for CatalogHandle {
         let staged = path.with_extension("toml.new");
         std::fs::write(&staged, text)
             .and_then(|()| std::fs::rename(&staged, path))
-            .map_err(CatalogRefused::Write)?;
+            .map_err(|e| {
+                // Best effort: a staged copy left behind would only mislead whoever looks.
+                let _ = std::fs::remove_file(&staged);
+                CatalogRefused::Write(e)
+            })?;
         let summary = catalog.summary();
         self.swap(catalog);
         Ok(summary)
