@@ -141,7 +141,7 @@ impl Scope {
             .filter_map(|s| self.detectors.get(&s))
             .collect();
         let started = self.started.unwrap_or(ticket.event_time);
-        let judged = judge(&group, end, rules, started);
+        let judged = judge(&group, end, rules, detection.policy, started);
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
             None => Decision::Quiet,

@@ -3,12 +3,13 @@
 //! cluster and its near neighbours. So a ticket's cluster is judged together with the clusters
 //! the ticket nearly joined: their windows together, against the sum of their usual rates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::rules::Rules;
+use super::rules::{Rules, TierWeights};
 use super::state::{DetectorState, Member};
 use super::{negbin_tail, Policy, RuleName, WEAK_PRIOR_WINDOWS};
 use crate::ticket::Tier;
@@ -56,40 +57,31 @@ impl Verdict {
 pub struct Judgement {
     pub verdict: Verdict,
     /// The tickets of the longest span that stood out, oldest first: the evidence if it
-    /// escalates.
+    /// escalates. Collected only when a rule fires under the policy judged by (only then can
+    /// it escalate), so the busy path copies no ticket ids.
     pub evidence: Vec<String>,
     pub first_ticket_at: Option<DateTime<Utc>>,
 }
 
 /// Judges the windows of `group` (a cluster and its near neighbours) together, as of event
-/// time `end`. `scope_started` is when the product was first seen.
+/// time `end`, for `policy`. `scope_started` is when the product was first seen.
 pub fn judge(
     group: &[&DetectorState],
     end: DateTime<Utc>,
     rules: &Rules,
+    policy: Policy,
     scope_started: DateTime<Utc>,
 ) -> Judgement {
-    let start = end - chrono::Duration::from_std(rules.floor.window).unwrap_or_default();
-    // A neighbour's window slides only when it counts a ticket: keep its members in ours.
-    let mut members: BTreeMap<&str, &Member> = BTreeMap::new();
-    for m in group.iter().flat_map(|s| &s.window) {
-        if m.at >= start && m.at <= end {
-            members.entry(&m.ticket_id).or_insert(m);
-        }
-    }
-    let mut customers: BTreeMap<&str, Tier> = BTreeMap::new();
-    for m in members.values() {
-        let tier = customers.entry(&m.customer_id).or_insert(m.tier);
-        *tier = (*tier).max(m.tier);
-    }
-    let customer_weight: f64 = customers.values().map(|t| rules.tiers.of(*t)).sum();
+    let start = end - duration(rules.floor.window);
+    let window = window_of(group, start, end);
+    let spans = rules.spike.shorter_spans(rules.floor.window);
+    let customers = Customers::count(&window, &spans, end, &rules.tiers);
     let usual = usual_rate(group, end, rules, scope_started);
-    let whole = scan_span(&members, &usual, rules.floor.window, end, rules);
-    let shorter: Vec<Scan> = rules
-        .spike
-        .shorter_spans(rules.floor.window)
-        .into_iter()
-        .map(|span| scan_span(&members, &usual, span, end, rules))
+    let whole = scan_span(customers.whole, &usual, rules.floor.window, end, rules);
+    let shorter: Vec<Scan> = spans
+        .iter()
+        .zip(&customers.per_span)
+        .map(|(span, n)| scan_span(*n, &usual, *span, end, rules))
         .collect();
     // The most improbable span; the shortest on a tie.
     let scan = shorter.iter().rev().fold(whole, |best, s| {
@@ -112,28 +104,27 @@ pub fn judge(
         .chain(shorter.iter().rev())
         .find(|s| s.p_value <= bound)
         .map_or(scan.since, |s| s.since);
-    let mut window: Vec<&Member> = members.into_values().collect();
-    window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
     let tickets = window.len();
-    let evidence: Vec<&Member> = window
-        .into_iter()
-        .filter(|m| m.at >= evidence_since)
-        .collect();
+    let verdict = Verdict {
+        tickets: tickets as u64,
+        customers: customers.whole as u64,
+        customer_weight: customers.weight,
+        expected: scan.expected,
+        p_value: scan.p_value,
+        span_minutes: scan.span_minutes,
+        floor: tickets >= rules.floor.min_tickets as usize
+            && customers.weight >= rules.floor.min_customers,
+        spike: significant && !usual.young,
+        cold_start: significant && usual.young,
+    };
+    let evidence = match verdict.fired(policy) {
+        Some(_) => &window[window.partition_point(|m| m.at < evidence_since)..],
+        None => &[],
+    };
     Judgement {
-        verdict: Verdict {
-            tickets: tickets as u64,
-            customers: customers.len() as u64,
-            customer_weight,
-            expected: scan.expected,
-            p_value: scan.p_value,
-            span_minutes: scan.span_minutes,
-            floor: tickets >= rules.floor.min_tickets as usize
-                && customer_weight >= rules.floor.min_customers,
-            spike: significant && !usual.young,
-            cold_start: significant && usual.young,
-        },
+        verdict,
         first_ticket_at: evidence.first().map(|m| m.at),
-        evidence: evidence.into_iter().map(|m| m.ticket_id.clone()).collect(),
+        evidence: evidence.iter().map(|m| m.ticket_id.clone()).collect(),
     }
 }
 
@@ -147,29 +138,91 @@ struct Scan {
     since: DateTime<Utc>,
 }
 
-/// The distinct customers of the last `span` against the usual rate scaled to the span: a
-/// Gamma(shape, rate) belief per window is Gamma(shape, rate / share) per share of it.
+/// The `customers` distinct customers of the last `span` against the usual rate scaled to the
+/// span: a Gamma(shape, rate) belief per window is Gamma(shape, rate / share) per share of it.
 fn scan_span(
-    members: &BTreeMap<&str, &Member>,
+    customers: usize,
     usual: &Usual,
-    span: std::time::Duration,
+    span: Duration,
     end: DateTime<Utc>,
     rules: &Rules,
 ) -> Scan {
-    let since = end - chrono::Duration::from_std(span).unwrap_or_default();
-    let customers: BTreeSet<&str> = members
-        .values()
-        .filter(|m| m.at >= since)
-        .map(|m| m.customer_id.as_str())
-        .collect();
     let share = span.as_secs_f64() / rules.floor.window.as_secs_f64().max(1.0);
     let rate = usual.rate / share;
     Scan {
-        p_value: negbin_tail(customers.len() as u64, usual.shape, rate / (rate + 1.0)),
+        p_value: negbin_tail(customers as u64, usual.shape, rate / (rate + 1.0)),
         expected: usual.shape / rate,
         span_minutes: span.as_secs_f64() / 60.0,
-        since,
+        since: end - duration(span),
     }
+}
+
+/// The group's window from `start` to `end`, oldest first, each ticket once. A neighbour's
+/// window slides only when it counts a ticket, so its older members are left out here.
+fn window_of<'a>(
+    group: &[&'a DetectorState],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<&'a Member> {
+    let mut window: Vec<&Member> = group
+        .iter()
+        .flat_map(|s| &s.window)
+        .filter(|m| m.at >= start && m.at <= end)
+        .collect();
+    // Each cluster's window is already nearly in time order, so the sort is close to linear.
+    window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
+    // A ticket moved between two clusters of the group counts once.
+    window.dedup_by(|a, b| a.ticket_id == b.ticket_id);
+    window
+}
+
+/// Distinct customers of a window (repeat tickets from one customer count once).
+struct Customers {
+    whole: usize,
+    /// In each of the shorter spans, shortest first.
+    per_span: Vec<usize>,
+    /// Distinct customers weighted by their highest tier in the window.
+    weight: f64,
+}
+
+impl Customers {
+    /// One pass from the newest ticket back, noting the count as it crosses each span's start.
+    fn count(
+        window: &[&Member],
+        spans: &[Duration],
+        end: DateTime<Utc>,
+        tiers: &TierWeights,
+    ) -> Customers {
+        let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - duration(*s)).collect();
+        let mut seen: HashMap<&str, Tier, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(window.len(), Default::default());
+        let mut per_span = Vec::with_capacity(starts.len());
+        for m in window.iter().rev() {
+            while starts
+                .get(per_span.len())
+                .is_some_and(|since| m.at < *since)
+            {
+                per_span.push(seen.len());
+            }
+            let tier = seen.entry(&m.customer_id).or_insert(m.tier);
+            *tier = (*tier).max(m.tier);
+        }
+        per_span.resize(starts.len(), seen.len());
+        // Summed per tier, not per customer, so the order of the map cannot change the sum.
+        let weight = [Tier::Free, Tier::Pro, Tier::Enterprise]
+            .into_iter()
+            .map(|t| seen.values().filter(|v| **v == t).count() as f64 * tiers.of(t))
+            .sum();
+        Customers {
+            whole: seen.len(),
+            per_span,
+            weight,
+        }
+    }
+}
+
+fn duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 /// A Gamma(shape, rate) belief about the usual tickets per window.

@@ -72,7 +72,7 @@ fn observe_in(
     policy: Policy,
 ) -> Decision {
     let end = s.count(m, rules);
-    let judged = judge(&[&*s], end, rules, started);
+    let judged = judge(&[&*s], end, rules, policy, started);
     s.decide("cards:1", judged, end, rules, policy)
 }
 
