@@ -10,8 +10,9 @@
 //! (projection is linear), so a centroid's buckets stay current for the cost of a few adds, and a
 //! restored cluster hashes exactly as before the restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

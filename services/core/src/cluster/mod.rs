@@ -17,10 +17,11 @@ pub mod corrections;
 pub mod lsh;
 pub mod vector;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
 use crate::text::{is_mask, TermVector};
@@ -517,16 +518,19 @@ impl Clusterer {
         if c.centroid.len() <= self.config.centroid_terms {
             return;
         }
-        let mut ranked: Vec<(String, f32)> =
-            c.centroid.iter().map(|(t, w)| (t.clone(), *w)).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let dropped = ranked.split_off(self.config.centroid_terms);
-        for (term, _) in &dropped {
+        let mut ranked: Vec<(&String, f32)> = c.centroid.iter().map(|(t, w)| (t, *w)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        // Usually one or two terms fall off: only those are copied.
+        let dropped: Vec<String> = ranked[self.config.centroid_terms..]
+            .iter()
+            .map(|(t, _)| (*t).clone())
+            .collect();
+        for term in &dropped {
             c.centroid.remove(term);
             c.surface.remove(term);
         }
-        for (term, _) in dropped {
-            self.unpost(&term, seq);
+        for term in &dropped {
+            self.unpost(term, seq);
         }
     }
 }
