@@ -16,6 +16,8 @@ use sevloop_core::{
 use sevloop_embed::Encoder;
 use sha2::{Digest, Sha256};
 
+use crate::config::PipelineSettings;
+
 /// Tickets in stream order with their labels (read only to score).
 pub struct Corpus {
     pub tickets: Vec<TicketEvent>,
@@ -143,6 +145,10 @@ pub struct OnlineClustering {
     policy: Policy,
     featurizer: Featurizer,
     scopes: HashMap<String, Scope>,
+    observed: usize,
+    /// Checkpoints are taken once per this many tickets, as the pipeline takes them once per
+    /// full batch when the stream is busy.
+    checkpoint_every: usize,
 }
 
 impl OnlineClustering {
@@ -169,6 +175,8 @@ impl OnlineClustering {
             policy,
             featurizer: Featurizer::default(),
             scopes: HashMap::new(),
+            observed: 0,
+            checkpoint_every: PipelineSettings::default().max_batch.max(1),
         }
     }
 
@@ -186,7 +194,12 @@ impl OnlineClustering {
             policy: self.policy,
         };
         let observation = scope.observe(&features, ticket, &detection);
-        scope.take_touched();
+        self.observed += 1;
+        if self.observed % self.checkpoint_every == 0 {
+            for scope in self.scopes.values_mut() {
+                scope.take_touched();
+            }
+        }
         observation
     }
 

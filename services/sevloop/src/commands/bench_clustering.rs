@@ -1,9 +1,9 @@
-//! `bench-clustering`: the clustering stage alone (features, assignment, consolidation and
-//! detection, as the pipeline runs them), on one thread, over a stream resampled from a
-//! labelled file. Prints throughput, the time per ticket at 10k, 100k and 1M tickets, the
-//! clusters alive and peak memory. Sentence vectors are computed once per distinct text
-//! beforehand (they are stored with each ticket in the pipeline), so this measures clustering,
-//! not the encoder.
+//! `bench-clustering`: the clustering stage alone (features, assignment, consolidation,
+//! detection and a checkpoint per full batch, as the pipeline runs them), on one thread, over a
+//! stream resampled from a labelled file. Prints throughput, the time per ticket at 10k, 100k
+//! and 1M tickets, the clusters alive and peak memory. Sentence vectors are computed once per
+//! distinct text beforehand (they are stored with each ticket in the pipeline), so this
+//! measures clustering, not the encoder.
 
 use std::time::Instant;
 
