@@ -58,27 +58,31 @@ pub enum Policy {
 
 /// `P(X ≥ k)` for X negative binomial with `r` successes and success probability `p`: the
 /// predictive count of a Poisson rate with a Gamma(r, b) belief about it, `p = b / (b + 1)`.
-/// Summed term by term in log space, so neither a firm belief (`p^r` underflows) nor a large
-/// `k` loses the sum.
+/// `P(X < k) = p^r Σ_{i<k} t_i` with `t_0 = 1` and `t_i = t_{i-1} (i - 1 + r) q / i`: the sum is
+/// at least 1, so it is kept in linear space (one multiply per term, rescaled before it could
+/// overflow) and `p^r` joins it in log space, where neither a firm belief (`p^r` underflows) nor
+/// a large `k` loses it. Judging runs this at every ticket, so one logarithm matters.
 pub fn negbin_tail(k: u64, r: f64, p: f64) -> f64 {
+    const SCALE: f64 = 1e280;
     if k == 0 {
         return 1.0;
     }
     if r <= 0.0 || p >= 1.0 {
         return 0.0;
     }
-    let ln_q = (1.0 - p).ln();
-    let mut log_term = r * p.ln();
-    let mut log_below = log_term;
+    let q = 1.0 - p;
+    let (mut term, mut sum, mut rescaled) = (1.0f64, 1.0f64, 0u32);
     for i in 1..k {
-        log_term += ((i as f64 - 1.0 + r) / i as f64).ln() + ln_q;
-        let (hi, lo) = if log_below > log_term {
-            (log_below, log_term)
-        } else {
-            (log_term, log_below)
-        };
-        log_below = hi + (lo - hi).exp().ln_1p();
+        let i = i as f64;
+        term *= (i - 1.0 + r) / i * q;
+        sum += term;
+        if sum > SCALE {
+            term /= SCALE;
+            sum /= SCALE;
+            rescaled += 1;
+        }
     }
+    let log_below = r * p.ln() + f64::from(rescaled) * SCALE.ln() + sum.ln();
     (1.0 - log_below.exp()).max(0.0)
 }
 

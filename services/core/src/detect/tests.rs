@@ -101,6 +101,29 @@ fn the_negative_binomial_tail_matches_known_values() {
     assert!(negbin_tail(2000, 1e4, 1e4 / (1e4 + 1000.0)) < 1e-12);
 }
 
+proptest::proptest! {
+    /// Closed forms: r = 1 is the geometric, `P(X ≥ k) = q^k`; r = 2 gives `q^k (1 + k p)`.
+    #[test]
+    fn the_negative_binomial_tail_matches_its_closed_forms(k in 0u64..3000, p in 0.001f64..0.999) {
+        let q = 1.0 - p;
+        let geometric = q.powf(k as f64);
+        proptest::prop_assert!((negbin_tail(k, 1.0, p) - geometric).abs() < 1e-12);
+        let two = geometric * (1.0 + k as f64 * p);
+        proptest::prop_assert!((negbin_tail(k, 2.0, p) - two).abs() < 1e-12);
+    }
+
+    /// A tail only shrinks as the count grows, whatever the belief (up to rounding), and is a
+    /// probability.
+    #[test]
+    fn the_negative_binomial_tail_falls_with_the_count(
+        k in 0u64..2000, r in 0.01f64..1e5, p in 0.001f64..0.999,
+    ) {
+        let (at, next) = (negbin_tail(k, r, p), negbin_tail(k + 1, r, p));
+        proptest::prop_assert!((0.0..=1.0).contains(&at), "{at}");
+        proptest::prop_assert!(next <= at + 1e-9, "{next} > {at}");
+    }
+}
+
 #[test]
 fn a_busy_cluster_at_its_usual_rate_does_not_escalate() {
     let mut s = with_history(10);
