@@ -309,13 +309,12 @@ impl Clusterer {
     fn score(&self, c: &Cluster, f: &Features, query: &Weighted) -> (f32, f32) {
         match (&c.dense, &f.dense) {
             (Some(sum), Some(v)) => {
-                let n = self
-                    .norms
-                    .get(&c.seq)
-                    .copied()
-                    .unwrap_or_else(|| vector::norm(sum));
                 let scale = match self.config.semantic_linkage {
-                    Linkage::Centroid => n,
+                    Linkage::Centroid => self
+                        .norms
+                        .get(&c.seq)
+                        .copied()
+                        .unwrap_or_else(|| vector::norm(sum)),
                     Linkage::Average => c.size as f32,
                 };
                 let sim = if scale == 0.0 {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::rules::{Rules, TierWeights};
 use super::state::{DetectorState, Member};
-use super::{negbin_tail, Policy, RuleName, WEAK_PRIOR_WINDOWS};
+use super::{event_span, negbin_tail, Policy, RuleName, WEAK_PRIOR_WINDOWS};
 use crate::ticket::Tier;
 
 /// How a window looks against the rules when a ticket is counted: what the backtest prints
@@ -72,7 +72,7 @@ pub fn judge(
     policy: Policy,
     scope_started: DateTime<Utc>,
 ) -> Judgement {
-    let start = end - duration(rules.floor.window);
+    let start = end - event_span(rules.floor.window);
     let window = window_of(group, start, end);
     let spans = rules.spike.shorter_spans(rules.floor.window);
     let customers = Customers::count(&window, &spans, end, &rules.tiers);
@@ -153,7 +153,7 @@ fn scan_span(
         p_value: negbin_tail(customers as u64, usual.shape, rate / (rate + 1.0)),
         expected: usual.shape / rate,
         span_minutes: span.as_secs_f64() / 60.0,
-        since: end - duration(span),
+        since: end - event_span(span),
     }
 }
 
@@ -171,7 +171,7 @@ fn window_of<'a>(
         .collect();
     // Each cluster's window is already nearly in time order, so the sort is close to linear.
     window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
-    // A ticket moved between two clusters of the group counts once.
+    // Should a ticket sit in two windows of the group, it counts once.
     window.dedup_by(|a, b| a.ticket_id == b.ticket_id);
     window
 }
@@ -193,7 +193,7 @@ impl Customers {
         end: DateTime<Utc>,
         tiers: &TierWeights,
     ) -> Customers {
-        let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - duration(*s)).collect();
+        let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - event_span(*s)).collect();
         let mut seen: HashMap<&str, Tier, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(window.len(), Default::default());
         let mut per_span = Vec::with_capacity(starts.len());
@@ -219,10 +219,6 @@ impl Customers {
             weight,
         }
     }
-}
-
-fn duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 /// A Gamma(shape, rate) belief about the usual tickets per window.

@@ -56,6 +56,12 @@ pub enum Policy {
     Alone(RuleName),
 }
 
+/// A rule's span of event time, for arithmetic on event times (an absurdly long setting reads
+/// as zero rather than panicking).
+fn event_span(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
+}
+
 /// `P(X ≥ k)` for X negative binomial with `r` successes and success probability `p`: the
 /// predictive count of a Poisson rate with a Gamma(r, b) belief about it, `p = b / (b + 1)`.
 /// `P(X < k) = p^r Σ_{i<k} t_i` with `t_0 = 1` and `t_i = t_{i-1} (i - 1 + r) q / i`: the sum is

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::history::History;
 use super::judge::Judgement;
 use super::rules::Rules;
-use super::{escalation_id, Decision, Escalation, Policy};
+use super::{escalation_id, event_span, Decision, Escalation, Policy};
 use crate::ticket::Tier;
 
 /// Most members a window remembers; far above any sensible `min_tickets`.
@@ -70,7 +70,7 @@ impl DetectorState {
             if judged.verdict.p_value <= HOT {
                 self.hot_at = Some(end);
             }
-            let quiet = chrono::Duration::from_std(rules.episode.quiet).unwrap_or_default();
+            let quiet = event_span(rules.episode.quiet);
             if self.hot_at.is_some_and(|hot| end - hot <= quiet) {
                 return Decision::Attach {
                     sev_cluster: self
@@ -88,7 +88,7 @@ impl DetectorState {
         self.episode += 1;
         self.sev_cluster = Some(cluster_id.to_string());
         self.hot_at = Some(end);
-        let window = chrono::Duration::from_std(rules.floor.window).unwrap_or_default();
+        let window = event_span(rules.floor.window);
         Decision::Escalate(Escalation {
             id: escalation_id(cluster_id, self.episode, rule.as_str()),
             cluster_id: cluster_id.to_string(),
@@ -122,7 +122,7 @@ impl DetectorState {
         // The cluster's history starts when it is first seen, not a window before.
         self.history.until.get_or_insert(member.at);
         self.window.push_back(member);
-        let start = end - chrono::Duration::from_std(rules.floor.window).unwrap_or_default();
+        let start = end - event_span(rules.floor.window);
         let mut left = Vec::new();
         self.window.retain(|m| {
             let stays = m.at >= start;
