@@ -336,3 +336,23 @@ fn average_linkage_prefers_the_cluster_whose_members_a_ticket_resembles() {
         "similarity is the mean cosine to the members: {sim}"
     );
 }
+
+mod sparse {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn terms() -> impl Strategy<Value = BTreeMap<String, f32>> {
+        proptest::collection::btree_map("[a-e]{1,3}", 0.01f32..2.0, 0..20)
+    }
+
+    proptest! {
+        /// The merge gives exactly (bit for bit) the dot product a lookup per term gives, so
+        /// clusters do not change with the faster loop.
+        #[test]
+        fn the_merged_dot_product_is_the_looked_up_one(a in terms(), b in terms()) {
+            let looked_up: f32 = a.iter().filter_map(|(t, w)| b.get(t).map(|o| o * w)).sum();
+            let merged: f32 = shared_products(sorted(&a), sorted(&b)).sum();
+            prop_assert_eq!(looked_up.to_bits(), merged.to_bits());
+        }
+    }
+}
