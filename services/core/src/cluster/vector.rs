@@ -1,10 +1,16 @@
 //! Dense vector arithmetic for semantic features. Plain loops over slices: the compiler
 //! vectorises them, and the summation order is fixed, so results are bit-for-bit repeatable.
+//! The loops are also compiled for AVX2 and picked at run time where the CPU has it: twice the
+//! lanes per instruction, the same operations in the same order (no fused multiply-add, which
+//! Rust never contracts to), so the same bits either way.
+
+use multiversion::multiversion;
 
 /// Sixteen independent partial sums, added up in a fixed order at the end: the compiler keeps
 /// them in four SIMD registers (a single running sum cannot be reordered, so it would not
 /// vectorise), and the result is still the same on every run. A plain sum of the lanes
 /// vectorises best: a pairwise tree made LLVM use two-lane registers, half the throughput.
+#[multiversion(targets("x86_64+avx2"))]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let n = a.len().min(b.len());
@@ -40,6 +46,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `acc += sign * v`, growing `acc` to `v`'s length if needed.
+#[multiversion(targets("x86_64+avx2"))]
 pub fn add_scaled(acc: &mut Vec<f32>, v: &[f32], sign: f32) {
     if acc.len() < v.len() {
         acc.resize(v.len(), 0.0);
@@ -67,6 +74,29 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - plain).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    /// The same sixteen lanes written out one at a time, compiled for the baseline CPU: the
+    /// dispatched `dot` (AVX2 where the CPU has it) must give exactly these bits, or a replay
+    /// on another machine could cluster differently.
+    fn sixteen_lanes_one_by_one(a: &[f32], b: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; 16];
+        let whole = a.len() / 16 * 16;
+        for i in 0..whole {
+            lanes[i % 16] += a[i] * b[i];
+        }
+        let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dot_gives_the_same_bits_on_every_cpu(
+            pairs in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0), 0..400)
+        ) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            proptest::prop_assert_eq!(dot(&a, &b).to_bits(), sixteen_lanes_one_by_one(&a, &b).to_bits());
         }
     }
 
