@@ -96,17 +96,19 @@ pub struct TermVector {
     pub surface: BTreeMap<String, String>,
 }
 
-/// Turns text into term features. Holds the analyzers so they are built once.
+/// Turns text into term features. Holds the analyzer so it is built once.
 pub struct Featurizer {
-    stemmed: TextAnalyzer,
     unstemmed: TextAnalyzer,
+    /// The stemmer [`analyzer`]'s filter runs, applied here to each unstemmed word so the text
+    /// is tokenized once for both the term and its readable surface form.
+    stemmer: rust_stemmers::Stemmer,
 }
 
 impl Default for Featurizer {
     fn default() -> Self {
         Featurizer {
-            stemmed: analyzer(),
             unstemmed: base_builder().build(),
+            stemmer: rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English),
         }
     }
 }
@@ -115,14 +117,14 @@ impl Featurizer {
     /// Sub-linear term frequency (1 + ln tf), L2-normalised.
     pub fn features(&mut self, text: &str, personal: &[&str]) -> TermVector {
         let masked = mask(text, personal);
-        let stems = tokens(&mut self.stemmed, &masked);
-        let words = tokens(&mut self.unstemmed, &masked);
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         let mut surface = BTreeMap::new();
-        // The stemmer maps one token to one token, so both token lists line up.
-        for (stem, word) in stems.into_iter().zip(words) {
+        let mut stream = self.unstemmed.token_stream(&masked);
+        while stream.advance() {
+            let word = &stream.token().text;
+            let stem = self.stemmer.stem(word).into_owned();
             *counts.entry(stem.clone()).or_default() += 1;
-            surface.entry(stem).or_insert(word);
+            surface.entry(stem).or_insert_with(|| word.clone());
         }
         let mut weights: BTreeMap<String, f32> = counts
             .into_iter()
@@ -134,15 +136,6 @@ impl Featurizer {
         }
         TermVector { weights, surface }
     }
-}
-
-fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
-    let mut stream = analyzer.token_stream(text);
-    let mut out = Vec::new();
-    while stream.advance() {
-        out.push(stream.token().text.clone());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -208,6 +201,21 @@ mod tests {
             };
             let mut f = Featurizer::default();
             prop_assert_eq!(f.features(&with(a), &[]).weights, f.features(&with(b), &[]).weights);
+        }
+
+        /// The terms are exactly what the index's analyzer makes of the masked text, so search
+        /// and clustering agree on words.
+        #[test]
+        fn terms_are_the_index_analyzers_tokens(s in "[a-zA-Z0-9 @.',!?-]{0,200}") {
+            let mut index = analyzer();
+            let masked = mask(&s, &[]);
+            let mut stream = index.token_stream(&masked);
+            let mut expected = std::collections::BTreeSet::new();
+            while stream.advance() {
+                expected.insert(stream.token().text.clone());
+            }
+            let v = Featurizer::default().features(&s, &[]);
+            prop_assert_eq!(v.weights.keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected);
         }
 
         #[test]
