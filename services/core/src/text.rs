@@ -98,33 +98,37 @@ pub struct TermVector {
 
 /// Turns text into term features. Holds the analyzer so it is built once.
 pub struct Featurizer {
-    unstemmed: TextAnalyzer,
-    /// The stemmer [`analyzer`]'s filter runs, applied here to each unstemmed word so the text
-    /// is tokenized once for both the term and its readable surface form.
-    stemmer: rust_stemmers::Stemmer,
+    analyzer: TextAnalyzer,
 }
 
 impl Default for Featurizer {
     fn default() -> Self {
         Featurizer {
-            unstemmed: base_builder().build(),
-            stemmer: rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English),
+            analyzer: analyzer(),
         }
     }
 }
 
 impl Featurizer {
-    /// Sub-linear term frequency (1 + ln tf), L2-normalised.
+    /// Sub-linear term frequency (1 + ln tf), L2-normalised. One pass of the index's analyzer:
+    /// each term's readable surface word is the text its token came from, lowercased char by
+    /// char as the analyzer's LowerCaser does.
     pub fn features(&mut self, text: &str, personal: &[&str]) -> TermVector {
         let masked = mask(text, personal);
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         let mut surface = BTreeMap::new();
-        let mut stream = self.unstemmed.token_stream(&masked);
+        let mut stream = self.analyzer.token_stream(&masked);
         while stream.advance() {
-            let word = &stream.token().text;
-            let stem = self.stemmer.stem(word).into_owned();
-            *counts.entry(stem.clone()).or_default() += 1;
-            surface.entry(stem).or_insert_with(|| word.clone());
+            let token = stream.token();
+            *counts.entry(token.text.clone()).or_default() += 1;
+            surface.entry(token.text.clone()).or_insert_with(|| {
+                masked
+                    .get(token.offset_from..token.offset_to)
+                    .unwrap_or_default()
+                    .chars()
+                    .flat_map(char::to_lowercase)
+                    .collect::<String>()
+            });
         }
         let mut weights: BTreeMap<String, f32> = counts
             .into_iter()
@@ -204,18 +208,25 @@ mod tests {
         }
 
         /// The terms are exactly what the index's analyzer makes of the masked text, so search
-        /// and clustering agree on words.
+        /// and clustering agree on words; each term's surface is the first word (lowercased,
+        /// unstemmed) that made it.
         #[test]
-        fn terms_are_the_index_analyzers_tokens(s in "[a-zA-Z0-9 @.',!?-]{0,200}") {
-            let mut index = analyzer();
+        fn terms_are_the_index_analyzers_tokens(s in "[a-zA-ZÀ-ÿ0-9 @.',!?-]{0,200}") {
             let masked = mask(&s, &[]);
-            let mut stream = index.token_stream(&masked);
-            let mut expected = std::collections::BTreeSet::new();
-            while stream.advance() {
-                expected.insert(stream.token().text.clone());
+            let mut expected: BTreeMap<String, String> = BTreeMap::new();
+            let mut words = base_builder().build();
+            let mut unstemmed = words.token_stream(&masked);
+            let mut index = analyzer();
+            let mut stemmed = index.token_stream(&masked);
+            while stemmed.advance() {
+                prop_assert!(unstemmed.advance());
+                expected
+                    .entry(stemmed.token().text.clone())
+                    .or_insert_with(|| unstemmed.token().text.clone());
             }
             let v = Featurizer::default().features(&s, &[]);
-            prop_assert_eq!(v.weights.keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected);
+            prop_assert_eq!(v.weights.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+            prop_assert_eq!(v.surface, expected);
         }
 
         #[test]
