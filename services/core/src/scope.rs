@@ -30,6 +30,9 @@ pub struct Observation {
     pub seq: u64,
     pub assignment: Assignment,
     pub decision: Decision,
+    /// Earlier tickets that consolidation, run because this ticket moved event time on, split
+    /// off into a new cluster: (ticket id, its new cluster's seq).
+    pub moved: Vec<(String, u64)>,
 }
 
 /// What detection needs besides the tickets: the rules, the catalog that says which team owns
@@ -84,7 +87,7 @@ impl Scope {
         ticket: &TicketEvent,
         detection: &Detection,
     ) -> Observation {
-        self.consolidate_until(ticket.event_time);
+        let moved = self.consolidate_until(ticket.event_time);
         let (seq, assignment, near) =
             self.clusterer
                 .assign_near(features, &ticket.ticket_id, ticket.event_time);
@@ -102,6 +105,7 @@ impl Scope {
             seq,
             assignment,
             decision,
+            moved,
         }
     }
 
@@ -206,15 +210,23 @@ impl Scope {
     }
 
     /// Runs the consolidation rounds that event time `t` makes due; merged clusters' detection
-    /// state moves into the cluster they merged into.
-    fn consolidate_until(&mut self, t: DateTime<Utc>) {
+    /// state moves into the cluster they merged into. Returns the tickets that splits moved.
+    /// (A split cluster's detection state stays: the complaints it counted were counted when
+    /// they came, and the new cluster starts its own.)
+    fn consolidate_until(&mut self, t: DateTime<Utc>) -> Vec<(String, u64)> {
         let last = *self.latest.get_or_insert(t);
         if t <= last {
-            return;
+            return Vec::new();
         }
         self.latest = Some(t);
-        let merges = self.clusterer.consolidate(last, t);
-        self.after_merges(&merges);
+        let round = self.clusterer.consolidate(last, t);
+        let mut moved = Vec::new();
+        for split in round.splits {
+            self.touched.extend([split.from, split.into]);
+            moved.extend(split.ticket_ids.into_iter().map(|id| (id, split.into)));
+        }
+        self.after_merges(&round.merges);
+        moved
     }
 
     fn after_merges(&mut self, merges: &[crate::cluster::consolidate::Merge]) {

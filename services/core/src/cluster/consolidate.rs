@@ -2,10 +2,12 @@
 //!
 //! The online pass is deliberately strict (a high join threshold keeps distinct complaints
 //! apart), so one complaint can start in several fragments. Every `every` of event time, the
-//! clusters that changed since the last round are compared with their LSH or inverted-index
-//! neighbours, and pairs whose centroids are closer than `merge_threshold` are merged, closest
-//! first (centroid linkage). Small clusters that stopped growing long ago are folded into their
-//! nearest larger cluster when it is close enough. Pairs a human split are never merged.
+//! clusters that changed since the last round are first checked for drift ([`super::drift`]:
+//! recent members that became a different complaint split off into a new cluster), then
+//! compared with their LSH or inverted-index neighbours, and pairs whose centroids are closer
+//! than `merge_threshold` are merged, closest first. Small clusters that stopped growing long
+//! ago are folded into their nearest larger cluster when it is close enough. Pairs a human split
+//! are never merged.
 //!
 //! The schedule is a pure function of event time (round boundaries are multiples of `every`), so
 //! a replay, or a restart mid-stream, consolidates at the same points with the same result.
@@ -16,7 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{add_terms, duration, vector, Cluster, Clusterer, Features};
+use super::drift::{self, SplitConfig};
+use super::{add_terms, duration, keep_latest, vector, Cluster, Clusterer, Features};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,6 +41,8 @@ pub struct ConsolidationConfig {
     pub stray_threshold: f32,
     /// Merge passes per round; each pass sees the centroids the previous one produced.
     pub passes: usize,
+    /// Splitting clusters that drifted.
+    pub split: SplitConfig,
 }
 
 impl Default for ConsolidationConfig {
@@ -51,6 +56,7 @@ impl Default for ConsolidationConfig {
             stray_after: Duration::from_secs(6 * 3600),
             stray_threshold: 0.4,
             passes: 4,
+            split: SplitConfig::default(),
         }
     }
 }
@@ -60,6 +66,27 @@ impl Default for ConsolidationConfig {
 pub struct Merge {
     pub from: u64,
     pub into: u64,
+}
+
+/// Tickets that drifted out of a cluster into a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub from: u64,
+    pub into: u64,
+    pub ticket_ids: Vec<String>,
+}
+
+/// What one or more consolidation rounds did, in order: splits, then merges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    pub splits: Vec<Split>,
+    pub merges: Vec<Merge>,
+}
+
+impl Round {
+    pub fn is_empty(&self) -> bool {
+        self.splits.is_empty() && self.merges.is_empty()
+    }
 }
 
 impl ConsolidationConfig {
@@ -73,24 +100,52 @@ impl ConsolidationConfig {
 
 impl Clusterer {
     /// Runs the consolidation rounds due when event time moves from `last` to `now`: clusters
-    /// seen since the round `last` was in are merge candidates, and strays that went quiet
-    /// between the two rounds are folded in.
-    pub fn consolidate(&mut self, last: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Merge> {
+    /// seen since the round `last` was in may split and are merge candidates, and strays that
+    /// went quiet between the two rounds are folded in.
+    pub fn consolidate(&mut self, last: DateTime<Utc>, now: DateTime<Utc>) -> Round {
         let c = self.config.consolidation.clone();
         let (from, to) = (c.round_start(last), c.round_start(now));
         if !c.enabled || to <= from {
-            return Vec::new();
+            return Round::default();
         }
-        let changed: BTreeSet<u64> = self
+        let mut changed: BTreeSet<u64> = self
             .clusters
             .values()
             .filter(|k| k.last_seen >= from)
             .map(|k| k.seq)
             .collect();
+        let splits = self.split_drifted(&changed, &c.split);
+        changed.extend(splits.iter().map(|s| s.into));
         let mut merges = self.merge_fragments(changed, &c);
         let quiet = (from - duration(c.stray_after), to - duration(c.stray_after));
         merges.extend(self.fold_strays(quiet, &c));
-        merges
+        Round { splits, merges }
+    }
+
+    /// Splits off the recent members of `changed` clusters that drifted to another complaint.
+    fn split_drifted(&mut self, changed: &BTreeSet<u64>, config: &SplitConfig) -> Vec<Split> {
+        let mut splits = Vec::new();
+        for seq in changed {
+            let Some(k) = self.clusters.get(seq) else {
+                continue;
+            };
+            let Some(away) = drift::drifted(k, config) else {
+                continue;
+            };
+            let members: Vec<(String, Features)> = away
+                .iter()
+                .map(|i| (k.recent[*i].ticket_id.clone(), k.features_of(&k.recent[*i])))
+                .collect();
+            if let Some(into) = self.carve(*seq, &members, false) {
+                let ticket_ids = members.into_iter().map(|(id, _)| id).collect();
+                splits.push(Split {
+                    from: *seq,
+                    into,
+                    ticket_ids,
+                });
+            }
+        }
+        splits
     }
 
     /// Merges close pairs among `changed` and their neighbours, closest pair first.
@@ -254,6 +309,8 @@ impl Clusterer {
                 k.exemplars.push(e);
             }
         }
+        k.recent.append(&mut gone.recent);
+        keep_latest(&mut k.recent, self.config.consolidation.split.sample);
         for term in added {
             self.postings.entry(term).or_default().insert(into);
         }

@@ -6,10 +6,13 @@
 //! by consolidation (`cannot_link`), and the centroids they leave behind steer later tickets.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{add_terms, cluster_id, vector, Cluster, Clusterer, Exemplar, Features};
+use super::{
+    add_terms, cluster_id, keep_latest, vector, Cluster, Clusterer, Exemplar, Features, Sample,
+};
 
 /// A correction as a person asked for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,17 @@ impl Clusterer {
     /// Moves the given members (with their features) out of cluster `seq` into a new cluster
     /// that consolidation keeps apart from it. Returns the new cluster's seq.
     pub fn split_off(&mut self, seq: u64, members: &[(String, Features)]) -> Option<u64> {
+        self.carve(seq, members, true)
+    }
+
+    /// Moves members out of cluster `seq` into a new cluster (kept apart from it for good when a
+    /// person asked, `keep_apart`). Their samples move with them.
+    pub(crate) fn carve(
+        &mut self,
+        seq: u64,
+        members: &[(String, Features)],
+        keep_apart: bool,
+    ) -> Option<u64> {
         let seq = self.resolve(seq);
         // The new cluster dates from its source, so event time (and the consolidation schedule
         // derived from it) does not depend on when a person made the correction.
@@ -53,22 +67,31 @@ impl Clusterer {
             dense: None,
             projections: Vec::new(),
             exemplars: Vec::new(),
-            cannot_link: BTreeSet::from([seq]),
+            cannot_link: BTreeSet::new(),
             merged_into: None,
             first_seen: first,
             last_seen: last,
+            recent: Vec::new(),
         };
         for (ticket_id, f) in members {
-            self.withdraw(seq, f);
+            if let Some(sample) = self.withdraw(seq, ticket_id, f) {
+                fresh.recent.push(sample);
+            }
             add_member(&mut fresh, f);
             fresh.exemplars.push(Exemplar {
                 ticket_id: ticket_id.clone(),
                 similarity: 1.0,
             });
         }
+        keep_latest(&mut fresh.recent, self.config.consolidation.split.sample);
         fresh.exemplars.truncate(self.config.exemplars.max(1));
+        if keep_apart {
+            fresh.cannot_link.insert(seq);
+        }
         if let Some(old) = self.clusters.get_mut(&seq) {
-            old.cannot_link.insert(new);
+            if keep_apart {
+                old.cannot_link.insert(new);
+            }
             old.exemplars
                 .retain(|e| !members.iter().any(|(id, _)| *id == e.ticket_id));
         }
@@ -84,9 +107,11 @@ impl Clusterer {
         if from == to || !self.clusters.contains_key(&from) || !self.clusters.contains_key(&to) {
             return false;
         }
-        self.withdraw(from, f);
+        let sample = self.withdraw(from, ticket_id, f);
         if let Some(k) = self.clusters.get_mut(&to) {
             add_member(k, f);
+            k.recent.extend(sample);
+            keep_latest(&mut k.recent, self.config.consolidation.split.sample);
             if k.exemplars.len() < self.config.exemplars {
                 k.exemplars.push(Exemplar {
                     ticket_id: ticket_id.to_string(),
@@ -101,9 +126,13 @@ impl Clusterer {
         true
     }
 
-    /// Subtracts one member's features from a cluster.
-    fn withdraw(&mut self, seq: u64, f: &Features) {
+    /// Subtracts one member's features from a cluster; returns its sample if it had one.
+    fn withdraw(&mut self, seq: u64, ticket_id: &str, f: &Features) -> Option<Arc<Sample>> {
+        let mut sample = None;
         if let Some(k) = self.clusters.get_mut(&seq) {
+            if let Some(i) = k.recent.iter().position(|s| s.ticket_id == ticket_id) {
+                sample = Some(k.recent.remove(i));
+            }
             let negated = crate::text::TermVector {
                 weights: f.terms.weights.clone(),
                 surface: Default::default(),
@@ -115,6 +144,7 @@ impl Clusterer {
             k.size = k.size.saturating_sub(1);
         }
         self.refresh_indexes(seq);
+        sample
     }
 
     /// Brings the inverted index and LSH buckets in line with a cluster's current sums.

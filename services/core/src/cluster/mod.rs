@@ -14,10 +14,12 @@
 
 pub mod consolidate;
 pub mod corrections;
+pub mod drift;
 pub mod lsh;
 pub mod vector;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -124,6 +126,39 @@ pub struct Cluster {
     pub merged_into: Option<u64>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    /// The latest members with their features, oldest first: what consolidation looks at to
+    /// split a cluster that drifted (the sums alone cannot say which tickets to move).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Arc<Sample>>,
+}
+
+/// One recent member of a cluster, kept with the features it added to the sums. Shared (`Arc`)
+/// so checkpoint copies of a cluster do not copy its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub ticket_id: String,
+    pub at: DateTime<Utc>,
+    pub terms: BTreeMap<String, f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<Vec<f32>>,
+}
+
+impl Cluster {
+    /// A sample's features as they were added, with this cluster's readable words for its terms.
+    pub fn features_of(&self, sample: &Sample) -> Features {
+        let surface = sample
+            .terms
+            .keys()
+            .filter_map(|t| Some((t.clone(), self.surface.get(t)?.clone())))
+            .collect();
+        Features {
+            terms: TermVector {
+                weights: sample.terms.clone(),
+                surface,
+            },
+            dense: sample.dense.clone(),
+        }
+    }
 }
 
 /// Where a ticket went and why.
@@ -261,6 +296,7 @@ impl Clusterer {
                 near.retain(|s| *s != seq);
                 let matched = self.matched_terms(&self.clusters[&seq], &f.terms, 5);
                 self.absorb(seq, f, projections.as_deref(), at);
+                self.remember(seq, ticket_id, f, at);
                 self.add_exemplar(seq, ticket_id, sim);
                 let id = self.clusters[&seq].id.clone();
                 (seq, assignment(id, sim, matched, false), near)
@@ -413,8 +449,10 @@ impl Clusterer {
             merged_into: None,
             first_seen: at,
             last_seen: at,
+            recent: Vec::new(),
         });
         self.prune(seq);
+        self.remember(seq, ticket_id, f, at);
         seq
     }
 
@@ -437,6 +475,24 @@ impl Clusterer {
         }
         self.reindex_dense(seq);
         self.prune(seq);
+    }
+
+    /// Keeps a new member's features among the cluster's recent ones (the last
+    /// `consolidation.split.sample`).
+    fn remember(&mut self, seq: u64, ticket_id: &str, f: &Features, at: DateTime<Utc>) {
+        let keep = self.config.consolidation.split.sample;
+        let Some(c) = self.clusters.get_mut(&seq).filter(|_| keep > 0) else {
+            return;
+        };
+        if c.recent.len() >= keep {
+            c.recent.drain(..=c.recent.len() - keep);
+        }
+        c.recent.push(Arc::new(Sample {
+            ticket_id: ticket_id.to_string(),
+            at,
+            terms: f.terms.weights.clone(),
+            dense: f.dense.clone(),
+        }));
     }
 
     fn add_exemplar(&mut self, seq: u64, ticket_id: &str, similarity: f32) {
@@ -555,6 +611,13 @@ fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
     c.surface.retain(|t, _| centroid.contains_key(t));
     added.retain(|t| c.centroid.contains_key(t));
     added
+}
+
+/// Keeps the latest `keep` samples, oldest first (in event time, then ticket id).
+fn keep_latest(recent: &mut Vec<Arc<Sample>>, keep: usize) {
+    recent.sort_by(|a, b| (a.at, &a.ticket_id).cmp(&(b.at, &b.ticket_id)));
+    let excess = recent.len().saturating_sub(keep);
+    recent.drain(..excess);
 }
 
 /// A ticket's idf-weighted terms and their norm.

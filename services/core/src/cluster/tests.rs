@@ -180,7 +180,7 @@ fn consolidation_merges_fragments_and_keeps_distinct_complaints_apart() {
     let (b, _) = c.assign(&dense(&mut f, "card refused", 0, 0.3), "2", at(1));
     let (d, _) = c.assign(&dense(&mut f, "address change", 4, 0.0), "3", at(2));
     assert_eq!(c.len(), 3, "the strict online pass keeps fragments apart");
-    let merges = c.consolidate(at(2), at(20));
+    let merges = c.consolidate(at(2), at(20)).merges;
     assert_eq!(merges, vec![consolidate::Merge { from: b, into: a }]);
     assert_eq!(c.resolve(b), a);
     assert_eq!(c.resolve(d), d);
@@ -211,7 +211,7 @@ fn stale_strays_fold_into_their_nearest_larger_cluster() {
         c.consolidate(at(5), at(16)).is_empty(),
         "too early: the stray may still grow"
     );
-    let merges = c.consolidate(at(16), at(7 * 60));
+    let merges = c.consolidate(at(16), at(7 * 60)).merges;
     assert_eq!(
         merges,
         vec![consolidate::Merge {
@@ -296,6 +296,7 @@ fn restored(seq: u64, sum: Vec<f32>, size: u64) -> Cluster {
         merged_into: None,
         first_seen: t0(),
         last_seen: t0(),
+        recent: Vec::new(),
     }
 }
 
@@ -354,5 +355,227 @@ mod sparse {
             let merged: f32 = shared_products(sorted(&a), sorted(&b)).sum();
             prop_assert_eq!(looked_up.to_bits(), merged.to_bits());
         }
+    }
+}
+
+mod drift_split {
+    use super::*;
+    use crate::cluster::drift::{self, SplitConfig};
+
+    /// A clusterer that lets anything join (a cluster that can drift): no join threshold and
+    /// one-bit LSH tables, so orthogonal vectors still meet as candidates.
+    fn permissive() -> ClusterConfig {
+        ClusterConfig {
+            semantic_threshold: -1.0,
+            lsh: LshConfig {
+                tables: 16,
+                bits: 1,
+                ..LshConfig::default()
+            },
+            ..ClusterConfig::default()
+        }
+    }
+
+    /// 20 tickets about cards (axis 0), then 8 about addresses (axis 4), all in one cluster.
+    fn drifted_stream(f: &mut Featurizer) -> Clusterer {
+        chained(f, 20)
+    }
+
+    fn chained(f: &mut Featurizer, cards: i64) -> Clusterer {
+        let mut c = Clusterer::new("p", permissive());
+        for i in 0..cards {
+            let nudge = 0.05 * (i % 3) as f32;
+            c.assign(
+                &dense(f, "card declined", 0, nudge),
+                &format!("card-{i}"),
+                at(i),
+            );
+        }
+        for i in 0..8 {
+            let nudge = 0.05 * (i % 3) as f32;
+            c.assign(
+                &dense(f, "address change", 4, nudge),
+                &format!("addr-{i}"),
+                at(cards + i),
+            );
+        }
+        assert_eq!(
+            c.len(),
+            1,
+            "precondition: the permissive pass chained both complaints"
+        );
+        c
+    }
+
+    fn sample(id: &str, terms: &[&str], dense: Option<Vec<f32>>) -> Arc<Sample> {
+        Arc::new(Sample {
+            ticket_id: id.into(),
+            at: t0(),
+            terms: terms.iter().map(|t| (t.to_string(), 1.0)).collect(),
+            dense,
+        })
+    }
+
+    #[test]
+    fn the_complaint_a_cluster_drifted_into_splits_off_with_its_tickets() {
+        let mut f = Featurizer::default();
+        let mut c = drifted_stream(&mut f);
+        let round = c.consolidate(at(27), at(30));
+        assert_eq!(round.splits.len(), 1, "{round:?}");
+        let split = &round.splits[0];
+        let mut moved = split.ticket_ids.clone();
+        moved.sort();
+        let expected: Vec<String> = (0..8).map(|i| format!("addr-{i}")).collect();
+        assert_eq!(moved, expected, "exactly the address tickets leave");
+        assert_eq!((split.from, c.get(split.from).unwrap().size), (1, 20));
+        assert_eq!(c.get(split.into).unwrap().size, 8);
+        assert!(
+            round.merges.is_empty(),
+            "the two complaints are not merged back"
+        );
+        assert!(
+            c.get(1).unwrap().cannot_link.is_empty(),
+            "a drift split is not a human decision: later evidence may merge them"
+        );
+        let (went, _) = c.assign(&dense(&mut f, "address change", 4, 0.0), "addr-9", at(31));
+        assert_eq!(
+            went, split.into,
+            "later tickets of the new complaint follow it"
+        );
+    }
+
+    #[test]
+    fn when_the_sample_is_the_whole_cluster_the_newer_complaint_leaves() {
+        let mut f = Featurizer::default();
+        let mut c = chained(&mut f, 8);
+        let round = c.consolidate(at(15), at(30));
+        assert_eq!(round.splits.len(), 1, "{round:?}");
+        assert!(round.splits[0]
+            .ticket_ids
+            .iter()
+            .all(|id| id.starts_with("addr-")));
+        assert_eq!(round.splits[0].ticket_ids.len(), 8);
+    }
+
+    #[test]
+    fn a_cohesive_cluster_is_not_split() {
+        let mut f = Featurizer::default();
+        let mut c = Clusterer::new("p", permissive());
+        for i in 0..28 {
+            let nudge = 0.1 * (i % 5) as f32;
+            c.assign(
+                &dense(&mut f, "card declined", 0, nudge),
+                &format!("t-{i}"),
+                at(i),
+            );
+        }
+        assert_eq!(c.len(), 1);
+        assert!(c.consolidate(at(27), at(30)).splits.is_empty());
+    }
+
+    #[test]
+    fn a_replay_and_a_restart_split_the_same_way() {
+        let mut f = Featurizer::default();
+        let mut first = drifted_stream(&mut f);
+        let mut again = drifted_stream(&mut f);
+        // A restart: the clusters go through their checkpoint form and back.
+        let json = serde_json::to_string(&first.clusters().cloned().collect::<Vec<_>>()).unwrap();
+        let mut restarted =
+            Clusterer::restore("p", permissive(), serde_json::from_str(&json).unwrap());
+        let a = first.consolidate(at(27), at(30));
+        assert_eq!(a, again.consolidate(at(27), at(30)));
+        assert_eq!(a, restarted.consolidate(at(27), at(30)));
+        assert!(!a.splits.is_empty());
+    }
+
+    #[test]
+    fn samples_keep_only_the_latest_members() {
+        let mut f = Featurizer::default();
+        let c = drifted_stream(&mut f);
+        let recent: Vec<&str> = c
+            .get(1)
+            .unwrap()
+            .recent
+            .iter()
+            .map(|s| s.ticket_id.as_str())
+            .collect();
+        assert_eq!(recent.len(), SplitConfig::default().sample);
+        assert_eq!(recent.first(), Some(&"card-12"));
+        assert_eq!(recent.last(), Some(&"addr-7"));
+    }
+
+    #[test]
+    fn no_samples_no_split() {
+        let mut f = Featurizer::default();
+        let mut config = permissive();
+        config.consolidation.split.sample = 0;
+        let mut c = Clusterer::new("p", config);
+        for i in 0..20 {
+            c.assign(&dense(&mut f, "card", 0, 0.0), &format!("c-{i}"), at(0));
+            c.assign(&dense(&mut f, "address", 4, 0.0), &format!("a-{i}"), at(0));
+        }
+        assert!(c.get(1).unwrap().recent.is_empty());
+        assert!(c.consolidate(at(0), at(30)).splits.is_empty());
+    }
+
+    #[test]
+    fn term_vectors_split_when_the_sides_share_no_words() {
+        let mut recent = Vec::new();
+        for i in 0..6 {
+            recent.push(sample(&format!("c{i}"), &["card", "declin", "shop"], None));
+            recent.push(sample(
+                &format!("a{i}"),
+                &["address", "chang", "move"],
+                None,
+            ));
+        }
+        let mut k = restored(1, vec![1.0], 12);
+        k.dense = None;
+        k.projections = Vec::new();
+        for s in &recent {
+            for (t, w) in &s.terms {
+                *k.centroid.entry(t.clone()).or_insert(0.0) += w;
+            }
+        }
+        k.recent = recent;
+        let away = drift::drifted(&k, &SplitConfig::default()).expect("split");
+        assert_eq!(away.len(), 6);
+        let ids: BTreeSet<&str> = away.iter().map(|i| &k.recent[*i].ticket_id[..1]).collect();
+        assert_eq!(ids.len(), 1, "one side leaves whole: {ids:?}");
+        // Sides that share most of their words stay together.
+        for s in k.recent.iter_mut() {
+            *s = sample(
+                &s.ticket_id,
+                &["card", "declin", "shop", &s.ticket_id],
+                None,
+            );
+        }
+        assert_eq!(drift::drifted(&k, &SplitConfig::default()), None);
+    }
+
+    #[test]
+    fn mean_pairwise_cosine_is_the_mean_over_pairs() {
+        let points = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 0.0]];
+        // Pairs: (0,1)=0, (0,2)=1, (1,2)=0.
+        assert!((drift::mean_pairwise_cosine(&points) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(drift::mean_pairwise_cosine(&points[..1]), 1.0);
+    }
+
+    #[test]
+    fn bisect_is_seeded() {
+        let points: Vec<Vec<f32>> = (0..12)
+            .map(|i| {
+                if i % 2 == 0 {
+                    vec![1.0, 0.01 * i as f32]
+                } else {
+                    vec![0.01 * i as f32, 1.0]
+                }
+            })
+            .collect();
+        let a = drift::bisect(&points, 7).unwrap();
+        assert_eq!(a, drift::bisect(&points, 7).unwrap());
+        let first = a[0];
+        assert!(a.iter().step_by(2).all(|s| *s == first));
+        assert!(a.iter().skip(1).step_by(2).all(|s| *s != first));
     }
 }
