@@ -188,3 +188,74 @@ async fn corrections_stick_across_restart_consolidation_and_later_tickets() {
     );
     sevloop.stop();
 }
+
+/// A cluster that chained from one complaint into another is split at the next consolidation
+/// round, and the tickets that moved show their new cluster in the API (and stay there across a
+/// restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_drifted_splits_and_its_tickets_follow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sevloop.toml");
+    // A join threshold that lets anything in, and LSH tables that make every cluster a
+    // candidate: the online pass chains both complaints into one cluster.
+    std::fs::write(
+        &config,
+        "[encoder]\nenabled = true\n[clustering]\nsemantic_threshold = -1.0\n\
+         [clustering.lsh]\ntables = 16\nbits = 1\n",
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut sevloop = Sevloop::up(&data, &config, port);
+    sevloop.wait_healthy().await;
+
+    let declined = "My card was declined at the checkout";
+    let address = "How do I change the home address on my account?";
+    let mut tickets = Vec::new();
+    for i in 0..10 {
+        tickets.push(ticket(&format!("declined-{i}"), i, declined));
+    }
+    for i in 0..8 {
+        tickets.push(ticket(&format!("address-{i}"), 10 + i / 2, address));
+    }
+    let (status, body) = post(&sevloop, "/api/v1/tickets", json!(tickets)).await;
+    assert_eq!(status, 202, "{body}");
+    processed(&sevloop, "address-7").await;
+    let chained = cluster_of(&sevloop, "declined-0").await;
+    assert_eq!(
+        cluster_of(&sevloop, "address-7").await,
+        chained,
+        "precondition: one cluster holds both complaints"
+    );
+
+    // The next ticket crosses a round boundary (every 15 minutes of event time).
+    let next = vec![ticket("declined-late", 16, declined)];
+    let (status, body) = post(&sevloop, "/api/v1/tickets", json!(next)).await;
+    assert_eq!(status, 202, "{body}");
+    processed(&sevloop, "declined-late").await;
+    let split = cluster_of(&sevloop, "address-0").await;
+    assert_ne!(
+        split, chained,
+        "the address tickets left the chained cluster"
+    );
+    for i in 0..8 {
+        assert_eq!(cluster_of(&sevloop, &format!("address-{i}")).await, split);
+    }
+    for i in 0..10 {
+        assert_eq!(
+            cluster_of(&sevloop, &format!("declined-{i}")).await,
+            chained
+        );
+    }
+    let (_, detail) = sevloop.get(&format!("/api/v1/clusters/{split}")).await;
+    assert_eq!(detail["size"], 8, "{detail:#}");
+    let (_, detail) = sevloop.get(&format!("/api/v1/clusters/{chained}")).await;
+    assert_eq!(detail["size"], 11, "{detail:#}");
+
+    sevloop.stop();
+    let mut sevloop = Sevloop::up(&data, &config, port);
+    sevloop.wait_healthy().await;
+    assert_eq!(cluster_of(&sevloop, "address-3").await, split);
+    assert_eq!(cluster_of(&sevloop, "declined-late").await, chained);
+    sevloop.stop();
+}

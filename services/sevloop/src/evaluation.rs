@@ -134,6 +134,8 @@ fn read_injected(truth: &Path) -> anyhow::Result<BTreeMap<String, bool>> {
 pub struct Online {
     pub clusters: Vec<String>,
     pub seconds: f64,
+    /// Tickets that drift splits moved after they were assigned.
+    pub moved: usize,
 }
 
 /// The clustering and detection stages without log or database: one scope per product, fed in
@@ -195,7 +197,7 @@ impl OnlineClustering {
         };
         let observation = scope.observe(&features, ticket, &detection);
         self.observed += 1;
-        if self.observed % self.checkpoint_every == 0 {
+        if self.observed.is_multiple_of(self.checkpoint_every) {
             for scope in self.scopes.values_mut() {
                 scope.take_touched();
             }
@@ -232,9 +234,20 @@ pub fn run_online(
 ) -> Online {
     let mut online = OnlineClustering::new(config.clone());
     let mut assigned = Vec::with_capacity(corpus.tickets.len());
+    // Where each ticket is, so tickets a drift split moves follow it.
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut moved = 0;
     let started = Instant::now();
     for (i, ticket) in corpus.tickets.iter().enumerate() {
-        assigned.push(online.observe(ticket, dense.map(|d| d[i].clone())).seq);
+        let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
+        moved += observation.moved.len();
+        for (ticket_id, seq) in observation.moved {
+            if let Some(j) = index.get(&(ticket.product.as_str(), ticket_id.as_str())) {
+                assigned[*j] = seq;
+            }
+        }
+        index.insert((&ticket.product, &ticket.ticket_id), i);
+        assigned.push(observation.seq);
         if (i + 1) % 2000 == 0 {
             progress(i + 1);
         }
@@ -246,7 +259,11 @@ pub fn run_online(
         .zip(assigned)
         .map(|(t, seq)| online.final_cluster(&t.product, seq))
         .collect();
-    Online { clusters, seconds }
+    Online {
+        clusters,
+        seconds,
+        moved,
+    }
 }
 
 /// Sentence vectors of tickets (their masked text), through the embedding cache.

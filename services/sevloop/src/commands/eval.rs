@@ -90,6 +90,7 @@ fn online(
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         eprintln!("{method}: {done}/{total} tickets ({rate:.0}/s)");
     });
+    eprintln!("{method}: drift splits moved {} tickets", run.moved);
     let row = Row {
         method: method.to_string(),
         scores: sevloop_eval::score(&corpus.labels, &run.clusters)?,

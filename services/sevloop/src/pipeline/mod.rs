@@ -383,6 +383,10 @@ impl Pipeline {
         let scope = self.scope(tx, &ticket.product).await?;
         let obs = scope.observe(&features, ticket, &detection);
         let label = escalated_label(scope, &obs.decision);
+        for (ticket_id, seq) in &obs.moved {
+            let cluster = sevloop_core::cluster::cluster_id(&ticket.product, *seq);
+            sevloop_store::set_ticket_cluster(tx, ticket_id, &cluster).await?;
+        }
         sevloop_store::insert_ticket(
             tx,
             ticket,
