@@ -114,7 +114,7 @@ pub async fn ticket_members(
             ticket_id: get(&row, "ticket_id")?,
             cluster_id: get(&row, "cluster_id")?,
             ticket,
-            embedding: embedding.map(|b| vector_from_bytes(&b)),
+            embedding: embedding.map(|b| sevloop_core::cluster::vector::from_bytes(&b)),
         });
     }
     Ok(out)
@@ -167,15 +167,6 @@ pub async fn record_correction(
 }
 
 /// Little-endian f32s: the stored form of a sentence vector.
-pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

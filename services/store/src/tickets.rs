@@ -85,7 +85,7 @@ pub async fn insert_ticket(
     .bind(matched)
     .bind(partition as i64)
     .bind(offset)
-    .bind(embedding.map(crate::clusters::vector_bytes))
+    .bind(embedding.map(sevloop_core::cluster::vector::to_bytes))
     .execute(conn)
     .await
     .map_err(|e| StoreError::sql(format!("insert ticket {}", ticket.ticket_id), e))?;

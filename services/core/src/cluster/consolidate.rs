@@ -126,9 +126,14 @@ impl Clusterer {
     fn split_drifted(&mut self, changed: &BTreeSet<u64>, config: &SplitConfig) -> Vec<Split> {
         let mut splits = Vec::new();
         for seq in changed {
-            let Some(k) = self.clusters.get(seq) else {
+            let Some(k) = self
+                .clusters
+                .get_mut(seq)
+                .filter(|k| k.unchecked as usize >= config.min_side)
+            else {
                 continue;
             };
+            k.unchecked = 0;
             let Some(away) = drift::drifted(k, config) else {
                 continue;
             };
@@ -309,6 +314,8 @@ impl Clusterer {
                 k.exemplars.push(e);
             }
         }
+        // The samples that came with the merged cluster are new to this one.
+        k.unchecked = k.unchecked.saturating_add(gone.recent.len() as u32);
         k.recent.append(&mut gone.recent);
         keep_latest(&mut k.recent, self.config.consolidation.split.sample);
         for term in added {

@@ -72,6 +72,7 @@ impl Clusterer {
             first_seen: first,
             last_seen: last,
             recent: Vec::new(),
+            unchecked: 0,
         };
         for (ticket_id, f) in members {
             if let Some(sample) = self.withdraw(seq, ticket_id, f) {
@@ -110,6 +111,7 @@ impl Clusterer {
         let sample = self.withdraw(from, ticket_id, f);
         if let Some(k) = self.clusters.get_mut(&to) {
             add_member(k, f);
+            k.unchecked = k.unchecked.saturating_add(u32::from(sample.is_some()));
             k.recent.extend(sample);
             keep_latest(&mut k.recent, self.config.consolidation.split.sample);
             if k.exemplars.len() < self.config.exemplars {

@@ -130,6 +130,14 @@ pub struct Cluster {
     /// split a cluster that drifted (the sums alone cannot say which tickets to move).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<Arc<Sample>>,
+    /// Members that joined since consolidation last looked for drift: it looks again once
+    /// enough have joined to form a side of a cut, not at every round the cluster changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchecked: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One recent member of a cluster, kept with the features it added to the sums. Shared (`Arc`)
@@ -139,7 +147,11 @@ pub struct Sample {
     pub ticket_id: String,
     pub at: DateTime<Utc>,
     pub terms: BTreeMap<String, f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "vector::base64_f32"
+    )]
     pub dense: Option<Vec<f32>>,
 }
 
@@ -450,6 +462,7 @@ impl Clusterer {
             first_seen: at,
             last_seen: at,
             recent: Vec::new(),
+            unchecked: 0,
         });
         self.prune(seq);
         self.remember(seq, ticket_id, f, at);
@@ -480,10 +493,12 @@ impl Clusterer {
     /// Keeps a new member's features among the cluster's recent ones (the last
     /// `consolidation.split.sample`).
     fn remember(&mut self, seq: u64, ticket_id: &str, f: &Features, at: DateTime<Utc>) {
-        let keep = self.config.consolidation.split.sample;
+        let split = &self.config.consolidation.split;
+        let keep = if split.enabled { split.sample } else { 0 };
         let Some(c) = self.clusters.get_mut(&seq).filter(|_| keep > 0) else {
             return;
         };
+        c.unchecked = c.unchecked.saturating_add(1);
         if c.recent.len() >= keep {
             c.recent.drain(..=c.recent.len() - keep);
         }

@@ -297,6 +297,7 @@ fn restored(seq: u64, sum: Vec<f32>, size: u64) -> Cluster {
         first_seen: t0(),
         last_seen: t0(),
         recent: Vec::new(),
+        unchecked: 0,
     }
 }
 
@@ -458,6 +459,20 @@ mod drift_split {
     }
 
     #[test]
+    fn drift_is_looked_for_again_only_after_enough_new_members() {
+        let mut f = Featurizer::default();
+        let mut c = drifted_stream(&mut f);
+        assert_eq!(c.get(1).unwrap().unchecked, 28);
+        c.consolidate(at(27), at(30));
+        assert!(
+            c.clusters().all(|k| k.unchecked == 0),
+            "every cluster was just looked at"
+        );
+        c.assign(&dense(&mut f, "card declined", 0, 0.0), "more", at(31));
+        assert_eq!(c.get(1).unwrap().unchecked, 1);
+    }
+
+    #[test]
     fn a_cohesive_cluster_is_not_split() {
         let mut f = Featurizer::default();
         let mut c = Clusterer::new("p", permissive());
@@ -538,7 +553,16 @@ mod drift_split {
             }
         }
         k.recent = recent;
-        let away = drift::drifted(&k, &SplitConfig::default()).expect("split");
+        assert_eq!(
+            drift::drifted(&k, &SplitConfig::default()),
+            None,
+            "off by default"
+        );
+        let config = SplitConfig {
+            lexical_separation: 0.3,
+            ..SplitConfig::default()
+        };
+        let away = drift::drifted(&k, &config).expect("split");
         assert_eq!(away.len(), 6);
         let ids: BTreeSet<&str> = away.iter().map(|i| &k.recent[*i].ticket_id[..1]).collect();
         assert_eq!(ids.len(), 1, "one side leaves whole: {ids:?}");
@@ -550,7 +574,7 @@ mod drift_split {
                 None,
             );
         }
-        assert_eq!(drift::drifted(&k, &SplitConfig::default()), None);
+        assert_eq!(drift::drifted(&k, &config), None);
     }
 
     #[test]
@@ -577,5 +601,34 @@ mod drift_split {
         let first = a[0];
         assert!(a.iter().step_by(2).all(|s| *s == first));
         assert!(a.iter().skip(1).step_by(2).all(|s| *s != first));
+    }
+}
+
+mod checkpoint_form {
+    use super::*;
+
+    #[test]
+    fn a_sample_vector_survives_its_checkpoint_bit_for_bit() {
+        let dense = vec![0.1f32, -3.5e-8, f32::MIN_POSITIVE, 1.0 / 3.0];
+        let sample = Sample {
+            ticket_id: "t".into(),
+            at: t0(),
+            terms: BTreeMap::from([("card".to_string(), 0.5)]),
+            dense: Some(dense.clone()),
+        };
+        let json = serde_json::to_string(&sample).unwrap();
+        let back: Sample = serde_json::from_str(&json).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(back.dense.as_deref().unwrap()), bits(&dense));
+    }
+
+    #[test]
+    fn a_damaged_sample_vector_is_refused_with_the_reason() {
+        let bad = r#"{"ticket_id":"t","at":"2024-01-03T14:00:00Z","terms":{},"dense":"AAAAAAA="}"#;
+        let e = serde_json::from_str::<Sample>(bad).unwrap_err().to_string();
+        assert!(e.contains("multiple of 4 bytes, got 5"), "{e}");
+        let bad =
+            r#"{"ticket_id":"t","at":"2024-01-03T14:00:00Z","terms":{},"dense":"not base64!"}"#;
+        assert!(serde_json::from_str::<Sample>(bad).is_err());
     }
 }
