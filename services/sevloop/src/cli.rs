@@ -248,6 +248,9 @@ pub struct BenchClusteringArgs {
     pub tickets: usize,
     #[arg(long, value_enum, default_value = "both")]
     pub features: FeatureSet,
+    /// Settings file whose [clustering] section to use (defaults otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]

@@ -219,6 +219,17 @@ impl OnlineClustering {
         sevloop_core::cluster::cluster_id(product, live)
     }
 
+    /// Live clusters' checkpoints, in JSON as the store writes them: mean bytes per cluster.
+    pub fn checkpoint_bytes(&self) -> f64 {
+        let sizes: Vec<usize> = self
+            .scopes
+            .values()
+            .flat_map(|s| s.clusterer().clusters())
+            .map(|c| serde_json::to_vec(c).map_or(0, |b| b.len()))
+            .collect();
+        sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
+    }
+
     /// Live clusters across products.
     pub fn clusters(&self) -> usize {
         self.scopes.values().map(|s| s.clusterer().len()).sum()

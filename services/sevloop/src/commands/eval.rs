@@ -28,10 +28,7 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         Some(truth) => evaluation::load_stream(&args.file, truth)?,
         None => evaluation::load_labelled(&args.file, args.per_hour)?,
     };
-    let config = match &args.config {
-        Some(path) => crate::config::Settings::load(Some(path))?.clustering,
-        None => ClusterConfig::default(),
-    };
+    let config = crate::config::Settings::load(args.config.as_deref())?.clustering;
     eprintln!(
         "eval: {} tickets, {} labels, file {}",
         corpus.tickets.len(),
