@@ -210,9 +210,8 @@ impl Scope {
     }
 
     /// Runs the consolidation rounds that event time `t` makes due; merged clusters' detection
-    /// state moves into the cluster they merged into. Returns the tickets that splits moved.
-    /// (A split cluster's detection state stays: the complaints it counted were counted when
-    /// they came, and the new cluster starts its own.)
+    /// state moves into the cluster they merged into, and split-off tickets take their place in
+    /// the window with them. Returns the tickets that splits moved.
     fn consolidate_until(&mut self, t: DateTime<Utc>) -> Vec<(String, u64)> {
         let last = *self.latest.get_or_insert(t);
         if t <= last {
@@ -223,6 +222,11 @@ impl Scope {
         let mut moved = Vec::new();
         for split in round.splits {
             self.touched.extend([split.from, split.into]);
+            let tickets: BTreeSet<&str> = split.ticket_ids.iter().map(String::as_str).collect();
+            if let Some(d) = self.detectors.get_mut(&split.from) {
+                let fresh = d.split_off(&tickets);
+                self.detectors.insert(split.into, fresh);
+            }
             moved.extend(split.ticket_ids.into_iter().map(|id| (id, split.into)));
         }
         self.after_merges(&round.merges);

@@ -2,7 +2,7 @@
 //! its open episode. Checkpointed with the cluster; every decision is a function of the tickets
 //! and their event times, so a replay decides the same.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,27 @@ impl DetectorState {
         self.history
             .advance(start, left.into_iter(), window, memory);
         end
+    }
+
+    /// The state of a cluster split off from this one, taking the window members among
+    /// `tickets` (they are its complaints now). An open episode holds for both halves: later
+    /// tickets of either attach to its SEV rather than open a second one for what was one
+    /// complaint when the SEV opened. The baseline stays here; the new cluster starts its own.
+    pub fn split_off(&mut self, tickets: &BTreeSet<&str>) -> DetectorState {
+        let (moved, kept): (VecDeque<Member>, VecDeque<Member>) = self
+            .window
+            .drain(..)
+            .partition(|m| tickets.contains(m.ticket_id.as_str()));
+        self.window = kept;
+        DetectorState {
+            first_at: moved.iter().map(|m| m.at).min(),
+            window: moved,
+            episode: u32::from(self.active),
+            active: self.active,
+            history: History::default(),
+            sev_cluster: self.sev_cluster.clone().filter(|_| self.active),
+            hot_at: self.hot_at.filter(|_| self.active),
+        }
     }
 
     /// Takes over the state of a cluster merged into this one: its window, history and any

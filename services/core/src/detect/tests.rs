@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -368,4 +369,36 @@ fn escalation_ids_are_stable_and_distinct_per_episode() {
         escalation_id("cards:1", 2, "spike")
     );
     assert_eq!(escalation_id("x", 1, "spike").len(), 4 + 16);
+}
+
+#[test]
+fn a_split_takes_its_tickets_window_places_and_the_open_episode() {
+    let rules = rules();
+    let mut s = DetectorState::default();
+    let decisions: Vec<Decision> = (0..6)
+        .map(|i| observe(&mut s, member(i, &format!("c{i}"), i as i64), &rules))
+        .collect();
+    assert!(
+        decisions.iter().any(|d| escalation(d).is_some()),
+        "{decisions:?}"
+    );
+    let moved = BTreeSet::from(["T-3", "T-4", "T-5"]);
+    let fresh = s.split_off(&moved);
+    let ids = |d: &DetectorState| {
+        d.window
+            .iter()
+            .map(|m| m.ticket_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&fresh), ["T-3", "T-4", "T-5"]);
+    assert_eq!(ids(&s), ["T-0", "T-1", "T-2"]);
+    assert_eq!(fresh.first_at, Some(t0() + chrono::Duration::minutes(3)));
+    assert!(fresh.active && fresh.sev_cluster.as_deref() == Some("cards:1"));
+    assert!(s.active, "the old cluster keeps its episode too");
+
+    let mut quiet = DetectorState::default();
+    observe(&mut quiet, member(9, "c9", 0), &rules);
+    let fresh = quiet.split_off(&BTreeSet::from(["T-9"]));
+    assert!(!fresh.active && fresh.sev_cluster.is_none() && fresh.hot_at.is_none());
+    assert_eq!(fresh.episode, 0);
 }
