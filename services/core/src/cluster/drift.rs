@@ -43,6 +43,9 @@ pub struct SplitConfig {
     /// so the next round does not merge them back). On banking77, 0.5 moved 50 tickets and
     /// raised NMI / ARI from 0.792 / 0.498 to 0.794 / 0.501; 0.53 moved 187 and lost ARI.
     pub separation: f32,
+    /// Sentence vectors: the side that leaves must be one complaint itself, its mean pairwise
+    /// cosine at least this (a diffuse cluster cut anywhere gives two diffuse halves).
+    pub cohesion: f32,
     /// The same for term vectors, by the cosine of their sums (no spread test: single tickets
     /// share few terms); 0 never splits. Off by default: common words keep such sums alike
     /// (0.39 at the least on banking77), every cut made at 0.4 to 0.55 there lowered ARI, and
@@ -60,6 +63,7 @@ impl Default for SplitConfig {
             min_side: 5,
             spread: 0.6,
             separation: 0.5,
+            cohesion: 0.55,
             lexical_separation: 0.0,
             seed: 0x5e71_00b5,
         }
@@ -117,7 +121,16 @@ pub fn drifted(cluster: &Cluster, config: &SplitConfig) -> Option<Vec<usize>> {
     } else {
         (other, sim_other)
     };
-    (sim < threshold).then_some(away)
+    if sim >= threshold || (dense && side_cohesion(&points, &away) < config.cohesion) {
+        return None;
+    }
+    Some(away)
+}
+
+/// Mean pairwise cosine within one side of a cut.
+fn side_cohesion(points: &[Vec<f32>], members: &[usize]) -> f32 {
+    let side: Vec<Vec<f32>> = members.iter().map(|i| points[*i].clone()).collect();
+    mean_pairwise_cosine(&side)
 }
 
 /// Similarities closer than this are a tie (the sums are rounded differently).

@@ -473,6 +473,34 @@ mod drift_split {
     }
 
     #[test]
+    fn a_diffuse_cluster_is_not_cut_into_diffuse_halves() {
+        // Broad topics (stackoverflow's tags) make clusters whose members share little. Here
+        // two loose halves (each member on its own axis plus its half's direction: cosine 0.5
+        // within a half, 0 across) are far apart, but neither half is one complaint either.
+        let mut f = Featurizer::default();
+        let mut c = Clusterer::new("p", permissive());
+        for i in 0..28 {
+            let mut v = vec![0.0f32; 18];
+            v[i % 16] = 1.0;
+            v[16 + (i % 16) / 8] = 1.0;
+            let n = vector::norm(&v);
+            let features = Features {
+                terms: f.features("question", &[]),
+                dense: Some(v.into_iter().map(|x| x / n).collect()),
+            };
+            c.assign(&features, &format!("q-{i}"), at(i as i64));
+        }
+        assert_eq!(c.len(), 1);
+        assert!(c.consolidate(at(27), at(30)).splits.is_empty());
+        let mut loose = c.config().consolidation.split.clone();
+        loose.cohesion = 0.0;
+        assert!(
+            drift::drifted(c.get(1).unwrap(), &loose).is_some(),
+            "without the cohesion test the halves would split"
+        );
+    }
+
+    #[test]
     fn a_cohesive_cluster_is_not_split() {
         let mut f = Featurizer::default();
         let mut c = Clusterer::new("p", permissive());
