@@ -387,6 +387,10 @@ impl Pipeline {
             let cluster = sevloop_core::cluster::cluster_id(&ticket.product, *seq);
             sevloop_store::set_ticket_cluster(tx, ticket_id, &cluster).await?;
         }
+        if !obs.moved.is_empty() {
+            tracing::info!(product = %ticket.product, tickets = obs.moved.len(),
+                "drift split: tickets moved to new clusters");
+        }
         sevloop_store::insert_ticket(
             tx,
             ticket,
