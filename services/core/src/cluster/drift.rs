@@ -105,26 +105,36 @@ pub fn drifted(cluster: &Cluster, config: &SplitConfig) -> Option<Vec<usize>> {
     {
         return None;
     }
-    // The side less like the rest of the cluster leaves, and only if it is unlike it; when
-    // the two are about as unlike (the sample is the whole cluster), the newer side leaves, so
-    // the cluster keeps the complaint it was opened for.
-    let sim_one = space.similarity_to_rest(&one);
-    let sim_other = space.similarity_to_rest(&other);
-    let (away, sim) = if (sim_one - sim_other).abs() <= TIE {
-        let one_is_newer = newest(cluster, &one) >= newest(cluster, &other);
-        (
-            if one_is_newer { one } else { other },
-            sim_one.min(sim_other),
-        )
-    } else if sim_one < sim_other {
-        (one, sim_one)
-    } else {
-        (other, sim_other)
-    };
+    let (away, sim) = leaving_side(cluster, &space, one, other);
     if sim >= threshold || (dense && side_cohesion(&points, &away) < config.cohesion) {
         return None;
     }
     Some(away)
+}
+
+/// The side less like the rest of the cluster, with that similarity. When the two are about as
+/// unlike (the sample is the whole cluster), the newer side, so the cluster keeps the complaint
+/// it was opened for.
+fn leaving_side(
+    cluster: &Cluster,
+    space: &Space,
+    one: Vec<usize>,
+    other: Vec<usize>,
+) -> (Vec<usize>, f32) {
+    let sim_one = space.similarity_to_rest(&one);
+    let sim_other = space.similarity_to_rest(&other);
+    if (sim_one - sim_other).abs() <= TIE {
+        let sim = sim_one.min(sim_other);
+        if newest(cluster, &one) >= newest(cluster, &other) {
+            (one, sim)
+        } else {
+            (other, sim)
+        }
+    } else if sim_one < sim_other {
+        (one, sim_one)
+    } else {
+        (other, sim_other)
+    }
 }
 
 /// Mean pairwise cosine within one side of a cut.
