@@ -20,3 +20,7 @@ make d --seed 4 --rate-per-hour 1200 --incident beneficiary_not_allowed:25:30 \
 make e --seed 5 --rate-per-hour 60 --incident passcode_forgotten:15:20 --angry lost_or_stolen_card:10
 make f --seed 6 --rate-per-hour 2400 --incident wrong_amount_of_cash_received:40:60 \
   --incident contactless_not_working:20:20 --angry card_payment_fee_charged:20
+make g --seed 11 --rate-per-hour 900 --incident card_arrival:25:30 \
+  --incident cash_withdrawal_charge:30:45 --angry direct_debit_payment_not_recognised:15
+make h --seed 12 --rate-per-hour 200 --incident getting_virtual_card:20:20 \
+  --incident Refund_not_showing_up:35:60 --angry top_up_failed:12
