@@ -24,3 +24,18 @@ make g --seed 11 --rate-per-hour 900 --incident card_arrival:25:30 \
   --incident cash_withdrawal_charge:30:45 --angry direct_debit_payment_not_recognised:15
 make h --seed 12 --rate-per-hour 200 --incident getting_virtual_card:20:20 \
   --incident Refund_not_showing_up:35:60 --angry top_up_failed:12
+# Held out: labels, sizes and rates drawn once with a seeded generator, never tuned on (what the
+# defaults are checked against after tuning on the streams above). v5's incidents barely rise
+# over their labels' own traffic (see README): no clusterer finds them at the stated false-alarm rate.
+make v1 --seed 21 --rate-per-hour 100 --incident transfer_into_account:20:60 \
+  --incident transfer_fee_charged:35:60 --angry age_limit:12
+make v2 --seed 22 --rate-per-hour 400 --incident get_physical_card:30:60 \
+  --incident verify_my_identity:35:20 --angry atm_support:12
+make v3 --seed 23 --rate-per-hour 800 --incident pending_card_payment:25:20 \
+  --incident supported_cards_and_currencies:20:20 --angry pending_cash_withdrawal:12
+make v4 --seed 24 --rate-per-hour 1500 --incident automatic_top_up:40:30 \
+  --incident top_up_by_bank_transfer_charge:35:60 --angry fiat_currency_support:12
+make v5 --seed 25 --rate-per-hour 3000 --incident edit_personal_details:25:60 \
+  --incident declined_cash_withdrawal:15:60 --angry unable_to_verify_identity:12
+make v6 --seed 26 --rate-per-hour 250 --incident exchange_via_app:30:45 \
+  --incident card_delivery_estimate:35:60 --angry top_up_by_cash_or_cheque:12

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, RouteInput};
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
-use crate::detect::{judge, Decision, DetectorState, Member, Policy, RuleBook};
+use crate::detect::{judge, Decision, DetectorState, Member, Policy, RuleBook, Rules};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
@@ -141,7 +141,7 @@ impl Scope {
         };
         let end = self.detectors.entry(seq).or_default().count(member, rules);
         let group: Vec<&DetectorState> = std::iter::once(seq)
-            .chain(near.iter().copied())
+            .chain(self.judged_with(seq, near, rules))
             .filter_map(|s| self.detectors.get(&s))
             .collect();
         let started = self.started.unwrap_or(ticket.event_time);
@@ -151,6 +151,26 @@ impl Scope {
             None => Decision::Quiet,
         };
         self.join_related(seq, decision)
+    }
+
+    /// The clusters `seq` is judged together with: those the ticket nearly joined and, while
+    /// `seq` is young (judged mostly by its cold-start prior), its siblings. A young cluster
+    /// often re-forms part of a busy complaint its older siblings still carry: judged with
+    /// them, that traffic is usual. A new complaint, far from every cluster, has no siblings
+    /// and is judged on its own.
+    fn judged_with(&self, seq: u64, near: &[u64], rules: &Rules) -> Vec<u64> {
+        let young = self
+            .detectors
+            .get(&seq)
+            .is_some_and(|d| d.history.windows < rules.spike.prior_windows);
+        let mut with = near.to_vec();
+        if young {
+            with.extend(self.clusterer.siblings(seq));
+            with.sort_unstable();
+            with.dedup();
+        }
+        with.retain(|s| *s != seq);
+        with
     }
 
     /// Ends the open episodes linked to the SEV of `sev_cluster` (it was resolved, declined or
@@ -391,6 +411,7 @@ fn personal_strings(ticket: &TicketEvent) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::ClusterConfig;
     use crate::ticket::tests::example;
 
     fn ticket(i: u32, customer: &str, body: &str) -> TicketEvent {
@@ -400,6 +421,138 @@ mod tests {
         v["subject"] = "".into();
         v["body"] = body.into();
         TicketEvent::from_value(v).unwrap()
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-03T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::minutes(minutes)
+    }
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = crate::cluster::vector::norm(v);
+        v.iter().map(|x| x / n).collect()
+    }
+
+    /// A cluster of `size` tickets along `direction`, as a checkpoint holds it.
+    fn checkpoint(
+        lsh: &crate::cluster::lsh::LshConfig,
+        seq: u64,
+        direction: &[f32],
+        size: u64,
+        born: i64,
+        detector: DetectorState,
+    ) -> ClusterCheckpoint {
+        let sum: Vec<f32> = unit(direction).iter().map(|x| x * size as f32).collect();
+        let lsh = crate::cluster::lsh::Lsh::new(lsh.clone(), sum.len());
+        let cluster = Cluster {
+            id: crate::cluster::cluster_id("cards", seq),
+            product: "cards".into(),
+            seq,
+            size,
+            centroid: [("card".to_string(), size as f32)].into(),
+            surface: Default::default(),
+            projections: lsh.project(&sum),
+            dense: Some(sum),
+            exemplars: Vec::new(),
+            cannot_link: Default::default(),
+            merged_into: None,
+            first_seen: at(born),
+            last_seen: at(0),
+            recent: Vec::new(),
+            unchecked: 0,
+        };
+        ClusterCheckpoint {
+            cluster,
+            detector,
+            label: Vec::new(),
+        }
+    }
+
+    /// Dimensions of the test vectors: three for the complaints' directions, one per ticket of
+    /// the burst for what sets each ticket apart.
+    const DIM: usize = 16;
+
+    /// A busy complaint watched for a day (about 10 tickets per window, along the first axis),
+    /// and a young cluster born an hour ago along `young`: what detection decides as 12
+    /// tickets from 12 customers reach the young cluster within 12 minutes. Each ticket is
+    /// 0.78 alike to the young cluster's direction, the rest its own, so none comes near
+    /// enough to the busy cluster to be counted toward it too.
+    fn burst_in_a_young_cluster(young: [f32; 3]) -> Vec<Decision> {
+        let along = |direction: [f32; 3]| {
+            let mut v = vec![0.0; DIM];
+            v[..3].copy_from_slice(&direction);
+            unit(&v)
+        };
+        let busy = DetectorState {
+            history: crate::detect::History {
+                tickets: 100.0,
+                windows: 10.0,
+                until: Some(at(0)),
+            },
+            first_at: Some(at(-24 * 60)),
+            ..Default::default()
+        };
+        let fresh = DetectorState {
+            first_at: Some(at(-60)),
+            ..Default::default()
+        };
+        let mut config = ClusterConfig::default();
+        config.consolidation.enabled = false;
+        // Short LSH keys: every cluster is a candidate, so the test is about detection alone.
+        config.lsh.bits = 2;
+        let lsh = config.lsh.clone();
+        let mut scope = Scope::restore(
+            "cards",
+            config,
+            vec![
+                checkpoint(&lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, busy),
+                checkpoint(&lsh, 2, &along(young), 20, -60, fresh),
+            ],
+        );
+        let (rules, catalog) = (RuleBook::default(), Catalog::default());
+        let detection = Detection {
+            rules: &rules,
+            catalog: &catalog,
+            policy: Policy::Combined,
+        };
+        let mut f = Featurizer::default();
+        (1..=12)
+            .map(|i| {
+                let mut t = ticket(i, &format!("c{i}"), "my card is declined");
+                t.event_time = at(i as i64);
+                let mut v: Vec<f32> = along(young).iter().map(|x| x * 0.78).collect();
+                v[2 + i as usize] = 0.6258;
+                let features = ticket_features(&mut f, &t, Some(unit(&v)));
+                let seen = scope.observe(&features, &t, &detection);
+                assert_eq!(seen.seq, 2, "the tickets join the young cluster");
+                seen.decision
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_young_cluster_that_re_forms_a_busy_complaint_is_judged_with_it() {
+        // Centroids 0.75 alike: the young cluster draws tickets its busy sibling used to get.
+        let decisions = burst_in_a_young_cluster([0.75, 0.66, 0.0]);
+        assert!(
+            decisions.iter().all(|d| *d == Decision::Quiet),
+            "{decisions:?}"
+        );
+    }
+
+    #[test]
+    fn a_young_cluster_far_from_every_other_opens_on_the_cold_start() {
+        let decisions = burst_in_a_young_cluster([0.0, 0.6, 0.8]);
+        let rules: Vec<&str> = decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Escalate(e) => Some(e.rule.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rules, vec!["cold_start"]);
     }
 
     #[test]

@@ -257,6 +257,28 @@ impl Clusterer {
         merges
     }
 
+    /// Live clusters whose centroids are at least `sibling_threshold` similar to `seq`'s, by
+    /// seq; none a correction keeps apart from it.
+    pub fn siblings(&self, seq: u64) -> Vec<u64> {
+        let Some(k) = self.clusters.get(&seq) else {
+            return Vec::new();
+        };
+        let threshold = self.config.sibling_threshold;
+        if threshold > 1.0 {
+            return Vec::new();
+        }
+        self.neighbours(k)
+            .into_iter()
+            .filter(|o| *o != seq && !k.cannot_link.contains(o))
+            .filter(|o| {
+                self.clusters.get(o).is_some_and(|other| {
+                    !other.cannot_link.contains(&seq)
+                        && self.similarity_between(k, other) >= threshold
+                })
+            })
+            .collect()
+    }
+
     /// Candidate neighbours of a cluster, from the same indexes tickets use.
     fn neighbours(&self, k: &Cluster) -> BTreeSet<u64> {
         if let (Some(lsh), false) = (&self.lsh, k.projections.is_empty()) {

@@ -52,6 +52,10 @@ pub struct ClusterConfig {
     /// ticket came within this much similarity of joining, so a complaint split across
     /// fragments adds up (0: only candidates that were above the join threshold too).
     pub near_margin: f32,
+    /// A young cluster (still judged mostly by its cold-start prior) is judged together with
+    /// its siblings: clusters whose centroids are at least this similar to its own. Above 1:
+    /// none, and a young cluster is judged alone.
+    pub sibling_threshold: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,
 }
@@ -67,6 +71,7 @@ impl Default for ClusterConfig {
             max_candidates: 64,
             exemplars: 3,
             near_margin: 0.05,
+            sibling_threshold: 0.7,
             lsh: LshConfig::default(),
             consolidation: ConsolidationConfig::default(),
         }
