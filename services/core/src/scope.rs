@@ -140,11 +140,11 @@ impl Scope {
             at: ticket.event_time,
         };
         let end = self.detectors.entry(seq).or_default().count(member, rules);
+        let started = self.started.unwrap_or(ticket.event_time);
         let group: Vec<&DetectorState> = std::iter::once(seq)
-            .chain(self.judged_with(seq, near, rules))
+            .chain(self.judged_with(seq, near, rules, started, end))
             .filter_map(|s| self.detectors.get(&s))
             .collect();
-        let started = self.started.unwrap_or(ticket.event_time);
         let judged = judge(&group, end, rules, detection.policy, started);
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
@@ -154,15 +154,21 @@ impl Scope {
     }
 
     /// The clusters `seq` is judged together with: those the ticket nearly joined and, while
-    /// `seq` is young (judged mostly by its cold-start prior), its siblings. A young cluster
-    /// often re-forms part of a busy complaint its older siblings still carry: judged with
-    /// them, that traffic is usual. A new complaint, far from every cluster, has no siblings
-    /// and is judged on its own.
-    fn judged_with(&self, seq: u64, near: &[u64], rules: &Rules) -> Vec<u64> {
+    /// the cold-start rule judges `seq`, its siblings. A cluster born late often re-forms part
+    /// of a busy complaint its older siblings still carry: judged with them, that traffic is
+    /// usual. A new complaint, far from every cluster, has no siblings and is judged on its own.
+    fn judged_with(
+        &self,
+        seq: u64,
+        near: &[u64],
+        rules: &Rules,
+        scope_started: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Vec<u64> {
         let young = self
             .detectors
             .get(&seq)
-            .is_some_and(|d| d.history.windows < rules.spike.prior_windows);
+            .is_some_and(|d| d.on_cold_start(rules, scope_started, end));
         let mut with = near.to_vec();
         if young {
             with.extend(self.clusterer.siblings(seq));

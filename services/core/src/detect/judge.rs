@@ -246,9 +246,7 @@ fn usual_rate(
 ) -> Usual {
     let (mut mean, mut var, mut young, mut judgeable) = (0.0, 0.0, true, false);
     for s in group {
-        let first_at = s.first_at.unwrap_or(end);
-        let born_after_warmup =
-            (first_at - scope_started).to_std().unwrap_or_default() >= rules.cold_start.warmup;
+        let born_after_warmup = s.born_after_warmup(rules, scope_started, end);
         let prior = if born_after_warmup && rules.cold_start.enabled {
             rules.spike.prior_windows
         } else {

@@ -104,6 +104,30 @@ impl DetectorState {
         })
     }
 
+    /// Whether the cluster was first seen once its product had been watched for the cold
+    /// start's warmup (only then may a new cluster stand for a new complaint), as of `end`.
+    pub fn born_after_warmup(
+        &self,
+        rules: &Rules,
+        scope_started: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> bool {
+        let first_at = self.first_at.unwrap_or(end);
+        (first_at - scope_started).to_std().unwrap_or_default() >= rules.cold_start.warmup
+    }
+
+    /// The cold-start rule, not yet its own history, is what judges this cluster.
+    pub fn on_cold_start(
+        &self,
+        rules: &Rules,
+        scope_started: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> bool {
+        rules.cold_start.enabled
+            && self.born_after_warmup(rules, scope_started, end)
+            && self.history.windows < rules.spike.prior_windows
+    }
+
     /// Ends the open episode (its SEV was closed, or the cluster went quiet): the next crossing
     /// is a new episode.
     pub fn end_episode(&mut self) {
