@@ -402,3 +402,31 @@ fn a_split_takes_its_tickets_window_places_and_the_open_episode() {
     assert!(!fresh.active && fresh.sev_cluster.is_none() && fresh.hot_at.is_none());
     assert_eq!(fresh.episode, 0);
 }
+
+#[test]
+fn only_a_cluster_born_after_the_warmup_and_short_of_history_is_on_the_cold_start() {
+    let rules = rules();
+    let end = t0();
+    let born = |minutes_after_start: i64, windows: f64| DetectorState {
+        first_at: Some(scope_start() + chrono::Duration::minutes(minutes_after_start)),
+        history: History {
+            windows,
+            ..History::default()
+        },
+        ..DetectorState::default()
+    };
+    assert!(born(120, 0.0).on_cold_start(&rules, scope_start(), end));
+    // Born while the product was new: every cluster is new to sevloop then, not to customers.
+    assert!(!born(30, 0.0).on_cold_start(&rules, scope_start(), end));
+    // Watched long enough: its own history judges it.
+    let watched = rules.spike.prior_windows;
+    assert!(!born(120, watched).on_cold_start(&rules, scope_start(), end));
+    let off = Rules {
+        cold_start: ColdStartRule {
+            enabled: false,
+            ..rules.cold_start.clone()
+        },
+        ..rules.clone()
+    };
+    assert!(!born(120, 0.0).on_cold_start(&off, scope_start(), end));
+}
