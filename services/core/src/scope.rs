@@ -165,12 +165,12 @@ impl Scope {
         scope_started: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Vec<u64> {
-        let young = self
+        let on_cold_start = self
             .detectors
             .get(&seq)
             .is_some_and(|d| d.on_cold_start(rules, scope_started, end));
         let mut with = near.to_vec();
-        if young {
+        if on_cold_start {
             with.extend(self.clusterer.siblings(seq));
             with.sort_unstable();
             with.dedup();

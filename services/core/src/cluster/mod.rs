@@ -52,9 +52,8 @@ pub struct ClusterConfig {
     /// ticket came within this much similarity of joining, so a complaint split across
     /// fragments adds up (0: only candidates that were above the join threshold too).
     pub near_margin: f32,
-    /// A young cluster (still judged mostly by its cold-start prior) is judged together with
-    /// its siblings: clusters whose centroids are at least this similar to its own. Above 1:
-    /// none, and a young cluster is judged alone.
+    /// While the cold-start rule judges a cluster, detection judges it together with its
+    /// siblings: clusters whose centroids are at least this similar to its own. Above 1: none.
     pub sibling_threshold: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,
