@@ -192,13 +192,8 @@ impl Clusterer {
             let Some(k) = self.clusters.get(seq) else {
                 continue;
             };
-            for other in self.neighbours(k) {
-                let Some(o) = self.clusters.get(&other) else {
-                    continue;
-                };
-                if other == *seq || k.cannot_link.contains(&other) || o.cannot_link.contains(seq) {
-                    continue;
-                }
+            for o in self.linkable_neighbours(k) {
+                let other = o.seq;
                 let threshold = if k.dense.is_some() && o.dense.is_some() {
                     c.merge_threshold
                 } else {
@@ -239,14 +234,9 @@ impl Clusterer {
                 continue;
             };
             let best = self
-                .neighbours(k)
-                .into_iter()
-                .filter(|o| *o != seq && !k.cannot_link.contains(o))
-                .filter_map(|o| {
-                    let other = self.clusters.get(&o)?;
-                    (other.size > c.stray_size && !other.cannot_link.contains(&seq))
-                        .then(|| (o, self.similarity_between(k, other)))
-                })
+                .linkable_neighbours(k)
+                .filter(|other| other.size > c.stray_size)
+                .map(|other| (other.seq, self.similarity_between(k, other)))
                 .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
             if let Some((into, sim)) = best {
                 if sim >= c.stray_threshold {
@@ -267,16 +257,20 @@ impl Clusterer {
         if threshold > 1.0 {
             return Vec::new();
         }
+        self.linkable_neighbours(k)
+            .filter(|other| self.similarity_between(k, other) >= threshold)
+            .map(|other| other.seq)
+            .collect()
+    }
+
+    /// `k`'s candidate neighbours (see [`Clusterer::neighbours`]) that are live and that no
+    /// correction keeps apart from it, by seq.
+    fn linkable_neighbours<'a>(&'a self, k: &'a Cluster) -> impl Iterator<Item = &'a Cluster> {
         self.neighbours(k)
             .into_iter()
-            .filter(|o| *o != seq && !k.cannot_link.contains(o))
-            .filter(|o| {
-                self.clusters.get(o).is_some_and(|other| {
-                    !other.cannot_link.contains(&seq)
-                        && self.similarity_between(k, other) >= threshold
-                })
-            })
-            .collect()
+            .filter(move |o| *o != k.seq && !k.cannot_link.contains(o))
+            .filter_map(move |o| self.clusters.get(&o))
+            .filter(move |other| !other.cannot_link.contains(&k.seq))
     }
 
     /// Candidate neighbours of a cluster, from the same indexes tickets use.
