@@ -246,8 +246,8 @@ fn usual_rate(
 ) -> Usual {
     let (mut mean, mut var, mut young, mut judgeable) = (0.0, 0.0, true, false);
     for s in group {
-        let born_after_warmup = s.born_after_warmup(rules, scope_started, end);
-        let prior = if born_after_warmup && rules.cold_start.enabled {
+        let holds_prior = s.holds_cold_start_prior(rules, scope_started, end);
+        let prior = if holds_prior {
             rules.spike.prior_windows
         } else {
             WEAK_PRIOR_WINDOWS
@@ -257,7 +257,7 @@ fn usual_rate(
         mean += shape / rate;
         var += shape / (rate * rate);
         young &= s.history.windows < prior;
-        judgeable |= (born_after_warmup && rules.cold_start.enabled) || s.history.windows >= 1.0;
+        judgeable |= holds_prior || s.history.windows >= 1.0;
     }
     if var <= 0.0 {
         return Usual {

@@ -104,16 +104,18 @@ impl DetectorState {
         })
     }
 
-    /// Whether the cluster was first seen once its product had been watched for the cold
-    /// start's warmup (only then may a new cluster stand for a new complaint), as of `end`.
-    pub fn born_after_warmup(
+    /// Whether the cold-start rule's belief (a new complaint at `cold_start.rate`) stands for
+    /// this cluster: the rule is on and the cluster was first seen once its product had been
+    /// watched for the warmup. Early in a log every cluster is new to sevloop, not to customers.
+    pub fn holds_cold_start_prior(
         &self,
         rules: &Rules,
         scope_started: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> bool {
         let first_at = self.first_at.unwrap_or(end);
-        (first_at - scope_started).to_std().unwrap_or_default() >= rules.cold_start.warmup
+        rules.cold_start.enabled
+            && (first_at - scope_started).to_std().unwrap_or_default() >= rules.cold_start.warmup
     }
 
     /// The cold-start rule, not yet its own history, is what judges this cluster.
@@ -123,8 +125,7 @@ impl DetectorState {
         scope_started: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> bool {
-        rules.cold_start.enabled
-            && self.born_after_warmup(rules, scope_started, end)
+        self.holds_cold_start_prior(rules, scope_started, end)
             && self.history.windows < rules.spike.prior_windows
     }
 
