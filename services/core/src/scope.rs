@@ -417,6 +417,7 @@ fn personal_strings(ticket: &TicketEvent) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::vector::unit;
     use crate::cluster::ClusterConfig;
     use crate::ticket::tests::example;
 
@@ -436,11 +437,6 @@ mod tests {
             + chrono::Duration::minutes(minutes)
     }
 
-    fn unit(v: &[f32]) -> Vec<f32> {
-        let n = crate::cluster::vector::norm(v);
-        v.iter().map(|x| x / n).collect()
-    }
-
     /// A cluster of `size` tickets along `direction`, as a checkpoint holds it.
     fn checkpoint(
         lsh: &crate::cluster::lsh::LshConfig,
@@ -450,7 +446,10 @@ mod tests {
         born: i64,
         detector: DetectorState,
     ) -> ClusterCheckpoint {
-        let sum: Vec<f32> = unit(direction).iter().map(|x| x * size as f32).collect();
+        let sum: Vec<f32> = unit(direction.to_vec())
+            .iter()
+            .map(|x| x * size as f32)
+            .collect();
         let lsh = crate::cluster::lsh::Lsh::new(lsh.clone(), sum.len());
         let cluster = Cluster {
             id: crate::cluster::cluster_id("cards", seq),
@@ -489,7 +488,7 @@ mod tests {
         let along = |direction: [f32; 3]| {
             let mut v = vec![0.0; DIM];
             v[..3].copy_from_slice(&direction);
-            unit(&v)
+            unit(v)
         };
         let busy = DetectorState {
             history: crate::detect::History {
@@ -530,7 +529,7 @@ mod tests {
                 t.event_time = at(i as i64);
                 let mut v: Vec<f32> = along(young).iter().map(|x| x * 0.78).collect();
                 v[2 + i as usize] = 0.6258;
-                let features = ticket_features(&mut f, &t, Some(unit(&v)));
+                let features = ticket_features(&mut f, &t, Some(unit(v)));
                 let seen = scope.observe(&features, &t, &detection);
                 assert_eq!(seen.seq, 2, "the tickets join the young cluster");
                 seen.decision

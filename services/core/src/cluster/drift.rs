@@ -87,7 +87,7 @@ pub fn drifted(cluster: &Cluster, config: &SplitConfig) -> Option<Vec<usize>> {
         return None;
     }
     let space = Space::of(cluster, dense);
-    let points: Vec<Vec<f32>> = space.raw.iter().cloned().map(unit).collect();
+    let points: Vec<Vec<f32>> = space.raw.iter().cloned().map(vector::unit).collect();
     if dense && mean_pairwise_cosine(&points) >= config.spread {
         return None;
     }
@@ -264,12 +264,4 @@ fn sum_of(points: &[Vec<f32>], members: &[usize]) -> Vec<f32> {
         vector::add_scaled(&mut sum, &points[*i], 1.0);
     }
     sum
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = vector::norm(&v);
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-    v
 }

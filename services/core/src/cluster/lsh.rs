@@ -165,10 +165,7 @@ impl SplitMix64 {
 mod tests {
     use super::*;
 
-    fn unit(v: Vec<f32>) -> Vec<f32> {
-        let n = super::super::vector::norm(&v);
-        v.into_iter().map(|x| x / n).collect()
-    }
+    use crate::cluster::vector::unit;
 
     #[test]
     fn a_vector_finds_itself_and_a_close_neighbour_but_candidates_are_capped() {

@@ -35,6 +35,15 @@ pub fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
 }
 
+/// `v` scaled to unit length (a zero vector stays zero).
+pub fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = norm(&v);
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
 /// Cosine similarity; 0 when either vector is zero.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let norms = norm(a) * norm(b);
