@@ -114,7 +114,11 @@ pub struct Cluster {
     pub centroid: BTreeMap<String, f32>,
     pub surface: BTreeMap<String, String>,
     /// Sum of member sentence vectors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "vector::base64_f32"
+    )]
     pub dense: Option<Vec<f32>>,
     /// LSH projections of `dense`, kept so buckets survive a restart exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,7 +158,8 @@ pub struct Sample {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "vector::base64_f32"
+        serialize_with = "vector::base64_f16::serialize",
+        deserialize_with = "vector::base64_f32::deserialize"
     )]
     pub dense: Option<Vec<f32>>,
 }
@@ -510,7 +515,9 @@ impl Clusterer {
             ticket_id: ticket_id.to_string(),
             at,
             terms: f.terms.weights.clone(),
-            dense: f.dense.clone(),
+            // Only drift splits read samples, and half precision is ample for them; it halves
+            // the largest part of a cluster's checkpoint.
+            dense: f.dense.as_deref().map(vector::half_precision),
         }));
     }
 

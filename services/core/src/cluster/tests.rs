@@ -634,29 +634,91 @@ mod drift_split {
 
 mod checkpoint_form {
     use super::*;
+    use base64::Engine as _;
 
-    #[test]
-    fn a_sample_vector_survives_its_checkpoint_bit_for_bit() {
-        let dense = vec![0.1f32, -3.5e-8, f32::MIN_POSITIVE, 1.0 / 3.0];
-        let sample = Sample {
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn sample(dense: Vec<f32>) -> Sample {
+        Sample {
             ticket_id: "t".into(),
             at: t0(),
             terms: BTreeMap::from([("card".to_string(), 0.5)]),
-            dense: Some(dense.clone()),
-        };
-        let json = serde_json::to_string(&sample).unwrap();
+            dense: Some(dense),
+        }
+    }
+
+    #[test]
+    fn a_sample_vector_survives_its_checkpoint_bit_for_bit_at_half_the_size() {
+        // A sample holds its vector at half precision from the start (see `remember`), so the
+        // f16 checkpoint loses nothing.
+        let dense = vector::half_precision(&[0.1f32, -3.5e-5, 6.1e-5, 1.0 / 3.0, -0.0]);
+        let json = serde_json::to_string(&sample(dense.clone())).unwrap();
+        assert!(json.contains(r#""dense":"f16:"#), "{json}");
         let back: Sample = serde_json::from_str(&json).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(back.dense.as_deref().unwrap()), bits(&dense));
+        let stored = serde_json::to_value(sample(dense.clone())).unwrap()["dense"].to_string();
+        let as_f32 = base64::engine::general_purpose::STANDARD.encode(vector::to_bytes(&dense));
+        assert!(stored.len() < as_f32.len(), "{stored} vs {as_f32}");
+    }
+
+    #[test]
+    fn a_sample_vector_is_within_half_precision_of_the_ticket_s() {
+        let v: Vec<f32> = (0..384).map(|i| (i as f32 * 0.37).sin() / 20.0).collect();
+        let half = vector::half_precision(&v);
+        assert!(v
+            .iter()
+            .zip(&half)
+            .all(|(a, b)| (a - b).abs() <= a.abs() / 1024.0));
+        assert!(vector::cosine(&v, &half) > 0.99999);
+    }
+
+    #[test]
+    fn a_centroid_sum_survives_its_checkpoint_bit_for_bit() {
+        let mut c = restored(1, vec![0.1f32, -3.5e-8, f32::MIN_POSITIVE, 1.0 / 3.0], 2);
+        c.projections = vec![0.25, -1.5];
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Cluster = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn checkpoints_written_before_vectors_were_encoded_still_read() {
+        // Centroid sums as JSON numbers, samples as base64 of f32 bytes.
+        let mut c = restored(1, vec![0.5, -0.25], 2);
+        c.recent = vec![Arc::new(sample(vec![1.0 / 3.0, 0.1]))];
+        let mut old = serde_json::to_value(&c).unwrap();
+        old["dense"] = serde_json::json!([0.5, -0.25]);
+        old["recent"][0]["dense"] =
+            serde_json::json!(base64::engine::general_purpose::STANDARD
+                .encode(vector::to_bytes(&[1.0 / 3.0, 0.1])));
+        let back: Cluster = serde_json::from_value(old).unwrap();
+        assert_eq!(back.dense, Some(vec![0.5, -0.25]));
+        assert_eq!(back.recent[0].dense, Some(vec![1.0 / 3.0, 0.1]));
     }
 
     #[test]
     fn a_damaged_sample_vector_is_refused_with_the_reason() {
-        let bad = r#"{"ticket_id":"t","at":"2024-01-03T14:00:00Z","terms":{},"dense":"AAAAAAA="}"#;
-        let e = serde_json::from_str::<Sample>(bad).unwrap_err().to_string();
-        assert!(e.contains("multiple of 4 bytes, got 5"), "{e}");
-        let bad =
-            r#"{"ticket_id":"t","at":"2024-01-03T14:00:00Z","terms":{},"dense":"not base64!"}"#;
-        assert!(serde_json::from_str::<Sample>(bad).is_err());
+        let with = |dense: &str| {
+            let json = format!(
+                r#"{{"ticket_id":"t","at":"2024-01-03T14:00:00Z","terms":{{}},"dense":{dense}}}"#
+            );
+            serde_json::from_str::<Sample>(&json)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = with(r#""AAAAAAA=""#);
+        assert!(
+            e.contains("a vector of f32 needs a multiple of 4 bytes, got 5"),
+            "{e}"
+        );
+        let e = with(r#""f16:AAAA""#);
+        assert!(
+            e.contains("a vector of f16 needs a multiple of 2 bytes, got 3"),
+            "{e}"
+        );
+        assert!(!with(r#""not base64!""#).is_empty());
+        assert!(!with(r#"{"x": 1}"#).is_empty());
     }
 }

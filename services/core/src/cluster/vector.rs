@@ -130,9 +130,19 @@ pub fn from_bytes(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// `v` rounded to half precision (kept as `f32`): what a stored sample holds, so the copy in
+/// memory and the one restored from a checkpoint are the same bits.
+pub fn half_precision(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+}
+
+/// Marks a stored vector of little-endian `f16` bytes; unmarked base64 is `f32` bytes.
+const HALF: &str = "f16:";
+
 /// Serde for an optional vector as base64 of its little-endian `f32` bytes: bit-exact (a
 /// restored vector is the same bits, so a restart decides as the first run did) and about
-/// half the size of JSON decimals.
+/// half the size of JSON decimals. Reads `f16` vectors ([`base64_f16`]) and, from checkpoints
+/// written before vectors were encoded, JSON arrays of numbers.
 pub mod base64_f32 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
@@ -145,17 +155,59 @@ pub mod base64_f32 {
         }
     }
 
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Encoded(String),
+        Numbers(Vec<f32>),
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f32>>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
+        let text = match Option::<Stored>::deserialize(d)? {
+            None => return Ok(None),
+            Some(Stored::Numbers(v)) => return Ok(Some(v)),
+            Some(Stored::Encoded(text)) => text,
         };
-        let bytes = STANDARD.decode(text).map_err(D::Error::custom)?;
-        if bytes.len() % 4 != 0 {
+        let (kind, width, encoded) = match text.strip_prefix(super::HALF) {
+            Some(rest) => ("f16", 2, rest),
+            None => ("f32", 4, text.as_str()),
+        };
+        let bytes = STANDARD.decode(encoded).map_err(D::Error::custom)?;
+        if bytes.len() % width != 0 {
             return Err(D::Error::custom(format!(
-                "a vector of f32 needs a multiple of 4 bytes, got {}",
+                "a vector of {kind} needs a multiple of {width} bytes, got {}",
                 bytes.len()
             )));
         }
-        Ok(Some(super::from_bytes(&bytes)))
+        Ok(Some(if width == 2 {
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect()
+        } else {
+            super::from_bytes(&bytes)
+        }))
+    }
+}
+
+/// Serde for an optional vector already at half precision ([`half_precision`]): base64 of its
+/// little-endian `f16` bytes, marked `f16:`, half the size of [`base64_f32`] and as exact for
+/// such a vector. Read back with [`base64_f32::deserialize`].
+pub mod base64_f16 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => {
+                let bytes: Vec<u8> = v
+                    .iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .collect();
+                s.serialize_some(&format!("{}{}", super::HALF, STANDARD.encode(bytes)))
+            }
+            None => s.serialize_none(),
+        }
     }
 }
