@@ -4,6 +4,7 @@
 //! lanes per instruction, the same operations in the same order (no fused multiply-add, which
 //! Rust never contracts to), so the same bits either way.
 
+use half::slice::HalfFloatSliceExt;
 use multiversion::multiversion;
 
 /// Sixteen independent partial sums, added up in a fixed order at the end: the compiler keeps
@@ -133,7 +134,15 @@ pub fn from_bytes(b: &[u8]) -> Vec<f32> {
 /// `v` rounded to half precision (kept as `f32`): what a stored sample holds, so the copy in
 /// memory and the one restored from a checkpoint are the same bits.
 pub fn half_precision(v: &[f32]) -> Vec<f32> {
-    v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+    to_half(v).to_f32_vec()
+}
+
+/// The slice conversions, eight lanes at a time with F16C where the CPU has it (one value at a
+/// time cost ten times as many instructions per kept sample).
+fn to_half(v: &[f32]) -> Vec<half::f16> {
+    let mut out = vec![half::f16::ZERO; v.len()];
+    out.convert_from_f32_slice(v);
+    out
 }
 
 /// Marks a stored vector of little-endian `f16` bytes; unmarked base64 is `f32` bytes.
@@ -146,6 +155,7 @@ const HALF: &str = "f16:";
 pub mod base64_f32 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
+    use half::slice::HalfFloatSliceExt;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, s: S) -> Result<S::Ok, S::Error> {
@@ -180,10 +190,11 @@ pub mod base64_f32 {
             )));
         }
         Ok(Some(if width == 2 {
-            bytes
+            let halves: Vec<half::f16> = bytes
                 .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect()
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            halves.to_f32_vec()
         } else {
             super::from_bytes(&bytes)
         }))
@@ -201,9 +212,9 @@ pub mod base64_f16 {
     pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => {
-                let bytes: Vec<u8> = v
+                let bytes: Vec<u8> = super::to_half(v)
                     .iter()
-                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .flat_map(|x| x.to_le_bytes())
                     .collect();
                 s.serialize_some(&format!("{}{}", super::HALF, STANDARD.encode(bytes)))
             }
