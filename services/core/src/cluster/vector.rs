@@ -145,6 +145,20 @@ fn to_half(v: &[f32]) -> Vec<half::f16> {
     out
 }
 
+/// Little-endian `f16` bytes of `v` (rounded to half precision), as [`to_bytes`] for `f32`.
+pub fn to_half_bytes(v: &[f32]) -> Vec<u8> {
+    to_half(v).iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`to_half_bytes`]; a trailing odd byte is ignored.
+pub fn from_half_bytes(b: &[u8]) -> Vec<f32> {
+    let halves: Vec<half::f16> = b
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    halves.to_f32_vec()
+}
+
 /// Marks a stored vector of little-endian `f16` bytes; unmarked base64 is `f32` bytes.
 const HALF: &str = "f16:";
 
@@ -155,7 +169,6 @@ const HALF: &str = "f16:";
 pub mod base64_f32 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
-    use half::slice::HalfFloatSliceExt;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, s: S) -> Result<S::Ok, S::Error> {
@@ -190,11 +203,7 @@ pub mod base64_f32 {
             )));
         }
         Ok(Some(if width == 2 {
-            let halves: Vec<half::f16> = bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            halves.to_f32_vec()
+            super::from_half_bytes(&bytes)
         } else {
             super::from_bytes(&bytes)
         }))
@@ -211,13 +220,11 @@ pub mod base64_f16 {
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<f32>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => {
-                let bytes: Vec<u8> = super::to_half(v)
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect();
-                s.serialize_some(&format!("{}{}", super::HALF, STANDARD.encode(bytes)))
-            }
+            Some(v) => s.serialize_some(&format!(
+                "{}{}",
+                super::HALF,
+                STANDARD.encode(super::to_half_bytes(v))
+            )),
             None => s.serialize_none(),
         }
     }
