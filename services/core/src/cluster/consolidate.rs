@@ -335,7 +335,7 @@ impl Clusterer {
         k.recent.append(&mut gone.recent);
         keep_latest(&mut k.recent, self.config.consolidation.split.sample);
         for term in added {
-            self.postings.entry(term).or_default().insert(into);
+            self.post(term, into);
         }
         self.reindex_dense(into);
         self.prune(into);

@@ -15,6 +15,7 @@
 pub mod consolidate;
 pub mod corrections;
 pub mod drift;
+mod lexicon;
 pub mod lsh;
 pub mod vector;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::text::{is_mask, TermVector};
 pub use consolidate::ConsolidationConfig;
+use lexicon::{Posting, Query, TermIndex};
 use lsh::{Lsh, LshConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,10 +204,14 @@ pub struct Clusterer {
     /// Merged-away clusters not yet checkpointed.
     retired: Vec<Cluster>,
     next_seq: u64,
-    postings: HashMap<String, BTreeSet<u64>>,
+    /// Inverted index: term → its id and the clusters whose centroids hold it.
+    postings: HashMap<String, Posting>,
+    next_term: u32,
     lsh: Option<Lsh>,
     /// Norms of the clusters' vector sums, refreshed wherever a sum changes (scoring hot path).
     norms: HashMap<u64, f32>,
+    /// Centroids by term id, refreshed wherever a centroid changes (lexical hot paths).
+    lexicon: HashMap<u64, TermIndex>,
 }
 
 impl Clusterer {
@@ -218,8 +224,10 @@ impl Clusterer {
             retired: Vec::new(),
             next_seq: 1,
             postings: HashMap::new(),
+            next_term: 0,
             lsh: None,
             norms: HashMap::new(),
+            lexicon: HashMap::new(),
         }
     }
 
@@ -350,20 +358,33 @@ impl Clusterer {
     pub fn similarity_between(&self, a: &Cluster, b: &Cluster) -> f32 {
         match (&a.dense, &b.dense) {
             (Some(x), Some(y)) => vector::cosine(x, y),
-            _ => sparse_cosine(&a.centroid, &b.centroid),
+            _ => match (self.term_index(a), self.term_index(b)) {
+                (Some(x), Some(y)) => x.cosine(y),
+                _ => sparse_cosine(&a.centroid, &b.centroid),
+            },
         }
+    }
+
+    /// The term index of `c` if it is one of this clusterer's live clusters (not a copy).
+    fn term_index(&self, c: &Cluster) -> Option<&TermIndex> {
+        let live = self.clusters.get(&c.seq)?;
+        std::ptr::eq(live, c).then(|| self.lexicon.get(&c.seq))?
     }
 
     /// Inverse cluster frequency: terms found in many clusters say little about any one of them.
     /// Derived from the inverted index, so it is restored with the clusters at no cost.
     fn idf(&self, term: &str) -> f32 {
+        self.idf_of(self.postings.get(term))
+    }
+
+    fn idf_of(&self, posting: Option<&Posting>) -> f32 {
         let n = self.clusters.len() as f32;
-        let df = self.postings.get(term).map_or(0, BTreeSet::len) as f32;
+        let df = posting.map_or(0, |p| p.clusters.len()) as f32;
         ((1.0 + n) / (1.0 + df)).ln() + 1.0
     }
 
     /// A ticket's similarity to a cluster and the threshold that similarity must reach.
-    fn score(&self, c: &Cluster, f: &Features, query: &Weighted) -> (f32, f32) {
+    fn score(&self, c: &Cluster, f: &Features, query: &Query) -> (f32, f32) {
         match (&c.dense, &f.dense) {
             (Some(sum), Some(v)) => {
                 let scale = match self.config.semantic_linkage {
@@ -382,21 +403,26 @@ impl Clusterer {
                 (sim, self.config.semantic_threshold)
             }
             _ => (
-                lexical_similarity(c, query),
+                self.lexicon
+                    .get(&c.seq)
+                    .map_or(0.0, |terms| terms.similarity(query)),
                 self.config.similarity_threshold,
             ),
         }
     }
 
-    /// A ticket's terms weighted by idf, with their norm: computed once per ticket.
-    fn weighted<'a>(&self, v: &'a TermVector) -> Weighted<'a> {
-        let terms: Vec<(&String, f32)> = v
+    /// A ticket's terms as ids weighted by idf, with their norm: computed once per ticket.
+    fn weighted(&self, v: &TermVector) -> Query {
+        let terms: Vec<(Option<u32>, f32)> = v
             .weights
             .iter()
-            .map(|(t, w)| (t, w * self.idf(t)))
+            .map(|(t, w)| {
+                let posting = self.postings.get(t);
+                (posting.map(|p| p.id), w * self.idf_of(posting))
+            })
             .collect();
         let norm = terms.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        Weighted { terms, norm }
+        Query { terms, norm }
     }
 
     /// Terms of `v` that the centroid shares, most contributing first.
@@ -434,7 +460,12 @@ impl Clusterer {
         terms.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let mut out = BTreeSet::new();
         for (term, _) in terms {
-            for seq in self.postings.get(term).into_iter().flatten() {
+            for seq in self
+                .postings
+                .get(term)
+                .into_iter()
+                .flat_map(|p| &p.clusters)
+            {
                 if out.len() >= max {
                     return out;
                 }
@@ -493,7 +524,7 @@ impl Clusterer {
         c.size += 1;
         c.last_seen = c.last_seen.max(at);
         for term in added {
-            self.postings.entry(term).or_default().insert(seq);
+            self.post(term, seq);
         }
         self.reindex_dense(seq);
         self.prune(seq);
@@ -543,7 +574,7 @@ impl Clusterer {
     fn insert(&mut self, cluster: Cluster) {
         let seq = cluster.seq;
         for term in cluster.centroid.keys() {
-            self.postings.entry(term.clone()).or_default().insert(seq);
+            self.post(term.clone(), seq);
         }
         if let Some(dense) = &cluster.dense {
             let config = self.config.lsh.clone();
@@ -552,6 +583,7 @@ impl Clusterer {
         }
         self.clusters.insert(seq, cluster);
         self.reindex_dense(seq);
+        self.reindex_terms(seq);
     }
 
     /// Removes a cluster from both indexes and the live set.
@@ -564,6 +596,7 @@ impl Clusterer {
             lsh.remove(seq);
         }
         self.norms.remove(&seq);
+        self.lexicon.remove(&seq);
         Some(cluster)
     }
 
@@ -582,17 +615,44 @@ impl Clusterer {
         }
     }
 
+    /// Rebuilds a cluster's centroid by term id (every term of it has a posting by now).
+    fn reindex_terms(&mut self, seq: u64) {
+        if let Some(c) = self.clusters.get(&seq) {
+            let index = TermIndex::new(&c.centroid, &self.postings);
+            self.lexicon.insert(seq, index);
+        }
+    }
+
+    /// Files a cluster under a term, giving the term an id when no cluster had it.
+    fn post(&mut self, term: String, seq: u64) {
+        let next = self.next_term;
+        let posting = self.postings.entry(term).or_insert_with(|| Posting {
+            id: next,
+            clusters: BTreeSet::new(),
+        });
+        if posting.id == next {
+            self.next_term += 1;
+        }
+        posting.clusters.insert(seq);
+    }
+
     fn unpost(&mut self, term: &str, seq: u64) {
-        if let Some(set) = self.postings.get_mut(term) {
-            set.remove(&seq);
-            if set.is_empty() {
+        if let Some(posting) = self.postings.get_mut(term) {
+            posting.clusters.remove(&seq);
+            if posting.clusters.is_empty() {
                 self.postings.remove(term);
             }
         }
     }
 
-    /// Keeps a centroid to its heaviest terms, dropping the rest from the inverted index too.
+    /// Keeps a centroid to its heaviest terms, dropping the rest from the inverted index too,
+    /// and refreshes its term index: every change to a centroid ends here.
     fn prune(&mut self, seq: u64) {
+        self.drop_light_terms(seq);
+        self.reindex_terms(seq);
+    }
+
+    fn drop_light_terms(&mut self, seq: u64) {
         let Some(c) = self.clusters.get_mut(&seq) else {
             return;
         };
@@ -617,25 +677,34 @@ impl Clusterer {
 }
 
 /// Adds `sign ×` a term vector to a centroid, dropping terms that fall to zero or below. Returns
-/// the terms that are new to the centroid.
+/// the terms that are new to the centroid. Runs for every ticket, so it copies a term's string
+/// only when the term is new to the centroid, and sweeps for dropped terms only when a weight
+/// fell that low.
 fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
     let mut added = Vec::new();
+    let mut fell = false;
     for (term, w) in &v.weights {
-        let slot = c.centroid.entry(term.clone()).or_insert_with(|| {
-            added.push(term.clone());
-            0.0
-        });
+        let slot = match c.centroid.get_mut(term) {
+            Some(slot) => slot,
+            None => {
+                added.push(term.clone());
+                c.centroid.entry(term.clone()).or_insert(0.0)
+            }
+        };
         *slot += sign * w;
+        fell |= *slot <= 1e-6;
         if let Some(word) = v.surface.get(term) {
-            c.surface
-                .entry(term.clone())
-                .or_insert_with(|| word.clone());
+            if !c.surface.contains_key(term) {
+                c.surface.insert(term.clone(), word.clone());
+            }
         }
     }
-    c.centroid.retain(|_, w| *w > 1e-6);
-    let centroid = &c.centroid;
-    c.surface.retain(|t, _| centroid.contains_key(t));
-    added.retain(|t| c.centroid.contains_key(t));
+    if fell {
+        c.centroid.retain(|_, w| *w > 1e-6);
+        let centroid = &c.centroid;
+        c.surface.retain(|t, _| centroid.contains_key(t));
+        added.retain(|t| c.centroid.contains_key(t));
+    }
     added
 }
 
@@ -644,23 +713,6 @@ fn keep_latest(recent: &mut Vec<Arc<Sample>>, keep: usize) {
     recent.sort_by(|a, b| (a.at, &a.ticket_id).cmp(&(b.at, &b.ticket_id)));
     let excess = recent.len().saturating_sub(keep);
     recent.drain(..excess);
-}
-
-/// A ticket's idf-weighted terms and their norm.
-struct Weighted<'a> {
-    terms: Vec<(&'a String, f32)>,
-    norm: f32,
-}
-
-/// Cosine of a ticket's idf-weighted terms to a centroid.
-fn lexical_similarity(c: &Cluster, query: &Weighted) -> f32 {
-    let cn = c.centroid.values().map(|w| w * w).sum::<f32>().sqrt();
-    if query.norm == 0.0 || cn == 0.0 {
-        return 0.0;
-    }
-    let terms = query.terms.iter().map(|(t, w)| (t.as_str(), *w));
-    let dot: f32 = shared_products(terms, sorted(&c.centroid)).sum();
-    dot / (query.norm * cn)
 }
 
 /// Cosine similarity of two sparse vectors.

@@ -356,6 +356,39 @@ mod sparse {
             let merged: f32 = shared_products(sorted(&a), sorted(&b)).sum();
             prop_assert_eq!(looked_up.to_bits(), merged.to_bits());
         }
+
+        /// The centroids by term id give exactly the similarities the string walk gave (ids
+        /// assigned in any order), so indexing by id changes no clustering decision.
+        #[test]
+        fn term_ids_give_the_string_walks_similarities(
+            a in terms(),
+            b in terms(),
+            query in terms(),
+            flip in any::<bool>(),
+        ) {
+            let mut postings = foldhash::HashMap::default();
+            let mut vocabulary: Vec<&String> = a.keys().chain(b.keys()).collect();
+            vocabulary.sort();
+            vocabulary.dedup();
+            if flip {
+                vocabulary.reverse();
+            }
+            for (id, term) in vocabulary.into_iter().enumerate() {
+                let clusters = Default::default();
+                postings.insert(term.clone(), lexicon::Posting { id: id as u32, clusters });
+            }
+            let (x, y) = (TermIndex::new(&a, &postings), TermIndex::new(&b, &postings));
+            prop_assert_eq!(x.cosine(&y).to_bits(), sparse_cosine(&a, &b).to_bits());
+
+            let q = lexicon::Query {
+                terms: query.iter().map(|(t, w)| (postings.get(t).map(|p| p.id), *w)).collect(),
+                norm: query.values().map(|w| w * w).sum::<f32>().sqrt(),
+            };
+            let walked: f32 = shared_products(sorted(&query), sorted(&b)).sum();
+            let b_norm = b.values().map(|w| w * w).sum::<f32>().sqrt();
+            let expected = if q.norm == 0.0 || b_norm == 0.0 { 0.0 } else { walked / (q.norm * b_norm) };
+            prop_assert_eq!(y.similarity(&q).to_bits(), expected.to_bits());
+        }
     }
 }
 
