@@ -210,7 +210,8 @@ pub struct Clusterer {
     lsh: Option<Lsh>,
     /// Norms of the clusters' vector sums, refreshed wherever a sum changes (scoring hot path).
     norms: HashMap<u64, f32>,
-    /// Centroids by term id, refreshed wherever a centroid changes (lexical hot paths).
+    /// Centroids by term id of clusters without vector sums, refreshed wherever a centroid
+    /// changes (lexical hot paths).
     lexicon: HashMap<u64, TermIndex>,
 }
 
@@ -402,10 +403,13 @@ impl Clusterer {
                 };
                 (sim, self.config.semantic_threshold)
             }
+            // A ticket without a vector against a cluster with one (rare): its index is built
+            // for the occasion.
             _ => (
-                self.lexicon
-                    .get(&c.seq)
-                    .map_or(0.0, |terms| terms.similarity(query)),
+                self.lexicon.get(&c.seq).map_or_else(
+                    || TermIndex::new(&c.centroid, &self.postings).similarity(query),
+                    |terms| terms.similarity(query),
+                ),
                 self.config.similarity_threshold,
             ),
         }
@@ -615,11 +619,17 @@ impl Clusterer {
         }
     }
 
-    /// Rebuilds a cluster's centroid by term id (every term of it has a posting by now).
+    /// Rebuilds the centroid by term id of a cluster without a vector sum (every term of it has
+    /// a posting by now). Clusters with one are compared by their vectors, so they get none.
     fn reindex_terms(&mut self, seq: u64) {
-        if let Some(c) = self.clusters.get(&seq) {
-            let index = TermIndex::new(&c.centroid, &self.postings);
-            self.lexicon.insert(seq, index);
+        match self.clusters.get(&seq) {
+            Some(c) if c.dense.is_none() => {
+                let index = TermIndex::new(&c.centroid, &self.postings);
+                self.lexicon.insert(seq, index);
+            }
+            _ => {
+                self.lexicon.remove(&seq);
+            }
         }
     }
 

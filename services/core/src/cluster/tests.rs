@@ -56,6 +56,26 @@ fn similar_complaints_share_a_cluster_and_different_ones_do_not() {
 }
 
 #[test]
+fn a_ticket_without_a_vector_is_compared_on_terms_with_a_cluster_that_has_one() {
+    let mut f = Featurizer::default();
+    let mut c = Clusterer::new("cards", ClusterConfig::default());
+    let (first, _) = c.assign(
+        &dense(&mut f, "card declined in the shop", 0, 0.0),
+        "T-1",
+        t0(),
+    );
+    let (seq, a) = c.assign(
+        &lexical(&mut f, "card declined in the shop again"),
+        "T-2",
+        t0(),
+    );
+    assert_eq!(seq, first, "the shared terms carry it into the cluster");
+    assert!(a.similarity > 0.45, "term cosine {}", a.similarity);
+    let (other, _) = c.assign(&lexical(&mut f, "How do I change my address?"), "T-3", t0());
+    assert_ne!(other, first, "no shared terms, no join");
+}
+
+#[test]
 fn the_same_tickets_in_the_same_order_give_the_same_clusters() {
     let texts = [
         "login fails",
