@@ -19,6 +19,7 @@ mod lexicon;
 pub mod lsh;
 pub mod vector;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -635,14 +636,17 @@ impl Clusterer {
 
     /// Files a cluster under a term, giving the term an id when no cluster had it.
     fn post(&mut self, term: String, seq: u64) {
-        let next = self.next_term;
-        let posting = self.postings.entry(term).or_insert_with(|| Posting {
-            id: next,
-            clusters: BTreeSet::new(),
-        });
-        if posting.id == next {
-            self.next_term += 1;
-        }
+        let posting = match self.postings.entry(term) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let id = self.next_term;
+                self.next_term += 1;
+                e.insert(Posting {
+                    id,
+                    clusters: BTreeSet::new(),
+                })
+            }
+        };
         posting.clusters.insert(seq);
     }
 
