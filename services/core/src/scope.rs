@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, RouteInput};
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
-use crate::detect::{judge, Decision, DetectorState, Member, Policy, RuleBook, Rules};
+use crate::detect::{could_fire, judge, Decision, DetectorState, Member, Policy, RuleBook, Rules};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
@@ -145,6 +145,12 @@ impl Scope {
             .chain(self.judged_with(seq, near, rules, started, end))
             .filter_map(|s| self.detectors.get(&s))
             .collect();
+        // An open episode needs the full judgement (its p-value keeps it hot); otherwise a
+        // window that cannot fire decides nothing.
+        let active = self.detectors.get(&seq).is_some_and(|d| d.active);
+        if !active && !could_fire(&group, end, rules, detection.policy, started) {
+            return Decision::Quiet;
+        }
         let judged = judge(&group, end, rules, detection.policy, started);
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),

@@ -78,11 +78,7 @@ pub fn judge(
     let customers = Customers::count(&window, &spans, end, &rules.tiers);
     let usual = usual_rate(group, end, rules, scope_started);
     let whole = scan_span(customers.whole, &usual, rules.floor.window, end, rules);
-    let shorter: Vec<Scan> = spans
-        .iter()
-        .zip(&customers.per_span)
-        .map(|(span, n)| scan_span(*n, &usual, *span, end, rules))
-        .collect();
+    let shorter = scan_spans(&spans, &customers.per_span, &usual, end, rules);
     // The most improbable span; the shortest on a tie.
     let scan = shorter.iter().rev().fold(whole, |best, s| {
         if s.p_value.total_cmp(&best.p_value).is_le() {
@@ -91,12 +87,7 @@ pub fn judge(
             best
         }
     });
-    // The window is judged at every ticket it counts: a busy neighbourhood is judged about
-    // `usual` times per window, so the per-judgement rate is split among them, and among the
-    // spans scanned, and the false-alarm rate stays per window of time, however busy the
-    // complaint.
-    let judged = (usual.shape / usual.rate).max(1.0) * (shorter.len() + 1) as f64;
-    let bound = rules.spike.max_false_alarm / judged;
+    let bound = false_alarm_bound(&usual, spans.len(), rules);
     let significant = usual.judgeable && scan.p_value <= bound;
     // The evidence is the longest span that stands out on its own: the whole burst, but not
     // the usual traffic before it.
@@ -126,6 +117,67 @@ pub fn judge(
         first_ticket_at: evidence.first().map(|m| m.at),
         evidence: evidence.iter().map(|m| m.ticket_id.clone()).collect(),
     }
+}
+
+/// Whether [`judge`] could fire under `policy`, by an upper bound that needs neither a sort nor
+/// a map: every ticket of the group's windows counted as a distinct customer (repeat tickets,
+/// and a ticket in two windows, count once in the judgement). Most judgements are of usual
+/// traffic, and this settles them in one pass; when it says no, the judgement would say so too.
+pub fn could_fire(
+    group: &[&DetectorState],
+    end: DateTime<Utc>,
+    rules: &Rules,
+    policy: Policy,
+    scope_started: DateTime<Utc>,
+) -> bool {
+    if policy == Policy::Alone(RuleName::Floor) {
+        return true;
+    }
+    let usual = usual_rate(group, end, rules, scope_started);
+    if !usual.judgeable {
+        return false;
+    }
+    let spans = rules.spike.shorter_spans(rules.floor.window);
+    let start = end - event_span(rules.floor.window);
+    let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - event_span(*s)).collect();
+    let (mut whole, mut per_span) = (0usize, vec![0usize; spans.len()]);
+    let members = group.iter().flat_map(|s| &s.window);
+    for m in members.filter(|m| m.at >= start && m.at <= end) {
+        whole += 1;
+        for (n, since) in per_span.iter_mut().zip(&starts) {
+            *n += usize::from(m.at >= *since);
+        }
+    }
+    if policy == Policy::Combined && whole < rules.floor.min_tickets as usize {
+        return false;
+    }
+    let bound = false_alarm_bound(&usual, spans.len(), rules);
+    std::iter::once(scan_span(whole, &usual, rules.floor.window, end, rules))
+        .chain(scan_spans(&spans, &per_span, &usual, end, rules))
+        .any(|s| s.p_value <= bound)
+}
+
+/// The p-value a span must reach to be significant. The window is judged at every ticket it
+/// counts: a busy neighbourhood is judged about `usual` times per window, so the per-judgement
+/// rate is split among them, and among the spans scanned (the shorter ones and the whole), and
+/// the false-alarm rate stays per window of time, however busy the complaint.
+fn false_alarm_bound(usual: &Usual, shorter_spans: usize, rules: &Rules) -> f64 {
+    let judged = (usual.shape / usual.rate).max(1.0) * (shorter_spans + 1) as f64;
+    rules.spike.max_false_alarm / judged
+}
+
+fn scan_spans(
+    spans: &[Duration],
+    counts: &[usize],
+    usual: &Usual,
+    end: DateTime<Utc>,
+    rules: &Rules,
+) -> Vec<Scan> {
+    spans
+        .iter()
+        .zip(counts)
+        .map(|(span, n)| scan_span(*n, usual, *span, end, rules))
+        .collect()
 }
 
 /// How improbable one span of the window is at the usual rate.

@@ -125,6 +125,70 @@ proptest::proptest! {
     }
 }
 
+/// Two neighbouring clusters with `(minute, customer)` tickets counted in turn, as a scope
+/// counts them: histories of `usual` tickets per window, the second born `young_minutes` ago
+/// (0: as old as the first).
+fn neighbours(usual: u64, young_minutes: i64, tickets: &[(i64, u8, bool)]) -> [DetectorState; 2] {
+    let mut pair = [with_history(usual), with_history(usual / 2)];
+    if young_minutes > 0 {
+        pair[1] = DetectorState {
+            first_at: Some(t0() - chrono::Duration::minutes(young_minutes)),
+            ..DetectorState::default()
+        };
+    }
+    for (i, (minute, customer, second)) in tickets.iter().enumerate() {
+        let m = member(i as u32, &format!("c-{customer}"), *minute);
+        pair[usize::from(*second)].count(m, &rules());
+    }
+    pair
+}
+
+proptest::proptest! {
+    /// The shortcut never hides a firing: when `could_fire` says no, the full judgement does not
+    /// fire either, under every policy, for old and young neighbourhoods alike.
+    #[test]
+    fn could_fire_is_never_wrong_when_it_says_no(
+        usual in 0u64..12,
+        young_minutes in proptest::prop_oneof![proptest::strategy::Just(0i64), 1i64..600],
+        tickets in proptest::collection::vec((0i64..60, 0u8..12, proptest::bool::ANY), 1..40),
+        recent_start in proptest::bool::ANY,
+    ) {
+        let pair = neighbours(usual, young_minutes, &tickets);
+        let group = [&pair[0], &pair[1]];
+        let end = pair.iter().filter_map(|s| s.window.back()).map(|m| m.at).max().unwrap_or(t0());
+        let started = if recent_start { t0() - chrono::Duration::minutes(30) } else { scope_start() };
+        let policies = [
+            Policy::Combined,
+            Policy::Alone(RuleName::Floor),
+            Policy::Alone(RuleName::Spike),
+            Policy::Alone(RuleName::ColdStart),
+        ];
+        for policy in policies {
+            if !could_fire(&group, end, &rules(), policy, started) {
+                let judged = judge(&group, end, &rules(), policy, started);
+                proptest::prop_assert_eq!(judged.verdict.fired(policy), None, "{:?}", policy);
+            }
+        }
+    }
+}
+
+#[test]
+fn could_fire_passes_a_burst_and_stops_usual_traffic() {
+    let burst: Vec<(i64, u8, bool)> = (0..12).map(|i| (50 + i / 2, i as u8, false)).collect();
+    let usual: Vec<(i64, u8, bool)> = (0..5).map(|i| (i * 6, i as u8, false)).collect();
+    for (tickets, fires) in [(burst, true), (usual, false)] {
+        let pair = neighbours(10, 0, &tickets);
+        let group = [&pair[0], &pair[1]];
+        let end = pair[0].window.back().map(|m| m.at).unwrap();
+        let judged = judge(&group, end, &rules(), Policy::Combined, scope_start());
+        assert_eq!(judged.verdict.fired(Policy::Combined).is_some(), fires);
+        assert_eq!(
+            could_fire(&group, end, &rules(), Policy::Combined, scope_start()),
+            fires
+        );
+    }
+}
+
 #[test]
 fn a_busy_cluster_at_its_usual_rate_does_not_escalate() {
     let mut s = with_history(10);
