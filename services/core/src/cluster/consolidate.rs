@@ -274,7 +274,7 @@ impl Clusterer {
     }
 
     /// Candidate neighbours of a cluster, from the same indexes tickets use.
-    fn neighbours(&self, k: &Cluster) -> BTreeSet<u64> {
+    fn neighbours(&self, k: &Cluster) -> Vec<u64> {
         if let (Some(lsh), false) = (&self.lsh, k.projections.is_empty()) {
             return lsh.candidates(&k.projections, self.config.max_candidates);
         }

@@ -105,19 +105,18 @@ impl Lsh {
     }
 
     /// Clusters sharing a bucket with `projections` in some table, exact buckets first, then
-    /// buckets one bit away; at most `max` of them, in a deterministic order.
-    pub fn candidates(&self, projections: &[f32], max: usize) -> BTreeSet<u64> {
+    /// buckets one bit away; at most `max` of them, by seq.
+    pub fn candidates(&self, projections: &[f32], max: usize) -> Vec<u64> {
         let keys = self.keys_of(projections);
-        let mut out = BTreeSet::new();
+        let mut out = Vec::with_capacity(max);
         let probes = std::iter::once(None).chain((0..self.config.bits).map(Some));
         for flip in probes {
             for (table, key) in keys.iter().enumerate() {
                 let key = flip.map_or(*key, |bit| key ^ (1 << bit));
                 for seq in self.buckets[table].get(&key).into_iter().flatten() {
-                    if out.len() >= max {
+                    if !super::insert_capped(&mut out, *seq, max) {
                         return out;
                     }
-                    out.insert(*seq);
                 }
             }
         }
@@ -177,7 +176,9 @@ mod tests {
         for seq in 2..50 {
             lsh.insert(seq, &lsh.project(&a));
         }
-        assert_eq!(lsh.candidates(&lsh.project(&a), 10).len(), 10);
+        let capped = lsh.candidates(&lsh.project(&a), 10);
+        assert_eq!(capped.len(), 10);
+        assert!(capped.windows(2).all(|w| w[0] < w[1]), "{capped:?}");
     }
 
     #[test]

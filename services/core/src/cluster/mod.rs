@@ -451,7 +451,7 @@ impl Clusterer {
 
     /// Candidate clusters: LSH buckets for a sentence vector, else clusters sharing the ticket's
     /// most distinguishing terms; at most `max_candidates`.
-    fn candidates(&self, f: &Features, projections: Option<&[f32]>) -> BTreeSet<u64> {
+    fn candidates(&self, f: &Features, projections: Option<&[f32]>) -> Vec<u64> {
         let max = self.config.max_candidates;
         if let (Some(lsh), Some(p)) = (&self.lsh, projections) {
             return lsh.candidates(p, max);
@@ -463,7 +463,7 @@ impl Clusterer {
             .map(|(t, w)| (t, w * self.idf(t)))
             .collect();
         terms.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        let mut out = BTreeSet::new();
+        let mut out = Vec::with_capacity(max);
         for (term, _) in terms {
             for seq in self
                 .postings
@@ -471,10 +471,9 @@ impl Clusterer {
                 .into_iter()
                 .flat_map(|p| &p.clusters)
             {
-                if out.len() >= max {
+                if !insert_capped(&mut out, *seq, max) {
                     return out;
                 }
-                out.insert(*seq);
             }
         }
         out
@@ -723,6 +722,18 @@ fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
 }
 
 /// Keeps the latest `keep` samples, oldest first (in event time, then ticket id).
+/// Adds `seq` to the sorted, distinct `out` unless `out` already holds `max`; false once full.
+/// A sorted vector of at most `max_candidates` beats a tree for this size.
+fn insert_capped(out: &mut Vec<u64>, seq: u64, max: usize) -> bool {
+    if out.len() >= max {
+        return false;
+    }
+    if let Err(at) = out.binary_search(&seq) {
+        out.insert(at, seq);
+    }
+    true
+}
+
 fn keep_latest(recent: &mut Vec<Arc<Sample>>, keep: usize) {
     recent.sort_by(|a, b| (a.at, &a.ticket_id).cmp(&(b.at, &b.ticket_id)));
     let excess = recent.len().saturating_sub(keep);
