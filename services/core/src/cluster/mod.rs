@@ -307,6 +307,9 @@ impl Clusterer {
     ) -> (u64, Assignment, Vec<u64>) {
         let projections = self.project(f);
         let query = self.weighted(&f.terms);
+        // Only candidates within the near margin matter (the best joins if at or above the
+        // threshold, the rest are near): the few left are sorted, not all of them.
+        let near_margin = -self.config.near_margin;
         let mut scored: Vec<(u64, f32, f32)> = self
             .candidates(f, projections.as_deref())
             .into_iter()
@@ -314,9 +317,9 @@ impl Clusterer {
                 let (sim, threshold) = self.score(self.clusters.get(&seq)?, f, &query);
                 Some((seq, sim, sim - threshold))
             })
+            .filter(|(_, _, margin)| *margin >= near_margin.min(0.0))
             .collect();
         scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        let near_margin = -self.config.near_margin;
         let mut near: Vec<u64> = scored
             .iter()
             .filter(|(_, _, margin)| *margin >= near_margin)
