@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter, TextAnalyzer,
 };
+
+mod stem;
 
 /// Name under which the index registers [`analyzer`], so search and clustering agree on words.
 pub const ANALYZER_NAME: &str = "sevloop_en";
@@ -23,9 +25,7 @@ pub fn is_mask(term: &str) -> bool {
 
 /// The analyzer shared by the index and the features.
 pub fn analyzer() -> TextAnalyzer {
-    base_builder()
-        .filter(Stemmer::new(Language::English))
-        .build()
+    base_builder().filter(stem::CachedStemmer).build()
 }
 
 /// Words that say nothing about what a complaint is about. Lucene's English list plus the
