@@ -724,7 +724,6 @@ fn add_terms(c: &mut Cluster, v: &TermVector, sign: f32) -> Vec<String> {
     added
 }
 
-/// Keeps the latest `keep` samples, oldest first (in event time, then ticket id).
 /// Adds `seq` to the sorted, distinct `out` unless `out` already holds `max`; false once full.
 /// A sorted vector of at most `max_candidates` beats a tree for this size.
 fn insert_capped(out: &mut Vec<u64>, seq: u64, max: usize) -> bool {
@@ -737,6 +736,7 @@ fn insert_capped(out: &mut Vec<u64>, seq: u64, max: usize) -> bool {
     true
 }
 
+/// Keeps the latest `keep` samples, oldest first (in event time, then ticket id).
 fn keep_latest(recent: &mut Vec<Arc<Sample>>, keep: usize) {
     recent.sort_by(|a, b| (a.at, &a.ticket_id).cmp(&(b.at, &b.ticket_id)));
     let excess = recent.len().saturating_sub(keep);

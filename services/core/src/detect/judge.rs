@@ -139,10 +139,9 @@ pub fn could_fire(
     }
     let spans = rules.spike.shorter_spans(rules.floor.window);
     let start = end - event_span(rules.floor.window);
-    let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - event_span(*s)).collect();
+    let starts = span_starts(&spans, end);
     let (mut whole, mut per_span) = (0usize, vec![0usize; spans.len()]);
-    let members = group.iter().flat_map(|s| &s.window);
-    for m in members.filter(|m| m.at >= start && m.at <= end) {
+    for m in members_between(group, start, end) {
         whole += 1;
         for (n, since) in per_span.iter_mut().zip(&starts) {
             *n += usize::from(m.at >= *since);
@@ -216,16 +215,29 @@ fn window_of<'a>(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Vec<&'a Member> {
-    let mut window: Vec<&Member> = group
-        .iter()
-        .flat_map(|s| &s.window)
-        .filter(|m| m.at >= start && m.at <= end)
-        .collect();
+    let mut window: Vec<&Member> = members_between(group, start, end).collect();
     // Each cluster's window is already nearly in time order, so the sort is close to linear.
     window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
     // Should a ticket sit in two windows of the group, it counts once.
     window.dedup_by(|a, b| a.ticket_id == b.ticket_id);
     window
+}
+
+/// The members of the group's windows from `start` to `end`, in no particular order.
+fn members_between<'g, 'a: 'g>(
+    group: &'g [&'a DetectorState],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> impl Iterator<Item = &'a Member> + 'g {
+    group
+        .iter()
+        .flat_map(|s| &s.window)
+        .filter(move |m| m.at >= start && m.at <= end)
+}
+
+/// Where each span ending at `end` starts.
+fn span_starts(spans: &[Duration], end: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    spans.iter().map(|s| end - event_span(*s)).collect()
 }
 
 /// Distinct customers of a window (repeat tickets from one customer count once).
@@ -245,7 +257,7 @@ impl Customers {
         end: DateTime<Utc>,
         tiers: &TierWeights,
     ) -> Customers {
-        let starts: Vec<DateTime<Utc>> = spans.iter().map(|s| end - event_span(*s)).collect();
+        let starts = span_starts(spans, end);
         let mut seen: HashMap<&str, Tier, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(window.len(), Default::default());
         let mut per_span = Vec::with_capacity(starts.len());
