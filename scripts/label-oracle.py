@@ -2,7 +2,7 @@
 """The detection delay a perfect clustering would allow: each incident's tickets judged by their
 true label, with the default rules' arithmetic (Poisson tail of the label's known background rate
 over the 30-minute window and the 5/10/15-minute spans, the false-alarm rate split among the
-judgements per window and the spans, the floor of 8 tickets in the window). Prints, per injected
+judgements per window and the spans, the floor of 6 tickets in the window). Prints, per injected
 incident, the incident ticket at which the spike would fire: a bound on what `backtest` can reach,
 which separates what the rules allow from what the clustering loses.
 
@@ -15,7 +15,7 @@ from datetime import datetime
 
 WINDOW = 30 * 60
 SPANS = (5 * 60, 10 * 60, 15 * 60, WINDOW)
-MIN_TICKETS = 8
+MIN_TICKETS = 6
 
 
 def seconds(stamp):

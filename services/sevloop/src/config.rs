@@ -247,7 +247,7 @@ mod tests {
             Duration::from_secs(15 * 60)
         );
         let rules = s.rule_book().unwrap();
-        assert_eq!(rules.products["cards"].floor.min_tickets, 6);
+        assert_eq!(rules.products["cards"].floor.min_tickets, 5);
         assert!(s
             .catalog
             .is_some_and(|c| c.ends_with("deploy/catalog.example.toml")));
