@@ -70,8 +70,10 @@ pub fn mask(text: &str, personal: &[&str]) -> String {
 
 fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
     let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
-    let lower = word.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("www.") {
+    if ["http://", "https://", "www."]
+        .iter()
+        .any(|prefix| starts_with_ignoring_case(word, prefix))
+    {
         return Some(MASK_URL);
     }
     if let Some((user, domain)) = bare.split_once('@') {
@@ -86,6 +88,14 @@ fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
         return Some(MASK_NAME);
     }
     None
+}
+
+/// Whether `word` starts with the ASCII `prefix` in any case, without lowercasing a copy of
+/// every word of every ticket.
+fn starts_with_ignoring_case(word: &str, prefix: &str) -> bool {
+    word.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// A sparse, L2-normalised term vector, ordered so that iteration is deterministic.
@@ -154,6 +164,20 @@ mod tests {
         let b = f.features("where is ORDER #456", &[]);
         assert_eq!(a.weights, b.weights);
         assert!(a.weights.contains_key(MASK_NUMBER));
+    }
+
+    proptest! {
+        #[test]
+        fn url_prefixes_match_as_on_a_lowercased_copy(
+            word in "(?i)(https?://|www\\.|ht|w)?[a-zA-Zé0-9./:]{0,12}"
+        ) {
+            for prefix in ["http://", "https://", "www."] {
+                prop_assert_eq!(
+                    starts_with_ignoring_case(&word, prefix),
+                    word.to_ascii_lowercase().starts_with(prefix)
+                );
+            }
+        }
     }
 
     #[test]

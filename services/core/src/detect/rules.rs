@@ -321,7 +321,10 @@ mod tests {
             .unwrap();
         let cards = book.for_cluster("cards", || unreachable!());
         assert_eq!(cards.floor.min_tickets, 5);
-        assert_eq!(cards.floor.min_customers, FloorRule::default().min_customers);
+        assert_eq!(
+            cards.floor.min_customers,
+            FloorRule::default().min_customers
+        );
         assert_eq!(cards.spike, SpikeRule::default());
         assert_eq!(book.for_cluster("fx", String::new), &book.default);
     }
