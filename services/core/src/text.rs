@@ -70,7 +70,7 @@ pub fn mask(text: &str, personal: &[&str]) -> String {
 
 fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
     let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
-    if ["http://", "https://", "www."]
+    if URL_PREFIXES
         .iter()
         .any(|prefix| starts_with_ignoring_case(word, prefix))
     {
@@ -89,6 +89,9 @@ fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
     }
     None
 }
+
+/// How a word that is a URL starts (in any case).
+const URL_PREFIXES: [&str; 3] = ["http://", "https://", "www."];
 
 /// Whether `word` starts with the ASCII `prefix` in any case, without lowercasing a copy of
 /// every word of every ticket.
@@ -171,7 +174,7 @@ mod tests {
         fn url_prefixes_match_as_on_a_lowercased_copy(
             word in "(?i)(https?://|www\\.|ht|w)?[a-zA-Zé0-9./:]{0,12}"
         ) {
-            for prefix in ["http://", "https://", "www."] {
+            for prefix in URL_PREFIXES {
                 prop_assert_eq!(
                     starts_with_ignoring_case(&word, prefix),
                     word.to_ascii_lowercase().starts_with(prefix)
