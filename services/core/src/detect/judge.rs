@@ -122,7 +122,8 @@ pub fn judge(
 /// Whether [`judge`] could fire under `policy`, by an upper bound that needs neither a sort nor
 /// a map: every ticket of the group's windows counted as a distinct customer (repeat tickets,
 /// and a ticket in two windows, count once in the judgement). Most judgements are of usual
-/// traffic, and this settles them in one pass; when it says no, the judgement would say so too.
+/// traffic, and this settles them by binary searches in the (time-ordered) windows; when it
+/// says no, the judgement would say so too.
 pub fn could_fire(
     group: &[&DetectorState],
     end: DateTime<Utc>,
@@ -140,13 +141,11 @@ pub fn could_fire(
     let spans = rules.spike.shorter_spans(rules.floor.window);
     let start = end - event_span(rules.floor.window);
     let starts = span_starts(&spans, end);
-    let (mut whole, mut per_span) = (0usize, vec![0usize; spans.len()]);
-    for m in members_between(group, start, end) {
-        whole += 1;
-        for (n, since) in per_span.iter_mut().zip(&starts) {
-            *n += usize::from(m.at >= *since);
-        }
-    }
+    let whole: usize = group.iter().map(|s| s.members_in(start, end)).sum();
+    let per_span: Vec<usize> = starts
+        .iter()
+        .map(|since| group.iter().map(|s| s.members_in(*since, end)).sum())
+        .collect();
     if policy == Policy::Combined && whole < rules.floor.min_tickets as usize {
         return false;
     }
@@ -215,24 +214,15 @@ fn window_of<'a>(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Vec<&'a Member> {
-    let mut window: Vec<&Member> = members_between(group, start, end).collect();
-    // Each cluster's window is already nearly in time order, so the sort is close to linear.
+    let mut window: Vec<&Member> = group
+        .iter()
+        .flat_map(|s| s.members_between(start, end))
+        .collect();
+    // Each cluster's window is in time order: the sort merges runs, close to linear.
     window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
     // Should a ticket sit in two windows of the group, it counts once.
     window.dedup_by(|a, b| a.ticket_id == b.ticket_id);
     window
-}
-
-/// The members of the group's windows from `start` to `end`, in no particular order.
-fn members_between<'g, 'a: 'g>(
-    group: &'g [&'a DetectorState],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> impl Iterator<Item = &'a Member> + 'g {
-    group
-        .iter()
-        .flat_map(|s| &s.window)
-        .filter(move |m| m.at >= start && m.at <= end)
 }
 
 /// Where each span ending at `end` starts.

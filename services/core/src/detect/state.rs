@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::history::History;
 use super::judge::Judgement;
@@ -36,6 +36,9 @@ fn free() -> Tier {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DetectorState {
+    /// In event-time order (a late ticket takes its place; ties in the order counted), so a
+    /// span of it is found by binary search and the window slides from the front.
+    #[serde(deserialize_with = "in_event_time_order")]
     pub window: VecDeque<Member>,
     /// How many episodes this cluster has had.
     pub episode: u32,
@@ -146,23 +149,38 @@ impl DetectorState {
         self.first_at.get_or_insert(member.at);
         // The cluster's history starts when it is first seen, not a window before.
         self.history.until.get_or_insert(member.at);
-        self.window.push_back(member);
+        let place = self.window.partition_point(|m| m.at <= member.at);
+        self.window.insert(place, member);
         let start = end - event_span(rules.floor.window);
-        let mut left = Vec::new();
-        self.window.retain(|m| {
-            let stays = m.at >= start;
-            if !stays {
-                left.push(m.at);
-            }
-            stays
-        });
-        while self.window.len() > MAX_WINDOW_MEMBERS {
-            left.extend(self.window.pop_front().map(|m| m.at));
-        }
+        let stale = self
+            .window
+            .partition_point(|m| m.at < start)
+            .max(self.window.len().saturating_sub(MAX_WINDOW_MEMBERS));
         let (window, memory) = (rules.floor.window, rules.spike.memory);
-        self.history
-            .advance(start, left.into_iter(), window, memory);
+        let left = self.window.drain(..stale).map(|m| m.at);
+        self.history.advance(start, left, window, memory);
         end
+    }
+
+    /// How many members of the window fall in `since..=end`.
+    pub fn members_in(&self, since: DateTime<Utc>, end: DateTime<Utc>) -> usize {
+        let (from, to) = self.span_of(since, end);
+        to - from
+    }
+
+    /// The members of the window in `since..=end`, oldest first.
+    pub fn members_between(
+        &self,
+        since: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> impl Iterator<Item = &Member> {
+        let (from, to) = self.span_of(since, end);
+        self.window.range(from..to)
+    }
+
+    fn span_of(&self, since: DateTime<Utc>, end: DateTime<Utc>) -> (usize, usize) {
+        let to = self.window.partition_point(|m| m.at <= end);
+        (self.window.partition_point(|m| m.at < since).min(to), to)
     }
 
     /// The state of a cluster split off from this one, taking the window members among
@@ -206,4 +224,12 @@ impl DetectorState {
             self.hot_at = other.hot_at;
         }
     }
+}
+
+/// Windows checkpointed before they were kept in event-time order (a late ticket was appended)
+/// are put in order on restore; the sort is stable, so ties keep the order they were counted in.
+fn in_event_time_order<'de, D: Deserializer<'de>>(d: D) -> Result<VecDeque<Member>, D::Error> {
+    let mut window = VecDeque::<Member>::deserialize(d)?;
+    window.make_contiguous().sort_by_key(|m| m.at);
+    Ok(window)
 }

@@ -123,6 +123,30 @@ proptest::proptest! {
         proptest::prop_assert!((0.0..=1.0).contains(&at), "{at}");
         proptest::prop_assert!(next <= at + 1e-9, "{next} > {at}");
     }
+
+    /// However late tickets arrive, the window stays in event-time order, holds exactly the
+    /// tickets of the last window before the latest, and its binary-searched spans count what
+    /// a scan of it counts.
+    #[test]
+    fn the_window_stays_in_time_order_and_spans_count_as_a_scan_does(
+        minutes in proptest::collection::vec(0i64..120, 1..60),
+        since in 0i64..130,
+        length in 0i64..60,
+    ) {
+        let mut s = DetectorState::default();
+        for (i, minute) in minutes.iter().enumerate() {
+            s.count(member(i as u32, "c", *minute), &rules());
+        }
+        let at = |minute| t0() + chrono::Duration::minutes(minute);
+        proptest::prop_assert!(s.window.iter().zip(s.window.iter().skip(1)).all(|(a, b)| a.at <= b.at));
+        let latest = minutes.iter().max().copied().unwrap_or(0);
+        let kept = minutes.iter().filter(|m| **m >= latest - 30).count();
+        proptest::prop_assert_eq!(s.window.len(), kept);
+        let (from, to) = (at(since), at(since + length));
+        let scanned = s.window.iter().filter(|m| m.at >= from && m.at <= to).count();
+        proptest::prop_assert_eq!(s.members_in(from, to), scanned);
+        proptest::prop_assert_eq!(s.members_between(from, to).count(), scanned);
+    }
 }
 
 /// Two neighbouring clusters with `(minute, customer)` tickets counted in turn, as a scope
@@ -341,6 +365,49 @@ fn tickets_spread_wider_than_the_window_do_not_escalate() {
         assert_eq!(d, Decision::Quiet, "ticket {i}");
     }
     assert!(s.window.len() <= 2);
+}
+
+#[test]
+fn a_late_ticket_takes_its_place_in_the_window_and_spans_count_by_event_time() {
+    let mut s = DetectorState::default();
+    for (i, minute) in [(0, 10), (1, 20), (2, 15), (3, 25), (4, 15)] {
+        s.count(member(i, "c", minute), &rules());
+    }
+    let order: Vec<&str> = s.window.iter().map(|m| m.ticket_id.as_str()).collect();
+    // Ties keep the order they were counted in.
+    assert_eq!(order, ["T-0", "T-2", "T-4", "T-1", "T-3"]);
+    let at = |minute| t0() + chrono::Duration::minutes(minute);
+    assert_eq!(s.members_in(at(15), at(20)), 3);
+    assert_eq!(s.members_in(at(0), at(14)), 1);
+    assert_eq!(s.members_in(at(26), at(60)), 0);
+    // At minute 50 the window (30 minutes) starts at minute 20.
+    s.count(member(5, "c", 50), &rules());
+    let left: Vec<&str> = s.window.iter().map(|m| m.ticket_id.as_str()).collect();
+    assert_eq!(left, ["T-1", "T-3", "T-5"]);
+}
+
+#[test]
+fn a_window_checkpointed_out_of_order_is_restored_in_event_time_order() {
+    // As written before windows were kept in order: a late ticket appended.
+    let s = DetectorState {
+        window: [
+            member(0, "a", 20),
+            member(1, "b", 5),
+            member(2, "c", 20),
+            member(3, "d", 10),
+        ]
+        .into_iter()
+        .collect(),
+        ..DetectorState::default()
+    };
+    let restored: DetectorState =
+        serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    let order: Vec<&str> = restored
+        .window
+        .iter()
+        .map(|m| m.ticket_id.as_str())
+        .collect();
+    assert_eq!(order, ["T-1", "T-3", "T-0", "T-2"]);
 }
 
 #[test]
