@@ -25,8 +25,8 @@ pub use detect::{
     Verdict,
 };
 pub use scope::{
-    embedding_text, ticket_features, ClusterCheckpoint, CorrectionError, Detection, Observation,
-    Scope,
+    embedding_text, ticket_features, ClusterCheckpoint, Clustered, CorrectionError, Detection,
+    Observation, Scope,
 };
 pub use sev::{SevState, Severity};
 pub use text::Featurizer;

@@ -26,12 +26,22 @@ pub struct ClusterCheckpoint {
 /// What happened to one newly seen ticket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// The cluster's sequence number within its product (see [`Scope::cluster`]).
+    /// The cluster's sequence number within its product (see [`Scope::assign`]).
     pub seq: u64,
     pub assignment: Assignment,
     pub decision: Decision,
     /// Earlier tickets that consolidation, run because this ticket moved event time on, split
     /// off into a new cluster: (ticket id, its new cluster's seq).
+    pub moved: Vec<(String, u64)>,
+}
+
+/// A ticket clustered but not yet counted by detection (see [`Scope::assign`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clustered {
+    pub seq: u64,
+    pub assignment: Assignment,
+    /// Other clusters the ticket came within the near margin of joining.
+    pub near: Vec<u64>,
     pub moved: Vec<(String, u64)>,
 }
 
@@ -87,6 +97,13 @@ impl Scope {
         ticket: &TicketEvent,
         detection: &Detection,
     ) -> Observation {
+        let clustered = self.assign(features, ticket);
+        self.decide(clustered, ticket, detection)
+    }
+
+    /// The first half of [`Scope::observe`]: consolidation up to the ticket's event time, then
+    /// its assignment. Apart so a benchmark can time clustering and detection each.
+    pub fn assign(&mut self, features: &Features, ticket: &TicketEvent) -> Clustered {
         let moved = self.consolidate_until(ticket.event_time);
         let (seq, assignment, near) =
             self.clusterer
@@ -99,6 +116,27 @@ impl Scope {
                     .map_or(ticket.event_time, |s| s.min(ticket.event_time)),
             );
         }
+        Clustered {
+            seq,
+            assignment,
+            near,
+            moved,
+        }
+    }
+
+    /// The second half of [`Scope::observe`]: counts the clustered ticket and decides.
+    pub fn decide(
+        &mut self,
+        clustered: Clustered,
+        ticket: &TicketEvent,
+        detection: &Detection,
+    ) -> Observation {
+        let Clustered {
+            seq,
+            assignment,
+            near,
+            moved,
+        } = clustered;
         let decision = self.detect(seq, &near, ticket, detection);
         self.touched.insert(seq);
         Observation {

@@ -151,6 +151,33 @@ pub struct OnlineClustering {
     /// Checkpoints are taken once per this many tickets, as the pipeline takes them once per
     /// full batch when the stream is busy.
     checkpoint_every: usize,
+    stages: StageTimes,
+}
+
+/// Wall-clock time spent in each stage of [`OnlineClustering::observe`] so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Tantivy analysis, normalisation and term weights.
+    pub features: std::time::Duration,
+    /// Consolidation and assignment.
+    pub clustering: std::time::Duration,
+    /// Counting the ticket in its cluster's window and judging it.
+    pub detection: std::time::Duration,
+    /// Copying the changed clusters' state, once per batch.
+    pub checkpoints: std::time::Duration,
+}
+
+impl std::ops::Sub for StageTimes {
+    type Output = StageTimes;
+
+    fn sub(self, earlier: StageTimes) -> StageTimes {
+        StageTimes {
+            features: self.features.saturating_sub(earlier.features),
+            clustering: self.clustering.saturating_sub(earlier.clustering),
+            detection: self.detection.saturating_sub(earlier.detection),
+            checkpoints: self.checkpoints.saturating_sub(earlier.checkpoints),
+        }
+    }
 }
 
 impl OnlineClustering {
@@ -179,12 +206,15 @@ impl OnlineClustering {
             scopes: HashMap::new(),
             observed: 0,
             checkpoint_every: PipelineSettings::default().max_batch.max(1),
+            stages: StageTimes::default(),
         }
     }
 
     /// Clusters one new ticket and decides on it.
     pub fn observe(&mut self, ticket: &TicketEvent, dense: Option<Vec<f32>>) -> Observation {
+        let began = Instant::now();
         let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
+        let featurized = Instant::now();
         let config = &self.config;
         let scope = self
             .scopes
@@ -195,14 +225,26 @@ impl OnlineClustering {
             catalog: &self.catalog,
             policy: self.policy,
         };
-        let observation = scope.observe(&features, ticket, &detection);
+        let clustered = scope.assign(&features, ticket);
+        let assigned = Instant::now();
+        let observation = scope.decide(clustered, ticket, &detection);
+        let decided = Instant::now();
         self.observed += 1;
         if self.observed.is_multiple_of(self.checkpoint_every) {
             for scope in self.scopes.values_mut() {
                 scope.take_touched();
             }
         }
+        self.stages.features += featurized - began;
+        self.stages.clustering += assigned - featurized;
+        self.stages.detection += decided - assigned;
+        self.stages.checkpoints += decided.elapsed();
         observation
+    }
+
+    /// Time spent in each stage so far.
+    pub fn stage_times(&self) -> StageTimes {
+        self.stages
     }
 
     /// A product's clusters.
