@@ -52,10 +52,18 @@ impl Verdict {
     }
 }
 
+/// An open episode stays hot while its window is this improbable at the usual rate, per window
+/// of time: the rate is split among the judgements of a window as the false-alarm rate is (a
+/// busy cluster is judged hundreds of times a window, and 1% per judgement would keep a false
+/// alarm's episode hot, and filing every ticket under its SEV, for ever).
+const HOT: f64 = 0.01;
+
 /// A verdict and the tickets it was made on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
+    /// The window is still improbable enough to keep an open episode going (see [`HOT`]).
+    pub hot: bool,
     /// The tickets of the longest span that stood out, oldest first: the evidence if it
     /// escalates. Collected only when a rule fires under the policy judged by (only then can
     /// it escalate), so the busy path copies no ticket ids.
@@ -87,7 +95,8 @@ pub fn judge(
             best
         }
     });
-    let bound = false_alarm_bound(&usual, spans.len(), rules);
+    let judgements = judgements_per_window(&usual, spans.len());
+    let bound = rules.spike.max_false_alarm / judgements;
     let significant = usual.judgeable && scan.p_value <= bound;
     // The evidence is the longest span that stands out on its own: the whole burst, but not
     // the usual traffic before it.
@@ -113,6 +122,7 @@ pub fn judge(
         None => &[],
     };
     Judgement {
+        hot: scan.p_value <= HOT / judgements,
         verdict,
         first_ticket_at: evidence.first().map(|m| m.at),
         evidence: evidence.iter().map(|m| m.ticket_id.clone()).collect(),
@@ -149,19 +159,18 @@ pub fn could_fire(
     if policy == Policy::Combined && whole < rules.floor.min_tickets as usize {
         return false;
     }
-    let bound = false_alarm_bound(&usual, spans.len(), rules);
+    let bound = rules.spike.max_false_alarm / judgements_per_window(&usual, spans.len());
     std::iter::once(scan_span(whole, &usual, rules.floor.window, end, rules))
         .chain(scan_spans(&spans, &per_span, &usual, end, rules))
         .any(|s| s.p_value <= bound)
 }
 
-/// The p-value a span must reach to be significant. The window is judged at every ticket it
-/// counts: a busy neighbourhood is judged about `usual` times per window, so the per-judgement
-/// rate is split among them, and among the spans scanned (the shorter ones and the whole), and
-/// the false-alarm rate stays per window of time, however busy the complaint.
-fn false_alarm_bound(usual: &Usual, shorter_spans: usize, rules: &Rules) -> f64 {
-    let judged = (usual.shape / usual.rate).max(1.0) * (shorter_spans + 1) as f64;
-    rules.spike.max_false_alarm / judged
+/// How many tests a window's rates are split among. The window is judged at every ticket it
+/// counts: a busy neighbourhood is judged about `usual` times per window, and each judgement
+/// scans the shorter spans and the whole; split among them, the false-alarm rate stays per
+/// window of time, however busy the complaint.
+fn judgements_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
+    (usual.shape / usual.rate).max(1.0) * (shorter_spans + 1) as f64
 }
 
 fn scan_spans(

@@ -16,10 +16,6 @@ use crate::ticket::Tier;
 /// Most members a window remembers; far above any sensible `min_tickets`.
 const MAX_WINDOW_MEMBERS: usize = 10_000;
 
-/// An open episode stays hot while its window is still this improbable at the usual rate;
-/// once it has not been for `episode.quiet`, the episode ends.
-const HOT: f64 = 0.01;
-
 /// One counted complaint inside a cluster's window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -70,7 +66,8 @@ impl DetectorState {
         policy: Policy,
     ) -> Decision {
         if self.active {
-            if judged.verdict.p_value <= HOT {
+            // Once the window has not been hot for `episode.quiet`, the episode ends.
+            if judged.hot {
                 self.hot_at = Some(end);
             }
             let quiet = event_span(rules.episode.quiet);

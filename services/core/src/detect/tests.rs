@@ -457,6 +457,47 @@ fn an_episode_ends_after_a_quiet_spell_and_the_next_burst_is_a_new_episode() {
 }
 
 #[test]
+fn an_episode_of_a_busy_cluster_ends_once_it_is_back_at_its_usual_rate() {
+    // Twenty an hour for ten hours, an episode open (a false alarm, say), then Poisson
+    // arrivals at the same rate. Judged at every ticket and in four spans each time, the
+    // cluster shows a 1% span by chance every hour or two, which must not keep the episode hot
+    // (it did, for ten hours, when 1% per judgement was the test).
+    let mut s = with_history(10);
+    s.active = true;
+    s.hot_at = Some(t0());
+    s.sev_cluster = Some("cards:1".into());
+    let strict = Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    };
+    let mut rng = 0x5eed_u64;
+    let mut at = t0();
+    let mut ended_at = None;
+    for i in 0..400u32 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let uniform = ((rng >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        at += chrono::Duration::milliseconds((-uniform.ln() * 180_000.0) as i64);
+        let m = Member {
+            at,
+            ..member(i, &format!("c{i}"), 0)
+        };
+        observe(&mut s, m, &strict);
+        if !s.active {
+            ended_at = Some(at);
+            break;
+        }
+    }
+    let ended_at = ended_at.expect("the episode ends");
+    // The quiet spell is two hours; a chance window may restart it once or twice.
+    assert!(
+        ended_at - t0() <= chrono::Duration::hours(4),
+        "ended at {ended_at}"
+    );
+}
+
+#[test]
 fn a_closed_episode_lets_the_next_crossing_escalate_again() {
     let mut s = DetectorState::default();
     for i in 0..6 {
