@@ -26,7 +26,7 @@ pub struct ClusterCheckpoint {
 /// What happened to one newly seen ticket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// The cluster's sequence number within its product (see [`Scope::assign`]).
+    /// The cluster's sequence number within its product (see [`Scope::cluster`]).
     pub seq: u64,
     pub assignment: Assignment,
     pub decision: Decision,

@@ -62,7 +62,8 @@ const HOT: f64 = 0.01;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
-    /// The window is still improbable enough to keep an open episode going (see [`HOT`]).
+    /// The window is still improbable enough to keep an open episode going: 1% per window of
+    /// time, split among the window's judgements.
     pub hot: bool,
     /// The tickets of the longest span that stood out, oldest first: the evidence if it
     /// escalates. Collected only when a rule fires under the policy judged by (only then can

@@ -3,9 +3,9 @@
 //! resampled from a labelled file. Prints throughput, the time per ticket at 10k, 100k and 1M
 //! tickets and in each part of the stage, the throughput of features and clustering alone
 //! (without detection and checkpoints), the clusters alive, the SEVs detection opened (false
-//! alarms all: the stream is steady) and peak memory. Sentence vectors
-//! are computed once per distinct text beforehand (they are stored with each ticket in the
-//! pipeline), so this measures clustering, not the encoder.
+//! alarms all: the stream is steady) and peak memory. Sentence vectors are computed once per
+//! distinct text beforehand (they are stored with each ticket in the pipeline), so this
+//! measures clustering, not the encoder.
 
 use std::time::Instant;
 
