@@ -1,7 +1,7 @@
 //! Running the online clustering over a labelled corpus, as `eval` and `bench` do: the same
 //! features, scopes and consolidation as the pipeline, without the log and the database.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -331,11 +331,32 @@ pub fn embed_tickets(
     embed_cached(&encoder, &texts, &default_cache_dir())
 }
 
-/// Sentence vectors for `texts`, from a cache file when this model has embedded exactly these
-/// texts before (embedding is the expensive step; evaluation and benchmarks reuse it).
+/// Sentence vectors for `texts`, from a cache file when this model has embedded the same set of
+/// distinct texts before (embedding is the expensive step; evaluation and benchmarks reuse it).
+/// Keyed by the set, not the sequence: streams resampled from one dataset are reorderings of the
+/// same texts, so they share one cache file, and a repeated text is embedded once.
 pub fn embed_cached(
     encoder: &Encoder,
     texts: &[String],
+    cache_dir: &Path,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let distinct: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let vectors = embed_distinct(encoder, &distinct, cache_dir)?;
+    let place: HashMap<&str, usize> = distinct.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    Ok(texts
+        .iter()
+        .map(|t| vectors[place[t.as_str()]].clone())
+        .collect())
+}
+
+fn embed_distinct(
+    encoder: &Encoder,
+    texts: &[&str],
     cache_dir: &Path,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let path = cache_path(encoder, texts, cache_dir);
@@ -346,8 +367,7 @@ pub fn embed_cached(
     let started = Instant::now();
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(1024) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        out.extend(encoder.encode(&refs)?);
+        out.extend(encoder.encode(chunk)?);
         let rate = out.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
             "embeddings: {}/{} ({rate:.0} texts/s)",
@@ -359,7 +379,7 @@ pub fn embed_cached(
     Ok(out)
 }
 
-fn cache_path(encoder: &Encoder, texts: &[String], dir: &Path) -> PathBuf {
+fn cache_path(encoder: &Encoder, texts: &[&str], dir: &Path) -> PathBuf {
     let mut h = Sha256::new();
     for t in texts {
         h.update(t.as_bytes());
