@@ -248,7 +248,7 @@ pub struct BenchClusteringArgs {
     pub tickets: usize,
     #[arg(long, value_enum, default_value = "both")]
     pub features: FeatureSet,
-    /// Settings file whose [clustering] section to use (defaults otherwise).
+    /// Settings file whose [clustering] and [detection] sections to use (defaults otherwise).
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[arg(long)]

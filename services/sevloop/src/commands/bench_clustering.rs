@@ -10,7 +10,9 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use sevloop_core::{ClusterConfig, Decision, TicketEvent};
+use std::collections::BTreeMap;
+
+use sevloop_core::{Catalog, Decision, Escalation, Policy};
 
 use crate::cli::{BenchClusteringArgs, FeatureSet};
 use crate::evaluation::{self, OnlineClustering, StageTimes};
@@ -20,7 +22,8 @@ pub async fn run(args: BenchClusteringArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: &BenchClusteringArgs) -> anyhow::Result<()> {
-    let config = crate::config::Settings::load(args.config.as_deref())?.clustering;
+    let settings = crate::config::Settings::load(args.config.as_deref())?;
+    let (config, rules) = (settings.clustering, settings.detection.rule_book()?);
     let corpus = evaluation::load_labelled(&args.file, 120)?;
     let texts: Vec<String> = corpus
         .tickets
@@ -50,7 +53,13 @@ fn bench(args: &BenchClusteringArgs) -> anyhow::Result<()> {
     println!("| features | after tickets | tickets/s (cumulative) | µs/ticket (last interval) | µs/ticket: features / clustering / detection / checkpoints (last interval) | tickets/s, features + clustering alone (cumulative) | clusters | SEVs opened / tickets attached (all false: a steady stream) | peak RSS MB | checkpoint KB/cluster |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, dense) in runs {
-        run_one(name, &corpus.tickets, dense, &config, args)?;
+        let online = OnlineClustering::with_detection(
+            config.clone(),
+            rules.clone(),
+            Catalog::default(),
+            Policy::Combined,
+        );
+        run_one(name, online, &corpus, dense, args)?;
     }
     Ok(())
 }
@@ -59,27 +68,32 @@ fn bench(args: &BenchClusteringArgs) -> anyhow::Result<()> {
 /// time, each a distinct customer, and clusters it, reporting at each checkpoint.
 fn run_one(
     name: &str,
-    source: &[TicketEvent],
+    mut online: OnlineClustering,
+    corpus: &evaluation::Corpus,
     dense: Option<&[Vec<f32>]>,
-    config: &ClusterConfig,
     args: &BenchClusteringArgs,
 ) -> anyhow::Result<()> {
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&Utc);
     let mut rng = args.seed.max(1);
-    let mut online = OnlineClustering::new(config.clone());
     let checkpoints = [10_000usize, 100_000, 1_000_000];
     let mut started = Instant::now();
     let mut last = (0usize, started, StageTimes::default());
     let mut sevs = SevCount::default();
+    let source = &corpus.tickets;
+    let mut picks = Vec::with_capacity(args.tickets);
     for i in 0..args.tickets {
         rng = xorshift(rng);
         let pick = (rng % source.len() as u64) as usize;
+        picks.push(pick);
         let mut ticket = source[pick].clone();
         ticket.ticket_id = format!("bench-{i}");
         ticket.customer.id = format!("c-{i}");
         ticket.event_time = start + Duration::milliseconds(500 * i as i64);
         let observation = online.observe(&ticket, dense.map(|d| d[pick].clone()));
         sevs.count(&observation.decision);
+        if let Decision::Escalate(e) = &observation.decision {
+            eprintln!("{}", false_alarm(i, e, &picks, &corpus.labels));
+        }
         let done = i + 1;
         if checkpoints.contains(&done) || done == args.tickets {
             let now = Instant::now();
@@ -129,6 +143,28 @@ impl std::fmt::Display for SevCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} / {}", self.opened, self.attached)
     }
+}
+
+/// One false SEV: when, on what window, and which labels its evidence tickets carry (a steady
+/// label's traffic moving between clusters looks like a rise to the cluster it moved to).
+fn false_alarm(i: usize, e: &Escalation, picks: &[usize], labels: &[String]) -> String {
+    let mut by_label: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in &e.evidence {
+        let pick = id
+            .strip_prefix("bench-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| picks.get(n));
+        if let Some(label) = pick.and_then(|p| labels.get(*p)) {
+            *by_label.entry(label).or_default() += 1;
+        }
+    }
+    let mut by_label: Vec<(&str, usize)> = by_label.into_iter().collect();
+    by_label.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let v = &e.verdict;
+    format!(
+        "false SEV at ticket {i}: {} ({}), {} tickets, {:.1} expected in {:.0} min, p {:.1e}; evidence labels {:?}",
+        e.cluster_id, e.rule, v.tickets, v.expected, v.span_minutes, v.p_value, &by_label[..by_label.len().min(4)],
+    )
 }
 
 /// Microseconds per ticket in each stage, as "features / clustering / detection / checkpoints".
