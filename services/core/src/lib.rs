@@ -19,7 +19,7 @@ pub const RECORD_HEADER: &str = "sevloop.record";
 
 pub use catalog::{Catalog, CatalogError, CatalogSummary, Route, RouteInput};
 pub use cluster::corrections::Correction;
-pub use cluster::{Assignment, Cluster, ClusterConfig, Features};
+pub use cluster::{Assignment, Cluster, ClusterConfig, Features, Placement};
 pub use detect::{
     Decision, DetectionConfig, DetectorState, Escalation, Policy, RuleBook, RuleName, Rules,
     Verdict,

@@ -7,10 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, RouteInput};
 use crate::cluster::corrections::Correction;
-use crate::cluster::{parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features};
+use crate::cluster::{
+    parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features, Placement,
+};
 use crate::detect::{could_fire, judge, Decision, DetectorState, Member, Policy, RuleBook, Rules};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
+
+/// How many of each judged cluster's newest tickets say where its traffic came from (see
+/// [`Scope::sources`]): enough to see a steady stream's source, few enough to stay cheap.
+const SOURCES_LOOKED_AT: usize = 16;
 
 /// A cluster and its detection state: what is checkpointed, in the same transaction as the
 /// consumed offsets.
@@ -38,10 +44,7 @@ pub struct Observation {
 /// A ticket clustered but not yet counted by detection (see [`Scope::assign`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clustered {
-    pub seq: u64,
-    pub assignment: Assignment,
-    /// Other clusters the ticket came within the near margin of joining.
-    pub near: Vec<u64>,
+    pub placement: Placement,
     pub moved: Vec<(String, u64)>,
 }
 
@@ -105,23 +108,18 @@ impl Scope {
     /// its assignment. Apart so a benchmark can time clustering and detection each.
     pub fn assign(&mut self, features: &Features, ticket: &TicketEvent) -> Clustered {
         let moved = self.consolidate_until(ticket.event_time);
-        let (seq, assignment, near) =
-            self.clusterer
-                .assign_near(features, &ticket.ticket_id, ticket.event_time);
+        let placement = self
+            .clusterer
+            .assign_near(features, &ticket.ticket_id, ticket.event_time);
         // The product's start is its earliest cluster's birth, exactly as `restore` derives it,
         // so a restored scope decides like one that never stopped.
-        if assignment.new_cluster {
+        if placement.assignment.new_cluster {
             self.started = Some(
                 self.started
                     .map_or(ticket.event_time, |s| s.min(ticket.event_time)),
             );
         }
-        Clustered {
-            seq,
-            assignment,
-            near,
-            moved,
-        }
+        Clustered { placement, moved }
     }
 
     /// The second half of [`Scope::observe`]: counts the clustered ticket and decides.
@@ -131,13 +129,14 @@ impl Scope {
         ticket: &TicketEvent,
         detection: &Detection,
     ) -> Observation {
-        let Clustered {
+        let Clustered { placement, moved } = clustered;
+        let Placement {
             seq,
             assignment,
             near,
-            moved,
-        } = clustered;
-        let decision = self.detect(seq, &near, ticket, detection);
+            source,
+        } = placement;
+        let decision = self.detect(seq, &near, source, ticket, detection);
         self.touched.insert(seq);
         Observation {
             seq,
@@ -152,6 +151,7 @@ impl Scope {
         &mut self,
         seq: u64,
         near: &[u64],
+        source: Option<u64>,
         ticket: &TicketEvent,
         detection: &Detection,
     ) -> Decision {
@@ -176,25 +176,61 @@ impl Scope {
             customer_id: ticket.customer.id.clone(),
             tier: ticket.customer.tier,
             at: ticket.event_time,
+            source,
         };
         let end = self.detectors.entry(seq).or_default().count(member, rules);
         let started = self.started.unwrap_or(ticket.event_time);
-        let group: Vec<&DetectorState> = std::iter::once(seq)
+        let with: Vec<u64> = std::iter::once(seq)
             .chain(self.judged_with(seq, near, rules, started, end))
-            .filter_map(|s| self.detectors.get(&s))
             .collect();
         // An open episode needs the full judgement (its p-value keeps it hot); otherwise a
         // window that cannot fire decides nothing.
         let active = self.detectors.get(&seq).is_some_and(|d| d.active);
-        if !active && !could_fire(&group, end, rules, detection.policy, started) {
+        if !active && !could_fire(&self.states(&with), end, rules, detection.policy, started) {
             return Decision::Quiet;
         }
-        let judged = judge(&group, end, rules, detection.policy, started);
+        let sources = self.sources(&with, rules);
+        let judged = judge(
+            &self.states(&with),
+            &self.states(&sources),
+            end,
+            rules,
+            detection.policy,
+            started,
+        );
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
             None => Decision::Quiet,
         };
         self.join_related(seq, decision)
+    }
+
+    fn states(&self, seqs: &[u64]) -> Vec<&DetectorState> {
+        seqs.iter().filter_map(|s| self.detectors.get(s)).collect()
+    }
+
+    /// Where the newest tickets of the clusters `judged` together would have gone otherwise,
+    /// when not judged with them already: the clusters their traffic may have moved in from. A
+    /// source counts once it is named by a quarter of those tickets (two at least), so one
+    /// ticket's runner-up does not make its usual traffic look moved.
+    fn sources(&self, judged: &[u64], rules: &Rules) -> Vec<u64> {
+        if !rules.spike.subtract_moved {
+            return Vec::new();
+        }
+        let mut named: Vec<u64> = self
+            .states(judged)
+            .into_iter()
+            .flat_map(|d| d.recent_sources(SOURCES_LOOKED_AT))
+            .map(|s| self.clusterer.resolve(s))
+            .collect();
+        let needed = (named.len() / 4).max(2);
+        named.sort_unstable();
+        named
+            .chunk_by(|a, b| a == b)
+            .filter(|run| run.len() >= needed && !judged.contains(&run[0]))
+            .map(|run| run[0])
+            .filter(|s| self.detectors.contains_key(s))
+            .collect()
     }
 
     /// The clusters `seq` is judged together with: those the ticket nearly joined and, while
@@ -523,17 +559,49 @@ mod tests {
     /// the burst for what sets each ticket apart.
     const DIM: usize = 16;
 
-    /// A busy complaint watched for a day (about 10 tickets per window, along the first axis),
-    /// and a young cluster born an hour ago along `young`: what detection decides as 12
-    /// tickets from 12 customers reach the young cluster within 12 minutes. Each ticket is
-    /// 0.78 alike to the young cluster's direction, the rest its own, so none comes near
-    /// enough to the busy cluster to be counted toward it too.
-    fn burst_in_a_young_cluster(young: [f32; 3]) -> Vec<Decision> {
-        let along = |direction: [f32; 3]| {
-            let mut v = vec![0.0; DIM];
-            v[..3].copy_from_slice(&direction);
-            unit(v)
+    fn along(direction: [f32; 3]) -> Vec<f32> {
+        let mut v = vec![0.0; DIM];
+        v[..3].copy_from_slice(&direction);
+        unit(v)
+    }
+
+    /// What detection decides as 12 tickets from 12 customers, a minute apart, join cluster
+    /// `joins` of `clusters`; ticket `i` has the sentence vector `vector(i)` (unit length).
+    fn burst(
+        clusters: impl FnOnce(&crate::cluster::lsh::LshConfig) -> Vec<ClusterCheckpoint>,
+        joins: u64,
+        vector: impl Fn(usize) -> Vec<f32>,
+    ) -> Vec<Decision> {
+        let mut config = ClusterConfig::default();
+        config.consolidation.enabled = false;
+        // Short LSH keys: every cluster is a candidate, so the test is about detection alone.
+        config.lsh.bits = 2;
+        let clusters = clusters(&config.lsh);
+        let mut scope = Scope::restore("cards", config, clusters);
+        let (rules, catalog) = (RuleBook::default(), Catalog::default());
+        let detection = Detection {
+            rules: &rules,
+            catalog: &catalog,
+            policy: Policy::Combined,
         };
+        let mut f = Featurizer::default();
+        (1..=12)
+            .map(|i| {
+                let mut t = ticket(i, &format!("c{i}"), "my card is declined");
+                t.event_time = at(i as i64);
+                let features = ticket_features(&mut f, &t, Some(unit(vector(i as usize))));
+                let seen = scope.observe(&features, &t, &detection);
+                assert_eq!(seen.seq, joins, "the tickets join cluster {joins}");
+                seen.decision
+            })
+            .collect()
+    }
+
+    /// A busy complaint watched for a day (about 10 tickets per window, along the first axis),
+    /// and a young cluster born an hour ago along `young`: what detection decides as the burst
+    /// reaches the young cluster. Each ticket is 0.78 alike to the young cluster's direction,
+    /// the rest its own, so none comes near enough to the busy cluster to be counted toward it.
+    fn burst_in_a_young_cluster(young: [f32; 3]) -> Vec<Decision> {
         let busy = DetectorState {
             history: crate::detect::History {
                 tickets: 100.0,
@@ -547,38 +615,80 @@ mod tests {
             first_at: Some(at(-60)),
             ..Default::default()
         };
-        let mut config = ClusterConfig::default();
-        config.consolidation.enabled = false;
-        // Short LSH keys: every cluster is a candidate, so the test is about detection alone.
-        config.lsh.bits = 2;
-        let lsh = config.lsh.clone();
-        let mut scope = Scope::restore(
-            "cards",
-            config,
+        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
             vec![
-                checkpoint(&lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, busy),
-                checkpoint(&lsh, 2, &along(young), 20, -60, fresh),
-            ],
-        );
-        let (rules, catalog) = (RuleBook::default(), Catalog::default());
-        let detection = Detection {
-            rules: &rules,
-            catalog: &catalog,
-            policy: Policy::Combined,
+                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, busy),
+                checkpoint(lsh, 2, &along(young), 20, -60, fresh),
+            ]
         };
-        let mut f = Featurizer::default();
-        (1..=12)
-            .map(|i| {
-                let mut t = ticket(i, &format!("c{i}"), "my card is declined");
-                t.event_time = at(i as i64);
-                let mut v: Vec<f32> = along(young).iter().map(|x| x * 0.78).collect();
-                v[2 + i as usize] = 0.6258;
-                let features = ticket_features(&mut f, &t, Some(unit(v)));
-                let seen = scope.observe(&features, &t, &detection);
-                assert_eq!(seen.seq, 2, "the tickets join the young cluster");
-                seen.decision
-            })
-            .collect()
+        burst(clusters, 2, |i| {
+            let mut v: Vec<f32> = along(young).iter().map(|x| x * 0.78).collect();
+            v[2 + i] = 0.6258;
+            v
+        })
+    }
+
+    /// A cluster watched for a day at 2 tickets per window (along the first axis) and a busy
+    /// one at 30 (0.6 alike to it), with `source_window` as the busy one's recent tickets: what
+    /// detection decides as the burst joins the first. Each ticket is 0.78 alike to the first
+    /// and 0.56 to the busy one: not near enough to count toward it, but where it would have
+    /// gone otherwise (its source).
+    fn traffic_moving_in(source_window: Vec<Member>) -> Vec<Decision> {
+        let watched = |per_window: f64, window: Vec<Member>| DetectorState {
+            history: crate::detect::History {
+                tickets: per_window * 10.0,
+                windows: 10.0,
+                until: Some(at(-30)),
+            },
+            first_at: Some(at(-24 * 60)),
+            window: window.into(),
+            ..Default::default()
+        };
+        let (quiet, busy) = (watched(2.0, vec![]), watched(30.0, source_window));
+        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+            vec![
+                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, quiet),
+                checkpoint(lsh, 2, &along([0.6, 0.8, 0.0]), 500, -24 * 60, busy),
+            ]
+        };
+        burst(clusters, 1, |i| {
+            let mut v = vec![0.0; DIM];
+            v[..2].copy_from_slice(&[0.78, 0.12]);
+            v[2 + i] = 0.614;
+            v
+        })
+    }
+
+    fn source_member(i: u32, minute: i64) -> Member {
+        Member {
+            ticket_id: format!("S-{i}"),
+            customer_id: format!("s{i}"),
+            tier: crate::ticket::Tier::Free,
+            at: at(minute),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn a_rise_that_is_its_sources_fall_opens_no_sev() {
+        // The busy cluster has had none of its usual tickets since: they moved.
+        let decisions = traffic_moving_in(Vec::new());
+        assert!(
+            decisions.iter().all(|d| *d == Decision::Quiet),
+            "{decisions:?}"
+        );
+    }
+
+    #[test]
+    fn a_rise_beside_a_source_at_its_usual_rate_opens_a_sev() {
+        // The busy cluster runs as usual (a ticket a minute) beside the burst.
+        let usual = (0..30).map(|i| source_member(i, -18 + i as i64)).collect();
+        let decisions = traffic_moving_in(usual);
+        let opened = decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Escalate(e) if e.rule == "spike"))
+            .count();
+        assert_eq!(opened, 1, "{decisions:?}");
     }
 
     #[test]

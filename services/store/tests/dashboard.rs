@@ -55,6 +55,7 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
             expected: 0.5,
             p_value: 1e-6,
             span_minutes: 30.0,
+            moved_in: 0,
             floor: true,
             spike: false,
             cold_start: false,

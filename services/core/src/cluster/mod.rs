@@ -58,6 +58,10 @@ pub struct ClusterConfig {
     /// While the cold-start rule judges a cluster, detection judges it together with its
     /// siblings: clusters whose centroids are at least this similar to its own. Above 1: none.
     pub sibling_threshold: f32,
+    /// A ticket's source is the best other candidate it came within this much similarity of
+    /// joining: where it would have gone otherwise. When a cluster's rise is its sources'
+    /// fall (usual traffic moving between clusters), detection judges them together.
+    pub source_margin: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,
 }
@@ -74,6 +78,7 @@ impl Default for ClusterConfig {
             exemplars: 3,
             near_margin: 0.05,
             sibling_threshold: 0.7,
+            source_margin: 0.15,
             lsh: LshConfig::default(),
             consolidation: ConsolidationConfig::default(),
         }
@@ -194,6 +199,18 @@ pub struct Assignment {
     pub new_cluster: bool,
 }
 
+/// Where a ticket went, and what detection needs to know of the clusters around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub seq: u64,
+    pub assignment: Assignment,
+    /// Other clusters the ticket came within `near_margin` of joining.
+    pub near: Vec<u64>,
+    /// The best other cluster it came within `source_margin` of joining: where it would have
+    /// gone otherwise.
+    pub source: Option<u64>,
+}
+
 /// The clusters of one product and the indexes over their centroids.
 #[derive(Debug, Clone)]
 pub struct Clusterer {
@@ -293,23 +310,22 @@ impl Clusterer {
         ticket_id: &str,
         at: DateTime<Utc>,
     ) -> (u64, Assignment) {
-        let (seq, assignment, _) = self.assign_near(f, ticket_id, at);
-        (seq, assignment)
+        let placed = self.assign_near(f, ticket_id, at);
+        (placed.seq, placed.assignment)
     }
 
-    /// [`Clusterer::assign`], also returning the other candidate clusters the ticket came
-    /// within `near_margin` of joining (what detection counts it toward as well).
-    pub fn assign_near(
-        &mut self,
-        f: &Features,
-        ticket_id: &str,
-        at: DateTime<Utc>,
-    ) -> (u64, Assignment, Vec<u64>) {
+    /// [`Clusterer::assign`], also returning the clusters detection counts the ticket toward
+    /// or weighs it against: those it came within `near_margin` of joining, and its source.
+    pub fn assign_near(&mut self, f: &Features, ticket_id: &str, at: DateTime<Utc>) -> Placement {
         let projections = self.project(f);
         let query = self.weighted(&f.terms);
-        // Only candidates within the near margin matter (the best joins if at or above the
-        // threshold, the rest are near): the few left are sorted, not all of them.
-        let near_margin = -self.config.near_margin;
+        // Only candidates within the widest margin matter (the best joins if at or above the
+        // threshold, the rest are near or the source): the few left are sorted, not all.
+        let widest = -self
+            .config
+            .near_margin
+            .max(self.config.source_margin)
+            .max(0.0);
         let mut scored: Vec<(u64, f32, f32)> = self
             .candidates(f, projections.as_deref())
             .into_iter()
@@ -317,29 +333,38 @@ impl Clusterer {
                 let (sim, threshold) = self.score(self.clusters.get(&seq)?, f, &query);
                 Some((seq, sim, sim - threshold))
             })
-            .filter(|(_, _, margin)| *margin >= near_margin.min(0.0))
+            .filter(|(_, _, margin)| *margin >= widest)
             .collect();
         scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-        let mut near: Vec<u64> = scored
-            .iter()
-            .filter(|(_, _, margin)| *margin >= near_margin)
+        let joins = scored.first().filter(|s| s.2 >= 0.0).map(|s| s.0);
+        let others = || scored.iter().filter(|s| Some(s.0) != joins);
+        let near = others()
+            .filter(|(_, _, margin)| *margin >= -self.config.near_margin)
             .map(|(seq, _, _)| *seq)
             .collect();
-        match scored.first() {
-            Some(&(seq, sim, margin)) if margin >= 0.0 => {
-                near.retain(|s| *s != seq);
+        let source = others()
+            .find(|(_, _, margin)| *margin >= -self.config.source_margin)
+            .map(|(seq, _, _)| *seq);
+        let (seq, assignment) = match scored.first() {
+            Some(&(seq, sim, _)) if joins == Some(seq) => {
                 let matched = self.matched_terms(&self.clusters[&seq], &f.terms, 5);
                 self.absorb(seq, f, projections.as_deref(), at);
                 self.remember(seq, ticket_id, f, at);
                 self.add_exemplar(seq, ticket_id, sim);
                 let id = self.clusters[&seq].id.clone();
-                (seq, assignment(id, sim, matched, false), near)
+                (seq, assignment(id, sim, matched, false))
             }
             _ => {
                 let seq = self.create(f, projections, ticket_id, at);
                 let id = self.clusters[&seq].id.clone();
-                (seq, assignment(id, 1.0, Vec::new(), true), near)
+                (seq, assignment(id, 1.0, Vec::new(), true))
             }
+        };
+        Placement {
+            seq,
+            assignment,
+            near,
+            source,
         }
     }
 

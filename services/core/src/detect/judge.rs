@@ -29,6 +29,9 @@ pub struct Verdict {
     pub p_value: f64,
     /// The span (ending at the newest ticket) the p-value is for.
     pub span_minutes: f64,
+    /// Tickets of the window taken as usual traffic moved in from other clusters (the
+    /// shortfall of the clusters its tickets would have joined otherwise), not counted as new.
+    pub moved_in: u64,
     pub floor: bool,
     pub spike: bool,
     pub cold_start: bool,
@@ -73,9 +76,12 @@ pub struct Judgement {
 }
 
 /// Judges the windows of `group` (a cluster and its near neighbours) together, as of event
-/// time `end`, for `policy`. `scope_started` is when the product was first seen.
+/// time `end`, for `policy`, less the tickets that moved in from `sources` (clusters the
+/// group's tickets would have joined otherwise; see [`moved_in`]). `scope_started` is when
+/// the product was first seen.
 pub fn judge(
     group: &[&DetectorState],
+    sources: &[&DetectorState],
     end: DateTime<Utc>,
     rules: &Rules,
     policy: Policy,
@@ -85,9 +91,20 @@ pub fn judge(
     let window = window_of(group, start, end);
     let spans = rules.spike.shorter_spans(rules.floor.window);
     let customers = Customers::count(&window, &spans, end, &rules.tiers);
+    let moved = moved_in(sources, end, rules, scope_started);
+    let new = |n: usize, moved: u64| n.saturating_sub(moved as usize);
+    let per_span: Vec<usize> = (customers.per_span.iter().zip(&moved.per_span))
+        .map(|(n, m)| new(*n, *m))
+        .collect();
     let usual = usual_rate(group, end, rules, scope_started);
-    let whole = scan_span(customers.whole, &usual, rules.floor.window, end, rules);
-    let shorter = scan_spans(&spans, &customers.per_span, &usual, end, rules);
+    let whole = scan_span(
+        new(customers.whole, moved.whole),
+        &usual,
+        rules.floor.window,
+        end,
+        rules,
+    );
+    let shorter = scan_spans(&spans, &per_span, &usual, end, rules);
     // The most improbable span; the shortest on a tie.
     let scan = shorter.iter().rev().fold(whole, |best, s| {
         if s.p_value.total_cmp(&best.p_value).is_le() {
@@ -113,6 +130,7 @@ pub fn judge(
         expected: scan.expected,
         p_value: scan.p_value,
         span_minutes: scan.span_minutes,
+        moved_in: moved.whole,
         floor: tickets >= rules.floor.min_tickets as usize
             && customers.weight >= rules.floor.min_customers,
         spike: significant && !usual.young,
@@ -164,6 +182,47 @@ pub fn could_fire(
     std::iter::once(scan_span(whole, &usual, rules.floor.window, end, rules))
         .chain(scan_spans(&spans, &per_span, &usual, end, rules))
         .any(|s| s.p_value <= bound)
+}
+
+/// Tickets moved in from `sources`, over the whole window and each shorter span (shortest
+/// first): how far each source fell short of its usual rate there, summed, whole tickets.
+/// When a cluster's rise is its sources' fall, usual traffic moved between clusters (a busy
+/// complaint re-forming in a young cluster, or drawn to another as centroids shift); when the
+/// sources run as usual, their shortfall is chance and small.
+pub struct MovedIn {
+    pub whole: u64,
+    pub per_span: Vec<u64>,
+}
+
+pub fn moved_in(
+    sources: &[&DetectorState],
+    end: DateTime<Utc>,
+    rules: &Rules,
+    scope_started: DateTime<Utc>,
+) -> MovedIn {
+    let window = rules.floor.window;
+    let spans = rules.spike.shorter_spans(window);
+    let mut moved = MovedIn {
+        whole: 0,
+        per_span: vec![0; spans.len()],
+    };
+    for source in sources {
+        let usual = usual_rate(&[source], end, rules, scope_started);
+        if !usual.judgeable {
+            continue;
+        }
+        let per_window = usual.shape / usual.rate;
+        let shortfall = |span: Duration| {
+            let share = span.as_secs_f64() / window.as_secs_f64().max(1.0);
+            let seen = source.members_in(end - event_span(span), end) as f64;
+            (per_window * share - seen).max(0.0).floor() as u64
+        };
+        moved.whole += shortfall(window);
+        for (m, span) in moved.per_span.iter_mut().zip(&spans) {
+            *m += shortfall(*span);
+        }
+    }
+    moved
 }
 
 /// How many tests a window's rates are split among. The window is judged at every ticket it

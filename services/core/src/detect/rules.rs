@@ -51,6 +51,10 @@ pub struct SpikeRule {
     /// fast burst stands out in a short span well before it fills the window. Each is at most
     /// `floor.window`; the false-alarm rate is split evenly among all the spans scanned.
     pub spans: Vec<humantime_serde::Serde<Duration>>,
+    /// Count usual traffic that moved in from other clusters as usual: a cluster's window is
+    /// judged less the shortfall of the clusters its recent tickets would have joined
+    /// otherwise (see [`super::moved_in`]). Off: every ticket counts as a new complaint.
+    pub subtract_moved: bool,
 }
 
 impl Default for SpikeRule {
@@ -62,6 +66,7 @@ impl Default for SpikeRule {
             spans: [5, 10, 15]
                 .map(|m| Duration::from_secs(m * 60).into())
                 .to_vec(),
+            subtract_moved: true,
         }
     }
 }

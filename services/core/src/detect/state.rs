@@ -24,6 +24,9 @@ pub struct Member {
     #[serde(default = "free")]
     pub tier: Tier,
     pub at: DateTime<Utc>,
+    /// The cluster the ticket would have joined otherwise (see [`crate::cluster::Placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<u64>,
 }
 
 fn free() -> Tier {
@@ -173,6 +176,11 @@ impl DetectorState {
     ) -> impl Iterator<Item = &Member> {
         let (from, to) = self.span_of(since, end);
         self.window.range(from..to)
+    }
+
+    /// The sources of the newest `n` members (clusters by seq as they were then), newest first.
+    pub fn recent_sources(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.window.iter().rev().take(n).filter_map(|m| m.source)
     }
 
     fn span_of(&self, since: DateTime<Utc>, end: DateTime<Utc>) -> (usize, usize) {

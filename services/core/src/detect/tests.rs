@@ -18,6 +18,7 @@ fn member(i: u32, customer: &str, minute: i64) -> Member {
         customer_id: customer.to_string(),
         tier: Tier::Free,
         at: t0() + chrono::Duration::minutes(minute),
+        source: None,
     }
 }
 
@@ -73,7 +74,7 @@ fn observe_in(
     policy: Policy,
 ) -> Decision {
     let end = s.count(m, rules);
-    let judged = judge(&[&*s], end, rules, policy, started);
+    let judged = judge(&[&*s], &[], end, rules, policy, started);
     s.decide("cards:1", judged, end, rules, policy)
 }
 
@@ -189,7 +190,7 @@ proptest::proptest! {
         ];
         for policy in policies {
             if !could_fire(&group, end, &rules(), policy, started) {
-                let judged = judge(&group, end, &rules(), policy, started);
+                let judged = judge(&group, &[], end, &rules(), policy, started);
                 proptest::prop_assert_eq!(judged.verdict.fired(policy), None, "{:?}", policy);
             }
         }
@@ -204,7 +205,7 @@ fn could_fire_passes_a_burst_and_stops_usual_traffic() {
         let pair = neighbours(10, 0, &tickets);
         let group = [&pair[0], &pair[1]];
         let end = pair[0].window.back().map(|m| m.at).unwrap();
-        let judged = judge(&group, end, &rules(), Policy::Combined, scope_start());
+        let judged = judge(&group, &[], end, &rules(), Policy::Combined, scope_start());
         assert_eq!(judged.verdict.fired(Policy::Combined).is_some(), fires);
         assert_eq!(
             could_fire(&group, end, &rules(), Policy::Combined, scope_start()),
@@ -601,4 +602,45 @@ fn only_a_cluster_born_after_the_warmup_and_short_of_history_is_on_the_cold_star
         ..rules.clone()
     };
     assert!(!born(120, 0.0).on_cold_start(&off, scope_start(), end));
+}
+
+#[test]
+fn moved_in_is_the_shortfall_of_the_sources_against_their_usual_rate() {
+    let end = t0() + chrono::Duration::minutes(29);
+    // Usual 9.8 a window (100 tickets over 10 windows, the weak prior of a cluster born with
+    // its product); `n` tickets seen, 3 minutes apart, the newest at `end`.
+    let with_window = |n: i64| DetectorState {
+        history: History {
+            tickets: 100.0,
+            windows: 10.0,
+            until: Some(t0()),
+        },
+        first_at: Some(scope_start()),
+        window: (0..n)
+            .map(|i| member(i as u32, "c", 29 - 3 * (n - 1 - i)))
+            .collect(),
+        ..DetectorState::default()
+    };
+    let rules = rules();
+    let moved = |sources: &[&DetectorState]| {
+        let m = moved_in(sources, end, &rules, scope_start());
+        (m.whole, m.per_span)
+    };
+    // Spans of 5, 10 and 15 minutes expect 1.6, 3.3 and 4.9 tickets.
+    assert_eq!(moved(&[&with_window(0)]), (9, vec![1, 3, 4]));
+    assert_eq!(moved(&[&with_window(10)]), (0, vec![0, 0, 0]));
+    assert_eq!(moved(&[&with_window(3)]), (6, vec![0, 0, 1]));
+    // Two sources add up; none moves nothing.
+    assert_eq!(
+        moved(&[&with_window(0), &with_window(0)]),
+        (18, vec![2, 6, 8])
+    );
+    assert_eq!(moved(&[]), (0, vec![0, 0, 0]));
+    // A cluster with no history to judge by has no usual rate to fall short of.
+    let young = DetectorState {
+        first_at: Some(t0()),
+        ..DetectorState::default()
+    };
+    let m = moved_in(&[&young], end, &rules, t0());
+    assert_eq!((m.whole, m.per_span), (0, vec![0, 0, 0]));
 }

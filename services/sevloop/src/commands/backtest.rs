@@ -98,7 +98,7 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
         let more = s.evidence.len().saturating_sub(8);
         println!(
             "- {} opens at {} (ticket {} of the log), cluster {} [{}], rule {}: {} tickets from {} \
-             customers in the window, usual {:.2}, p = {:.1e}; {} linked by the end\n  evidence: {}{}",
+             customers in the window{}, usual {:.2}, p = {:.1e}; {} linked by the end\n  evidence: {}{}",
             s.sev_id,
             s.opened_at.to_rfc3339(),
             s.opened_at_ticket,
@@ -107,6 +107,10 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
             s.rule,
             v.tickets,
             v.customers,
+            match v.moved_in {
+                0 => String::new(),
+                n => format!(" ({n} moved in from other clusters)"),
+            },
             v.expected,
             v.p_value,
             s.ticket_ids.len(),

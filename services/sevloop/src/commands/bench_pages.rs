@@ -182,6 +182,7 @@ fn escalation(
             expected: 1.0,
             p_value: 0.0,
             span_minutes: 30.0,
+            moved_in: 0,
             floor: true,
             spike: false,
             cold_start: false,
