@@ -60,7 +60,7 @@ pub enum TokenCommand {
 /// Which database: the settings file's, or the embedded mode's in a data directory.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Settings file (its [database] url; SEVLOOP_DATABASE_URL overrides it).
+    /// Settings file (its `[database]` url; SEVLOOP_DATABASE_URL overrides it).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The embedded mode's data directory (as given to `up --data-dir`).
@@ -218,7 +218,7 @@ pub struct EvalArgs {
     /// Which online feature sets to run.
     #[arg(long, value_enum, default_value = "both")]
     pub features: FeatureSet,
-    /// Settings file whose [clustering] section to use (defaults otherwise).
+    /// Settings file whose `[clustering]` section to use (defaults otherwise).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Model directory (default: where scripts/fetch-model.sh installs it).
@@ -248,7 +248,7 @@ pub struct BenchClusteringArgs {
     pub tickets: usize,
     #[arg(long, value_enum, default_value = "both")]
     pub features: FeatureSet,
-    /// Settings file whose [clustering] and [detection] sections to use (defaults otherwise).
+    /// Settings file whose `[clustering]` and `[detection]` sections to use (defaults otherwise).
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[arg(long)]
@@ -265,7 +265,7 @@ pub struct BacktestArgs {
     /// (defaults otherwise; overrides the settings file's section).
     #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// Settings file whose [clustering], [detection] and [routing] sections to use.
+    /// Settings file whose `[clustering]`, `[detection]` and `[routing]` sections to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Truth file of a generated stream: scores the SEVs against its injected incidents.

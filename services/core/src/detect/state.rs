@@ -58,7 +58,7 @@ pub struct DetectorState {
 }
 
 impl DetectorState {
-    /// Decides for this cluster on how its neighbourhood was judged (see [`judge`]) when one
+    /// Decides for this cluster on how its neighbourhood was judged (see [`super::judge()`]) when one
     /// of its tickets was counted at event time `end`.
     pub fn decide(
         &mut self,
