@@ -186,12 +186,13 @@ impl Scope {
         // An open episode needs the full judgement (its p-value keeps it hot); otherwise a
         // window that cannot fire decides nothing.
         let active = self.detectors.get(&seq).is_some_and(|d| d.active);
-        if !active && !could_fire(&self.states(&with), end, rules, detection.policy, started) {
+        let group = self.states(&with);
+        if !active && !could_fire(&group, end, rules, detection.policy, started) {
             return Decision::Quiet;
         }
         let sources = self.sources(&with, rules);
         let judged = judge(
-            &self.states(&with),
+            &group,
             &self.states(&sources),
             end,
             rules,

@@ -60,7 +60,7 @@ pub struct ClusterConfig {
     pub sibling_threshold: f32,
     /// A ticket's source is the best other candidate it came within this much similarity of
     /// joining: where it would have gone otherwise. When a cluster's rise is its sources'
-    /// fall (usual traffic moving between clusters), detection judges them together.
+    /// fall (usual traffic moving between clusters), detection counts it as moved, not new.
     pub source_margin: f32,
     pub lsh: LshConfig,
     pub consolidation: ConsolidationConfig,

@@ -184,16 +184,19 @@ pub fn could_fire(
         .any(|s| s.p_value <= bound)
 }
 
-/// Tickets moved in from `sources`, over the whole window and each shorter span (shortest
-/// first): how far each source fell short of its usual rate there, summed, whole tickets.
-/// When a cluster's rise is its sources' fall, usual traffic moved between clusters (a busy
-/// complaint re-forming in a young cluster, or drawn to another as centroids shift); when the
-/// sources run as usual, their shortfall is chance and small.
+/// Tickets moved in from other clusters (see [`moved_in`]), whole tickets.
 pub struct MovedIn {
+    /// Over the whole window.
     pub whole: u64,
+    /// Over each shorter span, shortest first.
     pub per_span: Vec<u64>,
 }
 
+/// Tickets moved in from `sources`: how far each source fell short of its usual rate over the
+/// window and each shorter span, summed. When a cluster's rise is its sources' fall, usual
+/// traffic moved between clusters (a busy complaint re-forming in a young cluster, or drawn to
+/// another as centroids shift); when the sources run as usual, their shortfall is chance and
+/// small.
 pub fn moved_in(
     sources: &[&DetectorState],
     end: DateTime<Utc>,

@@ -58,8 +58,8 @@ pub struct DetectorState {
 }
 
 impl DetectorState {
-    /// Decides for this cluster on how its neighbourhood was judged (see [`super::judge()`]) when one
-    /// of its tickets was counted at event time `end`.
+    /// Decides for this cluster on how its neighbourhood was judged (see [`super::judge()`])
+    /// when one of its tickets was counted at event time `end`.
     pub fn decide(
         &mut self,
         cluster_id: &str,
