@@ -10,7 +10,9 @@ use crate::cluster::corrections::Correction;
 use crate::cluster::{
     parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features, Placement,
 };
-use crate::detect::{could_fire, judge, Decision, DetectorState, Member, Policy, RuleBook, Rules};
+use crate::detect::{
+    could_fire, judge, Decision, DetectorState, Elsewhere, Member, Policy, RuleBook, Rules,
+};
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
 
@@ -190,15 +192,23 @@ impl Scope {
         if !active && !could_fire(&group, end, rules, detection.policy, started) {
             return Decision::Quiet;
         }
-        let sources = self.sources(&with, rules);
-        let judged = judge(
-            &group,
-            &self.states(&sources),
-            end,
-            rules,
-            detection.policy,
-            started,
-        );
+        let sources = self.states(&self.sources(&with, rules));
+        let judge_with = |carriers| {
+            let elsewhere = Elsewhere {
+                sources: &sources,
+                carriers,
+            };
+            judge(&group, elsewhere, end, rules, detection.policy, started)
+        };
+        let mut judged = judge_with(&[]);
+        // Carriers only add to what is usual, so only a window that would open a SEV without
+        // them needs them (they cost a search per recent ticket).
+        if !active && judged.verdict.fired(detection.policy).is_some() {
+            let carriers = self.carriers(seq, &with, rules, started, end);
+            if !carriers.is_empty() {
+                judged = judge_with(&carriers);
+            }
+        }
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
             None => Decision::Quiet,
@@ -231,6 +241,42 @@ impl Scope {
             .filter(|run| run.len() >= needed && !judged.contains(&run[0]))
             .map(|run| run[0])
             .filter(|s| self.detectors.contains_key(s))
+            .collect()
+    }
+
+    /// While the cold-start rule judges `seq`: the clusters that carry traffic like the young
+    /// clusters it is judged `with` (see [`Clusterer::carriers`]), each with its largest share.
+    /// A cluster born of part of a busy complaint that a blended old cluster carries draws
+    /// that part's usual traffic, however near its centroid it is to none. A source can be a
+    /// carrier too: what it fell short is then both subtracted and expected, erring, on the
+    /// cold start alone, against a false SEV.
+    fn carriers(
+        &self,
+        seq: u64,
+        with: &[u64],
+        rules: &Rules,
+        scope_started: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Vec<(&DetectorState, f64)> {
+        let on_cold_start = |s: &u64| {
+            self.detectors
+                .get(s)
+                .is_some_and(|d| d.on_cold_start(rules, scope_started, end))
+        };
+        if !on_cold_start(&seq) {
+            return Vec::new();
+        }
+        let mut shares: BTreeMap<u64, f64> = BTreeMap::new();
+        let found = with.iter().filter(|s| on_cold_start(s));
+        for carrier in found.flat_map(|s| self.clusterer.carriers(*s)) {
+            if !with.contains(&carrier.seq) {
+                let share = shares.entry(carrier.seq).or_default();
+                *share = share.max(carrier.share);
+            }
+        }
+        shares
+            .into_iter()
+            .filter_map(|(s, share)| Some((self.detectors.get(&s)?, share)))
             .collect()
     }
 
@@ -498,6 +544,8 @@ fn personal_strings(ticket: &TicketEvent) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::cluster::vector::unit;
     use crate::cluster::ClusterConfig;
     use crate::ticket::tests::example;
@@ -602,7 +650,8 @@ mod tests {
     /// and a young cluster born an hour ago along `young`: what detection decides as the burst
     /// reaches the young cluster. Each ticket is 0.78 alike to the young cluster's direction,
     /// the rest its own, so none comes near enough to the busy cluster to be counted toward it.
-    fn burst_in_a_young_cluster(young: [f32; 3]) -> Vec<Decision> {
+    /// `carried` of the busy cluster's 16 latest tickets lie along `young` too.
+    fn burst_in_a_young_cluster(young: [f32; 3], carried: usize) -> Vec<Decision> {
         let busy = DetectorState {
             history: crate::detect::History {
                 tickets: 100.0,
@@ -617,10 +666,19 @@ mod tests {
             ..Default::default()
         };
         let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
-            vec![
-                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, busy),
-                checkpoint(lsh, 2, &along(young), 20, -60, fresh),
-            ]
+            let mut busy = checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, busy);
+            busy.cluster.recent = (0..16)
+                .map(|i| {
+                    let direction = if i < carried { young } else { [1.0, 0.0, 0.0] };
+                    Arc::new(crate::cluster::Sample {
+                        ticket_id: format!("B-{i}"),
+                        at: at(i as i64 - 20),
+                        terms: [("card".to_string(), 1.0)].into(),
+                        dense: Some(along(direction)),
+                    })
+                })
+                .collect();
+            vec![busy, checkpoint(lsh, 2, &along(young), 20, -60, fresh)]
         };
         burst(clusters, 2, |i| {
             let mut v: Vec<f32> = along(young).iter().map(|x| x * 0.78).collect();
@@ -695,7 +753,7 @@ mod tests {
     #[test]
     fn a_young_cluster_that_re_forms_a_busy_complaint_is_judged_with_it() {
         // Centroids 0.75 alike: the young cluster draws tickets its busy sibling used to get.
-        let decisions = burst_in_a_young_cluster([0.75, 0.66, 0.0]);
+        let decisions = burst_in_a_young_cluster([0.75, 0.66, 0.0], 0);
         assert!(
             decisions.iter().all(|d| *d == Decision::Quiet),
             "{decisions:?}"
@@ -704,7 +762,9 @@ mod tests {
 
     #[test]
     fn a_young_cluster_far_from_every_other_opens_on_the_cold_start() {
-        let decisions = burst_in_a_young_cluster([0.0, 0.6, 0.8]);
+        // One of the busy cluster's tickets along the young one's direction is a stray, not
+        // traffic it carries.
+        let decisions = burst_in_a_young_cluster([0.0, 0.6, 0.8], 1);
         let rules: Vec<&str> = decisions
             .iter()
             .filter_map(|d| match d {
@@ -713,6 +773,18 @@ mod tests {
             })
             .collect();
         assert_eq!(rules, vec!["cold_start"]);
+    }
+
+    #[test]
+    fn a_young_cluster_drawing_what_a_busy_cluster_carries_is_judged_with_that_share() {
+        // Far from the busy cluster's centroid, but half its latest tickets are like the young
+        // cluster's: about 5 a window of that complaint is usual, and 12 in 12 minutes is not
+        // enough above it.
+        let decisions = burst_in_a_young_cluster([0.0, 0.6, 0.8], 8);
+        assert!(
+            decisions.iter().all(|d| *d == Decision::Quiet),
+            "{decisions:?}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::drift::{self, SplitConfig};
-use super::{add_terms, duration, keep_latest, vector, Cluster, Clusterer, Features};
+use super::{add_terms, duration, keep_latest, vector, Carrier, Cluster, Clusterer, Features};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -260,6 +260,45 @@ impl Clusterer {
         self.linkable_neighbours(k)
             .filter(|other| self.similarity_between(k, other) >= threshold)
             .map(|other| other.seq)
+            .collect()
+    }
+
+    /// Clusters that carry traffic like `seq`'s: the candidates of its recent members, with the
+    /// share of their own recent members that would join `seq`. Two at least must, so one
+    /// stray is not a carrier. A busy cluster often holds several complaints, and its centroid
+    /// resembles none of them closely; a cluster born of one of them is near none of its
+    /// centroids, but near its members. Bounded: a candidate search per recent member.
+    pub fn carriers(&self, seq: u64) -> Vec<Carrier> {
+        let Some(k) = self.clusters.get(&seq) else {
+            return Vec::new();
+        };
+        let mut candidates: Vec<u64> = k
+            .recent
+            .iter()
+            .flat_map(|s| {
+                let f = k.features_of(s);
+                self.candidates(&f, self.projections_of(&f).as_deref())
+            })
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let linkable = |o: &&Cluster| o.seq != seq && !k.cannot_link.contains(&o.seq);
+        candidates
+            .into_iter()
+            .filter_map(|o| self.clusters.get(&o))
+            .filter(linkable)
+            .filter(|o| !o.cannot_link.contains(&seq) && !o.recent.is_empty())
+            .filter_map(|o| {
+                let joining = o
+                    .recent
+                    .iter()
+                    .filter(|s| self.would_join(k, &o.features_of(s)));
+                let n = joining.count();
+                (n >= 2).then(|| Carrier {
+                    seq: o.seq,
+                    share: n as f64 / o.recent.len() as f64,
+                })
+            })
             .collect()
     }
 

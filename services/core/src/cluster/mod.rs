@@ -211,6 +211,14 @@ pub struct Placement {
     pub source: Option<u64>,
 }
 
+/// A cluster carrying traffic like another's (see [`Clusterer::carriers`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Carrier {
+    pub seq: u64,
+    /// The share of its recent members that would join the other cluster.
+    pub share: f64,
+}
+
 /// The clusters of one product and the indexes over their centroids.
 #[derive(Debug, Clone)]
 pub struct Clusterer {
@@ -444,6 +452,18 @@ impl Clusterer {
         }
     }
 
+    /// Whether a ticket with features `f` would join `c` (were `c` its best candidate).
+    fn would_join(&self, c: &Cluster, f: &Features) -> bool {
+        let (sim, threshold) = self.score(c, f, &self.weighted(&f.terms));
+        sim >= threshold
+    }
+
+    /// The LSH projections of `f`'s sentence vector, once the LSH exists.
+    fn projections_of(&self, f: &Features) -> Option<Vec<f32>> {
+        let (lsh, v) = (self.lsh.as_ref()?, f.dense.as_ref()?);
+        (lsh.dim() == v.len()).then(|| lsh.project(v))
+    }
+
     /// A ticket's terms as ids weighted by idf, with their norm: computed once per ticket.
     fn weighted(&self, v: &TermVector) -> Query {
         let terms: Vec<(Option<u32>, f32)> = v
@@ -471,10 +491,10 @@ impl Clusterer {
     }
 
     fn project(&mut self, f: &Features) -> Option<Vec<f32>> {
-        let v = f.dense.as_ref()?;
+        let dim = f.dense.as_ref()?.len();
         let config = self.config.lsh.clone();
-        let lsh = self.lsh.get_or_insert_with(|| Lsh::new(config, v.len()));
-        (lsh.dim() == v.len()).then(|| lsh.project(v))
+        self.lsh.get_or_insert_with(|| Lsh::new(config, dim));
+        self.projections_of(f)
     }
 
     /// Candidate clusters: LSH buckets for a sentence vector, else clusters sharing the ticket's

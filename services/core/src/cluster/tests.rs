@@ -775,3 +775,40 @@ mod checkpoint_form {
         assert!(!with(r#"{"x": 1}"#).is_empty());
     }
 }
+
+/// Features along `v` (normalised), with the same words for all.
+fn along(f: &mut Featurizer, v: [f32; 3]) -> Features {
+    let mut dense = vec![0.0f32; 8];
+    dense[..3].copy_from_slice(&v);
+    let n = vector::norm(&dense);
+    dense.iter_mut().for_each(|x| *x /= n);
+    Features {
+        terms: f.features("my card is declined", &[]),
+        dense: Some(dense),
+    }
+}
+
+#[test]
+fn a_cluster_carries_the_share_of_its_latest_tickets_that_would_join_another() {
+    let mut config = ClusterConfig::default();
+    config.lsh.bits = 2; // every cluster is a candidate
+    let mut c = Clusterer::new("cards", config);
+    let mut f = Featurizer::default();
+    // A blended cluster: half its tickets along the first axis, half 42° off it.
+    for i in 0..8 {
+        let v = if i % 2 == 0 {
+            [1.0, 0.0, 0.0]
+        } else {
+            [1.0, 0.9, 0.0]
+        };
+        assert_eq!(c.assign(&along(&mut f, v), &format!("B-{i}"), at(i)).0, 1);
+    }
+    // A cluster born far from the blended centroid (0.54 alike), near its second half (0.8).
+    let (young, _) = c.assign(&along(&mut f, [0.2, 0.98, 0.0]), "Y-1", at(10));
+    assert_eq!(young, 2);
+    assert_eq!(c.carriers(young), vec![Carrier { seq: 1, share: 0.5 }]);
+    // Nothing like the blended cluster's tickets: no carrier.
+    let (far, _) = c.assign(&along(&mut f, [0.0, 0.0, 1.0]), "F-1", at(11));
+    assert_ne!(far, young);
+    assert!(c.carriers(far).is_empty(), "{:?}", c.carriers(far));
+}

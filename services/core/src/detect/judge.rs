@@ -75,13 +75,23 @@ pub struct Judgement {
     pub first_ticket_at: Option<DateTime<Utc>>,
 }
 
+/// Clusters outside a judged group whose usual traffic may turn up in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Elsewhere<'a> {
+    /// Clusters the group's tickets would have joined otherwise: what they fell short of their
+    /// usual rate moved in (see [`moved_in`]).
+    pub sources: &'a [&'a DetectorState],
+    /// Clusters carrying traffic like the group's, with the share of theirs that is (see
+    /// [`crate::cluster::Clusterer::carriers`]): that share of their usual rate is usual here.
+    pub carriers: &'a [(&'a DetectorState, f64)],
+}
+
 /// Judges the windows of `group` (a cluster and its near neighbours) together, as of event
-/// time `end`, for `policy`, less the tickets that moved in from `sources` (clusters the
-/// group's tickets would have joined otherwise; see [`moved_in`]). `scope_started` is when
-/// the product was first seen.
+/// time `end`, for `policy`, with what is usual for it `elsewhere`. `scope_started` is when the
+/// product was first seen.
 pub fn judge(
     group: &[&DetectorState],
-    sources: &[&DetectorState],
+    elsewhere: Elsewhere,
     end: DateTime<Utc>,
     rules: &Rules,
     policy: Policy,
@@ -91,12 +101,12 @@ pub fn judge(
     let window = window_of(group, start, end);
     let spans = rules.spike.shorter_spans(rules.floor.window);
     let customers = Customers::count(&window, &spans, end, &rules.tiers);
-    let moved = moved_in(sources, end, rules, scope_started);
+    let moved = moved_in(elsewhere.sources, end, rules, scope_started);
     let new = |n: usize, moved: u64| n.saturating_sub(moved as usize);
     let per_span: Vec<usize> = (customers.per_span.iter().zip(&moved.per_span))
         .map(|(n, m)| new(*n, *m))
         .collect();
-    let usual = usual_rate(group, end, rules, scope_started);
+    let usual = usual_rate(group, elsewhere.carriers, end, rules, scope_started);
     let whole = scan_span(
         new(customers.whole, moved.whole),
         &usual,
@@ -163,7 +173,7 @@ pub fn could_fire(
     if policy == Policy::Alone(RuleName::Floor) {
         return true;
     }
-    let usual = usual_rate(group, end, rules, scope_started);
+    let usual = usual_rate(group, &[], end, rules, scope_started);
     if !usual.judgeable {
         return false;
     }
@@ -210,7 +220,7 @@ pub fn moved_in(
         per_span: vec![0; spans.len()],
     };
     for source in sources {
-        let usual = usual_rate(&[source], end, rules, scope_started);
+        let usual = usual_rate(&[source], &[], end, rules, scope_started);
         if !usual.judgeable {
             continue;
         }
@@ -359,31 +369,47 @@ struct Usual {
     judgeable: bool,
 }
 
-/// The sum of the group's usual rates. Each cluster's belief is its prior (the cold-start rate,
-/// held as strongly as `prior_windows` windows; next to nothing for clusters born while the
-/// product was new) updated with its discounted history. The sum of the beliefs is matched by
-/// one Gamma with the same mean and variance, so a young fragment's uncertainty does not
-/// drown an old neighbour's well-known rate.
+/// The sum of the group's usual rates, and of the `carriers`' shares of theirs. Each cluster's
+/// belief is its prior (the cold-start rate, held as strongly as `prior_windows` windows; next
+/// to nothing for clusters born while the product was new) updated with its discounted
+/// history. The sum of the beliefs is matched by one Gamma with the same mean and variance, so
+/// a young fragment's uncertainty does not drown an old neighbour's well-known rate. Whether
+/// the group is young or judgeable is the group's own: carriers only add to what is usual.
 fn usual_rate(
     group: &[&DetectorState],
+    carriers: &[(&DetectorState, f64)],
     end: DateTime<Utc>,
     rules: &Rules,
     scope_started: DateTime<Utc>,
 ) -> Usual {
-    let (mut mean, mut var, mut young, mut judgeable) = (0.0, 0.0, true, false);
-    for s in group {
+    // A cluster's belief: Gamma(shape, rate), and the prior's strength in windows.
+    let belief = |s: &DetectorState| {
         let holds_prior = s.holds_cold_start_prior(rules, scope_started, end);
         let prior = if holds_prior {
             rules.spike.prior_windows
         } else {
             WEAK_PRIOR_WINDOWS
         };
-        let shape = rules.cold_start.rate * prior + s.history.tickets;
         let rate = prior + s.history.windows;
+        (
+            rules.cold_start.rate * prior + s.history.tickets,
+            rate,
+            prior,
+            holds_prior,
+        )
+    };
+    let (mut mean, mut var, mut young, mut judgeable) = (0.0, 0.0, true, false);
+    for s in group {
+        let (shape, rate, prior, holds_prior) = belief(s);
         mean += shape / rate;
         var += shape / (rate * rate);
         young &= s.history.windows < prior;
         judgeable |= holds_prior || s.history.windows >= 1.0;
+    }
+    for (s, share) in carriers {
+        let (shape, rate, _, _) = belief(s);
+        mean += share * shape / rate;
+        var += share * share * shape / (rate * rate);
     }
     if var <= 0.0 {
         return Usual {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use history::History;
-pub use judge::{could_fire, judge, moved_in, Judgement, MovedIn, Verdict};
+pub use judge::{could_fire, judge, moved_in, Elsewhere, Judgement, MovedIn, Verdict};
 pub use rules::{
     ColdStartRule, DetectionConfig, EpisodeRule, FloorRule, RuleBook, RuleError, Rules, SpikeRule,
     TierWeights,

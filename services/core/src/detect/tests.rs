@@ -74,7 +74,7 @@ fn observe_in(
     policy: Policy,
 ) -> Decision {
     let end = s.count(m, rules);
-    let judged = judge(&[&*s], &[], end, rules, policy, started);
+    let judged = judge(&[&*s], Elsewhere::default(), end, rules, policy, started);
     s.decide("cards:1", judged, end, rules, policy)
 }
 
@@ -190,7 +190,7 @@ proptest::proptest! {
         ];
         for policy in policies {
             if !could_fire(&group, end, &rules(), policy, started) {
-                let judged = judge(&group, &[], end, &rules(), policy, started);
+                let judged = judge(&group, Elsewhere::default(), end, &rules(), policy, started);
                 proptest::prop_assert_eq!(judged.verdict.fired(policy), None, "{:?}", policy);
             }
         }
@@ -205,7 +205,14 @@ fn could_fire_passes_a_burst_and_stops_usual_traffic() {
         let pair = neighbours(10, 0, &tickets);
         let group = [&pair[0], &pair[1]];
         let end = pair[0].window.back().map(|m| m.at).unwrap();
-        let judged = judge(&group, &[], end, &rules(), Policy::Combined, scope_start());
+        let judged = judge(
+            &group,
+            Elsewhere::default(),
+            end,
+            &rules(),
+            Policy::Combined,
+            scope_start(),
+        );
         assert_eq!(judged.verdict.fired(Policy::Combined).is_some(), fires);
         assert_eq!(
             could_fire(&group, end, &rules(), Policy::Combined, scope_start()),
