@@ -22,7 +22,8 @@ pub struct Verdict {
     pub customers: u64,
     /// Distinct customers weighted by tier.
     pub customer_weight: f64,
-    /// Usual tickets per `span_minutes`, as the clusters' histories and the prior have it.
+    /// Usual tickets per `span_minutes`, as the clusters' histories and the prior have it (with,
+    /// on a cold start, the share of what their carriers draw).
     pub expected: f64,
     /// `P(X ≥ distinct customers in the span)` at the usual rate (the predictive tail), for
     /// the scanned span where it is smallest.
