@@ -282,12 +282,8 @@ impl Clusterer {
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
-        let linkable = |o: &&Cluster| o.seq != seq && !k.cannot_link.contains(&o.seq);
-        candidates
-            .into_iter()
-            .filter_map(|o| self.clusters.get(&o))
-            .filter(linkable)
-            .filter(|o| !o.cannot_link.contains(&seq) && !o.recent.is_empty())
+        self.linkable(k, candidates)
+            .filter(|o| !o.recent.is_empty())
             .filter_map(|o| {
                 let joining = o
                     .recent
@@ -305,8 +301,12 @@ impl Clusterer {
     /// `k`'s candidate neighbours (see [`Clusterer::neighbours`]) that are live and that no
     /// correction keeps apart from it, by seq.
     fn linkable_neighbours<'a>(&'a self, k: &'a Cluster) -> impl Iterator<Item = &'a Cluster> {
-        self.neighbours(k)
-            .into_iter()
+        self.linkable(k, self.neighbours(k))
+    }
+
+    /// The live clusters among `seqs` other than `k` that no correction keeps apart from it.
+    fn linkable<'a>(&'a self, k: &'a Cluster, seqs: Vec<u64>) -> impl Iterator<Item = &'a Cluster> {
+        seqs.into_iter()
             .filter(move |o| *o != k.seq && !k.cannot_link.contains(o))
             .filter_map(move |o| self.clusters.get(&o))
             .filter(move |other| !other.cannot_link.contains(&k.seq))
