@@ -182,8 +182,10 @@ impl Scope {
         };
         let end = self.detectors.entry(seq).or_default().count(member, rules);
         let started = self.started.unwrap_or(ticket.event_time);
+        let on_cold_start = |s: &u64| self.on_cold_start(*s, rules, started, end);
+        let young = on_cold_start(&seq);
         let with: Vec<u64> = std::iter::once(seq)
-            .chain(self.judged_with(seq, near, rules, started, end))
+            .chain(self.judged_with(seq, near, young))
             .collect();
         // An open episode needs the full judgement (its p-value keeps it hot); otherwise a
         // window that cannot fire decides nothing.
@@ -201,10 +203,11 @@ impl Scope {
             judge(&group, elsewhere, end, rules, detection.policy, started)
         };
         let mut judged = judge_with(&[]);
-        // Carriers only add to what is usual, so only a window that would open a SEV without
-        // them needs them (they cost a search per recent ticket).
-        if !active && judged.verdict.fired(detection.policy).is_some() {
-            let carriers = self.carriers(seq, &with, rules, started, end);
+        // Carriers, on the cold start, only add to what is usual, so only a window that would
+        // open a SEV without them needs them (they cost a search per recent ticket).
+        if young && !active && judged.verdict.fired(detection.policy).is_some() {
+            let young_with: Vec<u64> = with.iter().copied().filter(on_cold_start).collect();
+            let carriers = self.carriers(&young_with, &with);
             if !carriers.is_empty() {
                 judged = judge_with(&carriers);
             }
@@ -244,31 +247,28 @@ impl Scope {
             .collect()
     }
 
-    /// While the cold-start rule judges `seq`: the clusters that carry traffic like the young
-    /// clusters it is judged `with` (see [`Clusterer::carriers`]), each with its largest share.
-    /// A cluster born of part of a busy complaint that a blended old cluster carries draws
-    /// that part's usual traffic, however near its centroid it is to none. A source can be a
-    /// carrier too: what it fell short is then both subtracted and expected, erring, on the
-    /// cold start alone, against a false SEV.
-    fn carriers(
+    /// Whether the cold-start rule, not yet its own history, judges cluster `seq`.
+    fn on_cold_start(
         &self,
         seq: u64,
-        with: &[u64],
         rules: &Rules,
         scope_started: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Vec<(&DetectorState, f64)> {
-        let on_cold_start = |s: &u64| {
-            self.detectors
-                .get(s)
-                .is_some_and(|d| d.on_cold_start(rules, scope_started, end))
-        };
-        if !on_cold_start(&seq) {
-            return Vec::new();
-        }
+    ) -> bool {
+        self.detectors
+            .get(&seq)
+            .is_some_and(|d| d.on_cold_start(rules, scope_started, end))
+    }
+
+    /// The clusters that carry traffic like the `young` clusters of a cold-start group judged
+    /// `with` others (see [`Clusterer::carriers`]), each with its largest share, none of the
+    /// group. A cluster born of part of a busy complaint that a blended old cluster carries
+    /// draws that part's usual traffic, however near its centroid it is to none. A source can
+    /// be a carrier too: what it fell short is then both subtracted and expected, erring, on
+    /// the cold start alone, against a false SEV.
+    fn carriers(&self, young: &[u64], with: &[u64]) -> Vec<(&DetectorState, f64)> {
         let mut shares: BTreeMap<u64, f64> = BTreeMap::new();
-        let found = with.iter().filter(|s| on_cold_start(s));
-        for carrier in found.flat_map(|s| self.clusterer.carriers(*s)) {
+        for carrier in young.iter().flat_map(|s| self.clusterer.carriers(*s)) {
             if !with.contains(&carrier.seq) {
                 let share = shares.entry(carrier.seq).or_default();
                 *share = share.max(carrier.share);
@@ -284,18 +284,7 @@ impl Scope {
     /// the cold-start rule judges `seq`, its siblings. A cluster born late often re-forms part
     /// of a busy complaint its older siblings still carry: judged with them, that traffic is
     /// usual. A new complaint, far from every cluster, has no siblings and is judged on its own.
-    fn judged_with(
-        &self,
-        seq: u64,
-        near: &[u64],
-        rules: &Rules,
-        scope_started: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Vec<u64> {
-        let on_cold_start = self
-            .detectors
-            .get(&seq)
-            .is_some_and(|d| d.on_cold_start(rules, scope_started, end));
+    fn judged_with(&self, seq: u64, near: &[u64], on_cold_start: bool) -> Vec<u64> {
         let mut with = near.to_vec();
         if on_cold_start {
             with.extend(self.clusterer.siblings(seq));
@@ -718,6 +707,13 @@ mod tests {
         })
     }
 
+    fn assert_all_quiet(decisions: &[Decision]) {
+        assert!(
+            decisions.iter().all(|d| *d == Decision::Quiet),
+            "{decisions:?}"
+        );
+    }
+
     fn source_member(i: u32, minute: i64) -> Member {
         Member {
             ticket_id: format!("S-{i}"),
@@ -732,10 +728,7 @@ mod tests {
     fn a_rise_that_is_its_sources_fall_opens_no_sev() {
         // The busy cluster has had none of its usual tickets since: they moved.
         let decisions = traffic_moving_in(Vec::new());
-        assert!(
-            decisions.iter().all(|d| *d == Decision::Quiet),
-            "{decisions:?}"
-        );
+        assert_all_quiet(&decisions);
     }
 
     #[test]
@@ -754,10 +747,7 @@ mod tests {
     fn a_young_cluster_that_re_forms_a_busy_complaint_is_judged_with_it() {
         // Centroids 0.75 alike: the young cluster draws tickets its busy sibling used to get.
         let decisions = burst_in_a_young_cluster([0.75, 0.66, 0.0], 0);
-        assert!(
-            decisions.iter().all(|d| *d == Decision::Quiet),
-            "{decisions:?}"
-        );
+        assert_all_quiet(&decisions);
     }
 
     #[test]
@@ -781,10 +771,7 @@ mod tests {
         // cluster's: about 5 a window of that complaint is usual, and 12 in 12 minutes is not
         // enough above it.
         let decisions = burst_in_a_young_cluster([0.0, 0.6, 0.8], 8);
-        assert!(
-            decisions.iter().all(|d| *d == Decision::Quiet),
-            "{decisions:?}"
-        );
+        assert_all_quiet(&decisions);
     }
 
     #[test]
