@@ -276,6 +276,14 @@ impl OnlineClustering {
     pub fn clusters(&self) -> usize {
         self.scopes.values().map(|s| s.clusterer().len()).sum()
     }
+
+    /// Clusters created and clusters merged away, across products.
+    pub fn churn(&self) -> (u64, usize) {
+        self.scopes.values().fold((0, 0), |(created, merged), s| {
+            let c = s.clusterer();
+            (created + c.created(), merged + c.merged_away())
+        })
+    }
 }
 
 /// Clusters the corpus in order and reports each ticket's final cluster.

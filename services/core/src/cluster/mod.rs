@@ -298,6 +298,17 @@ impl Clusterer {
         self.clusters.is_empty()
     }
 
+    /// Clusters created so far, live or not: how much the clustering churns, beside
+    /// [`Clusterer::len`] and [`Clusterer::merged_away`].
+    pub fn created(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Clusters merged into others so far (by consolidation or by a human).
+    pub fn merged_away(&self) -> usize {
+        self.merged.len()
+    }
+
     /// The live cluster a (possibly merged-away) cluster's tickets now belong to.
     pub fn resolve(&self, mut seq: u64) -> u64 {
         while let Some(into) = self.merged.get(&seq) {

@@ -208,6 +208,7 @@ fn consolidation_merges_fragments_and_keeps_distinct_complaints_apart() {
     let retired = c.take_retired();
     assert_eq!(retired.len(), 1);
     assert_eq!(retired[0].merged_into, Some(a));
+    assert_eq!((c.created(), c.merged_away(), c.len()), (3, 1, 2));
     assert!(
         c.consolidate(at(20), at(21)).is_empty(),
         "no round boundary crossed"
@@ -279,6 +280,11 @@ fn a_human_merge_retires_one_cluster_for_good() {
         c.clusters().cloned().chain(retired).collect(),
     );
     assert_eq!(restored.resolve(b), a);
+    assert_eq!(
+        (restored.created(), restored.merged_away()),
+        (c.created(), c.merged_away()),
+        "the churn counts survive a restart"
+    );
 }
 
 #[test]
