@@ -585,6 +585,7 @@ mod tests {
             last_seen: at(0),
             recent: Vec::new(),
             unchecked: 0,
+            alias: false,
         };
         ClusterCheckpoint {
             cluster,

@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::alias::AliasConfig;
 use super::drift::{self, SplitConfig};
 use super::{add_terms, duration, keep_latest, vector, Carrier, Cluster, Clusterer, Features};
 
@@ -43,6 +44,8 @@ pub struct ConsolidationConfig {
     pub passes: usize,
     /// Splitting clusters that drifted.
     pub split: SplitConfig,
+    /// Merged clusters that keep routing their kind of ticket (see [`super::alias`]).
+    pub alias: AliasConfig,
 }
 
 impl Default for ConsolidationConfig {
@@ -57,6 +60,7 @@ impl Default for ConsolidationConfig {
             stray_threshold: 0.4,
             passes: 4,
             split: SplitConfig::default(),
+            alias: AliasConfig::default(),
         }
     }
 }
@@ -100,8 +104,9 @@ impl ConsolidationConfig {
 
 impl Clusterer {
     /// Runs the consolidation rounds due when event time moves from `last` to `now`: clusters
-    /// seen since the round `last` was in may split and are merge candidates, and strays that
-    /// went quiet between the two rounds are folded in.
+    /// seen since the round `last` was in may split and are merge candidates, strays that went
+    /// quiet between the two rounds are folded in, and aliases no ticket joined through for
+    /// their time to live are dropped.
     pub fn consolidate(&mut self, last: DateTime<Utc>, now: DateTime<Utc>) -> Round {
         let c = self.config.consolidation.clone();
         let (from, to) = (c.round_start(last), c.round_start(now));
@@ -119,6 +124,7 @@ impl Clusterer {
         let mut merges = self.merge_fragments(changed, &c);
         let quiet = (from - duration(c.stray_after), to - duration(c.stray_after));
         merges.extend(self.fold_strays(quiet, &c));
+        self.expire_aliases(to);
         Round { splits, merges }
     }
 
@@ -380,6 +386,7 @@ impl Clusterer {
         self.prune(into);
         gone.merged_into = Some(into);
         self.merged.insert(from, into);
+        self.keep_alias(&mut gone);
         self.retired.push(gone);
         merge
     }

@@ -36,7 +36,10 @@ impl Clusterer {
     /// Moves the given members (with their features) out of cluster `seq` into a new cluster
     /// that consolidation keeps apart from it. Returns the new cluster's seq.
     pub fn split_off(&mut self, seq: u64, members: &[(String, Features)]) -> Option<u64> {
-        self.carve(seq, members, true)
+        let new = self.carve(seq, members, true)?;
+        // Its aliases may stand for the part split off: a person's split outranks them.
+        self.drop_aliases_of(self.resolve(seq));
+        Some(new)
     }
 
     /// Moves members out of cluster `seq` into a new cluster (kept apart from it for good when a
@@ -73,6 +76,7 @@ impl Clusterer {
             last_seen: last,
             recent: Vec::new(),
             unchecked: 0,
+            alias: false,
         };
         for (ticket_id, f) in members {
             if let Some(sample) = self.withdraw(seq, ticket_id, f) {

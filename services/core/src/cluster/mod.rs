@@ -12,6 +12,7 @@
 //! Everything iterates in sorted order with fixed summation order, so the same tickets in the
 //! same order give bit-identical clusters.
 
+pub mod alias;
 pub mod consolidate;
 pub mod corrections;
 pub mod drift;
@@ -150,6 +151,9 @@ pub struct Cluster {
     /// enough have joined to form a side of a cut, not at every round the cluster changed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unchecked: u32,
+    /// Merged away, but still routing tickets close to it into `merged_into` (see [`alias`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alias: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -229,6 +233,10 @@ pub struct Clusterer {
     merged: BTreeMap<u64, u64>,
     /// Merged-away clusters not yet checkpointed.
     retired: Vec<Cluster>,
+    /// Merged-away clusters that still route their kind of ticket (see [`alias`]), by seq.
+    aliases: BTreeMap<u64, Cluster>,
+    /// Aliases a ticket joined through since the last checkpoint.
+    touched_aliases: BTreeSet<u64>,
     next_seq: u64,
     /// Inverted index: term → its id and the clusters whose centroids hold it.
     postings: HashMap<String, Posting>,
@@ -249,6 +257,8 @@ impl Clusterer {
             clusters: BTreeMap::new(),
             merged: BTreeMap::new(),
             retired: Vec::new(),
+            aliases: BTreeMap::new(),
+            touched_aliases: BTreeSet::new(),
             next_seq: 1,
             postings: HashMap::new(),
             next_term: 0,
@@ -261,14 +271,22 @@ impl Clusterer {
     /// Restores a product's clusters (merged ones included) as they were checkpointed.
     pub fn restore(product: &str, config: ClusterConfig, clusters: Vec<Cluster>) -> Self {
         let mut me = Clusterer::new(product, config);
+        let mut aliases = Vec::new();
         for cluster in clusters {
             me.next_seq = me.next_seq.max(cluster.seq + 1);
             match cluster.merged_into {
                 Some(into) => {
                     me.merged.insert(cluster.seq, into);
+                    if cluster.alias {
+                        aliases.push(cluster);
+                    }
                 }
                 None => me.insert(cluster),
             }
+        }
+        // After the live clusters: the LSH exists once one with a vector sum is in.
+        for alias in aliases {
+            me.index_alias(alias);
         }
         me
     }
@@ -317,9 +335,12 @@ impl Clusterer {
         seq
     }
 
-    /// Merged-away clusters since the last call, for checkpointing.
+    /// Merged-away clusters changed since the last call (newly merged, or an alias a ticket
+    /// joined through or that was dropped), for checkpointing.
     pub fn take_retired(&mut self) -> Vec<Cluster> {
-        std::mem::take(&mut self.retired)
+        let mut retired = std::mem::take(&mut self.retired);
+        retired.extend(self.take_touched_aliases());
+        retired
     }
 
     /// Assigns a ticket to a cluster, updating that cluster. Returns the cluster's seq.
@@ -345,27 +366,35 @@ impl Clusterer {
             .near_margin
             .max(self.config.source_margin)
             .max(0.0);
-        let mut scored: Vec<(u64, f32, f32)> = self
+        // (live cluster, similarity, margin over its threshold, the cluster or alias scored)
+        let mut scored: Vec<(u64, f32, f32, u64)> = self
             .candidates(f, projections.as_deref())
             .into_iter()
             .filter_map(|seq| {
-                let (sim, threshold) = self.score(self.clusters.get(&seq)?, f, &query);
-                Some((seq, sim, sim - threshold))
+                let scored = self.clusters.get(&seq).or_else(|| self.aliases.get(&seq))?;
+                let (sim, threshold) = self.score(scored, f, &query);
+                let live = self.resolve(seq);
+                let live = self.clusters.contains_key(&live).then_some(live)?;
+                Some((live, sim, sim - threshold, seq))
             })
-            .filter(|(_, _, margin)| *margin >= widest)
+            .filter(|(_, _, margin, _)| *margin >= widest)
             .collect();
         scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        // A cluster reached through its aliases counts once, at its best.
+        let mut seen = BTreeSet::new();
+        scored.retain(|s| seen.insert(s.0));
         let joins = scored.first().filter(|s| s.2 >= 0.0).map(|s| s.0);
         let others = || scored.iter().filter(|s| Some(s.0) != joins);
         let near = others()
-            .filter(|(_, _, margin)| *margin >= -self.config.near_margin)
-            .map(|(seq, _, _)| *seq)
+            .filter(|(_, _, margin, _)| *margin >= -self.config.near_margin)
+            .map(|(seq, _, _, _)| *seq)
             .collect();
         let source = others()
-            .find(|(_, _, margin)| *margin >= -self.config.source_margin)
-            .map(|(seq, _, _)| *seq);
+            .find(|(_, _, margin, _)| *margin >= -self.config.source_margin)
+            .map(|(seq, _, _, _)| *seq);
         let (seq, assignment) = match scored.first() {
-            Some(&(seq, sim, _)) if joins == Some(seq) => {
+            Some(&(seq, sim, _, through)) if joins == Some(seq) => {
+                self.hit_alias(through, at);
                 let matched = self.matched_terms(&self.clusters[&seq], &f.terms, 5);
                 self.absorb(seq, f, projections.as_deref(), at);
                 self.remember(seq, ticket_id, f, at);
@@ -566,6 +595,7 @@ impl Clusterer {
             last_seen: at,
             recent: Vec::new(),
             unchecked: 0,
+            alias: false,
         });
         self.prune(seq);
         self.remember(seq, ticket_id, f, at);

@@ -324,6 +324,7 @@ fn restored(seq: u64, sum: Vec<f32>, size: u64) -> Cluster {
         last_seen: t0(),
         recent: Vec::new(),
         unchecked: 0,
+        alias: false,
     }
 }
 
@@ -817,4 +818,110 @@ fn a_cluster_carries_the_share_of_its_latest_tickets_that_would_join_another() {
     let (far, _) = c.assign(&along(&mut f, [0.0, 0.0, 1.0]), "F-1", at(11));
     assert_ne!(far, young);
     assert!(c.carriers(far).is_empty(), "{:?}", c.carriers(far));
+}
+
+/// Strict joins (a "refused" ticket does not join the "declined" cluster) and aliases from the
+/// first merged ticket on, so one consolidation round makes one.
+fn aliasing(enabled: bool) -> ClusterConfig {
+    let mut config = ClusterConfig {
+        semantic_threshold: 0.99,
+        ..ClusterConfig::default()
+    };
+    config.consolidation.alias = alias::AliasConfig {
+        enabled,
+        min_size: 1,
+        ttl: std::time::Duration::from_secs(3600),
+    };
+    config
+}
+
+/// "declined" and "refused" clusters, the second merged into the first at the round of 15 min.
+fn merged_pair(f: &mut Featurizer, config: ClusterConfig) -> (Clusterer, u64, u64) {
+    let mut c = Clusterer::new("p", config);
+    let (a, _) = c.assign(&dense(f, "card declined", 0, 0.0), "1", at(0));
+    let (b, _) = c.assign(&dense(f, "card refused", 0, 0.3), "2", at(1));
+    let merges = c.consolidate(at(2), at(20)).merges;
+    assert_eq!(merges, vec![consolidate::Merge { from: b, into: a }]);
+    (c, a, b)
+}
+
+#[test]
+fn a_merged_cluster_routes_tickets_like_its_own_into_the_cluster_it_went_into() {
+    let mut f = Featurizer::default();
+    let refused = dense(&mut f, "card refused", 0, 0.3);
+    let (mut c, a, b) = merged_pair(&mut f, aliasing(true));
+    assert_eq!(c.aliases().map(|k| k.seq).collect::<Vec<_>>(), vec![b]);
+    let (went, assignment) = c.assign(&refused, "3", at(21));
+    assert_eq!(went, a, "joined through the alias");
+    assert!(!assignment.new_cluster);
+    assert_eq!(c.get(a).unwrap().size, 3);
+
+    let (mut c, a, _) = merged_pair(&mut f, aliasing(false));
+    assert_eq!(c.aliases().count(), 0);
+    let (went, _) = c.assign(&refused, "3", at(21));
+    assert_ne!(
+        went, a,
+        "without the alias the merged centroid is too far: a new satellite"
+    );
+}
+
+#[test]
+fn an_alias_no_ticket_joined_through_for_its_time_to_live_is_dropped() {
+    let mut f = Featurizer::default();
+    let refused = dense(&mut f, "card refused", 0, 0.3);
+    let (mut c, a, b) = merged_pair(&mut f, aliasing(true));
+    c.consolidate(at(20), at(50));
+    assert_eq!(
+        c.aliases().count(),
+        1,
+        "its last ticket came 44 minutes before"
+    );
+    c.take_retired();
+    c.consolidate(at(50), at(75));
+    assert_eq!(
+        c.aliases().count(),
+        0,
+        "nothing joined through it for an hour"
+    );
+    let dropped = c.take_retired();
+    assert!(dropped.iter().any(|k| k.seq == b && !k.alias));
+    let (went, _) = c.assign(&refused, "3", at(76));
+    assert_ne!(went, a);
+}
+
+#[test]
+fn aliases_and_their_last_use_survive_a_restart() {
+    let mut f = Featurizer::default();
+    let refused = dense(&mut f, "card refused", 0, 0.3);
+    let (mut c, a, b) = merged_pair(&mut f, aliasing(true));
+    let mut rows: BTreeMap<u64, Cluster> = BTreeMap::new();
+    let mut checkpoint = |c: &mut Clusterer| {
+        let retired = c.take_retired();
+        for k in c.clusters().cloned().chain(retired) {
+            rows.insert(k.seq, k); // the store keeps the latest row per cluster
+        }
+        rows.values().cloned().collect::<Vec<_>>()
+    };
+    checkpoint(&mut c);
+    c.assign(&refused, "3", at(50));
+    let restored = Clusterer::restore("p", aliasing(true), checkpoint(&mut c));
+    let alias = restored.aliases().next().expect("the alias is restored");
+    assert_eq!((alias.seq, alias.last_seen), (b, at(50)));
+    for mut k in [c, restored] {
+        k.consolidate(at(50), at(100));
+        assert_eq!(k.aliases().count(), 1, "used at 50 min: still live at 100");
+        let (went, _) = k.assign(&refused, "4", at(101));
+        assert_eq!(went, a);
+    }
+}
+
+#[test]
+fn a_human_split_drops_the_aliases_of_the_cluster_split() {
+    let mut f = Featurizer::default();
+    let declined = dense(&mut f, "card declined", 0, 0.0);
+    let (mut c, a, b) = merged_pair(&mut f, aliasing(true));
+    c.take_retired();
+    c.split_off(a, &[("1".to_string(), declined)]).unwrap();
+    assert_eq!(c.aliases().count(), 0);
+    assert!(c.take_retired().iter().any(|k| k.seq == b && !k.alias));
 }
