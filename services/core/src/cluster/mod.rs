@@ -277,7 +277,7 @@ impl Clusterer {
             match cluster.merged_into {
                 Some(into) => {
                     me.merged.insert(cluster.seq, into);
-                    if cluster.alias {
+                    if cluster.alias && me.config.consolidation.alias.enabled {
                         aliases.push(cluster);
                     }
                 }
