@@ -43,33 +43,31 @@ impl Default for AliasConfig {
 }
 
 impl Clusterer {
-    /// Keeps `gone`, just merged away, as an alias when it is large enough and has a vector sum
-    /// the LSH can file.
+    /// Keeps `gone`, just merged away, as an alias when it is large enough.
     pub(crate) fn keep_alias(&mut self, gone: &mut Cluster) {
         let config = &self.config.consolidation.alias;
-        let Some(lsh) = self.lsh.as_mut() else {
-            return;
-        };
-        let filable = gone.projections.len() == lsh.project_len();
-        let norm = gone.dense.as_deref().map_or(0.0, vector::norm);
-        if !config.enabled || gone.size < config.min_size || !filable || norm == 0.0 {
-            return;
+        if config.enabled && gone.size >= config.min_size {
+            gone.alias = self.index_alias(Cluster {
+                alias: true,
+                ..gone.clone()
+            });
         }
-        gone.alias = true;
-        self.index_alias(gone.clone());
     }
 
-    /// Files an alias for candidate retrieval and scoring (on merge, and on restore).
-    pub(crate) fn index_alias(&mut self, alias: Cluster) {
-        let Some(lsh) = self.lsh.as_mut() else {
-            return;
+    /// Files an alias for candidate retrieval and scoring (on merge, and on restore). False when
+    /// it cannot be filed: no vector sum, or projections from other LSH settings (a changed
+    /// config on restore).
+    pub(crate) fn index_alias(&mut self, alias: Cluster) -> bool {
+        let (Some(lsh), Some(sum)) = (self.lsh.as_mut(), alias.dense.as_deref()) else {
+            return false;
         };
-        let Some(sum) = alias.dense.as_deref() else {
-            return;
-        };
+        if alias.projections.len() != lsh.project_len() {
+            return false;
+        }
         lsh.insert(alias.seq, &alias.projections);
         self.norms.insert(alias.seq, vector::norm(sum));
         self.aliases.insert(alias.seq, alias);
+        true
     }
 
     /// Notes that a ticket joined through alias `seq` at `at`.
