@@ -371,18 +371,18 @@ impl Clusterer {
             .candidates(f, projections.as_deref())
             .into_iter()
             .filter_map(|seq| {
-                let scored = self.clusters.get(&seq).or_else(|| self.aliases.get(&seq))?;
-                let (sim, threshold) = self.score(scored, f, &query);
-                let live = self.resolve(seq);
-                let live = self.clusters.contains_key(&live).then_some(live)?;
+                let (candidate, live) = self.candidate(seq)?;
+                let (sim, threshold) = self.score(candidate, f, &query);
                 Some((live, sim, sim - threshold, seq))
             })
             .filter(|(_, _, margin, _)| *margin >= widest)
             .collect();
         scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         // A cluster reached through its aliases counts once, at its best.
-        let mut seen = BTreeSet::new();
-        scored.retain(|s| seen.insert(s.0));
+        if scored.iter().any(|s| s.3 != s.0) {
+            let mut seen = BTreeSet::new();
+            scored.retain(|s| seen.insert(s.0));
+        }
         let joins = scored.first().filter(|s| s.2 >= 0.0).map(|s| s.0);
         let others = || scored.iter().filter(|s| Some(s.0) != joins);
         let near = others()
@@ -414,6 +414,18 @@ impl Clusterer {
             near,
             source,
         }
+    }
+
+    /// A retrieved candidate to score and the live cluster a ticket joining it joins: a live
+    /// cluster is its own; an alias leads to the cluster it was merged into (resolved only for
+    /// aliases, as most candidates are live).
+    fn candidate(&self, seq: u64) -> Option<(&Cluster, u64)> {
+        if let Some(live) = self.clusters.get(&seq) {
+            return Some((live, seq));
+        }
+        let alias = self.aliases.get(&seq)?;
+        let into = self.resolve(seq);
+        self.clusters.contains_key(&into).then_some((alias, into))
     }
 
     /// The label: the centroid's most distinguishing terms (weight × idf), in readable form.
