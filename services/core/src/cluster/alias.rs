@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{duration, vector, Cluster, Clusterer};
+use super::{duration, Cluster, Clusterer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,7 +65,7 @@ impl Clusterer {
             return false;
         }
         lsh.insert(alias.seq, &alias.projections);
-        self.norms.insert(alias.seq, vector::norm(sum));
+        self.rows.set(alias.seq, sum);
         self.aliases.insert(alias.seq, alias);
         true
     }
@@ -112,7 +112,7 @@ impl Clusterer {
         if let Some(lsh) = self.lsh.as_mut() {
             lsh.remove(seq);
         }
-        self.norms.remove(&seq);
+        self.rows.remove(seq);
         self.touched_aliases.remove(&seq);
         alias.alias = false;
         self.retired.push(self.as_stored(alias));

@@ -18,6 +18,7 @@ pub mod corrections;
 pub mod drift;
 mod lexicon;
 pub mod lsh;
+mod rows;
 pub mod vector;
 
 use std::collections::hash_map::Entry;
@@ -33,6 +34,7 @@ use crate::text::{is_mask, TermVector};
 pub use consolidate::ConsolidationConfig;
 use lexicon::{Posting, Query, TermIndex};
 use lsh::{Lsh, LshConfig};
+use rows::Rows;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -242,8 +244,9 @@ pub struct Clusterer {
     postings: HashMap<String, Posting>,
     next_term: u32,
     lsh: Option<Lsh>,
-    /// Norms of the clusters' vector sums, refreshed wherever a sum changes (scoring hot path).
-    norms: HashMap<u64, f32>,
+    /// The vector sums of live clusters and aliases with their norms, refreshed wherever a sum
+    /// changes (the scoring hot path).
+    rows: Rows,
     /// Centroids by term id of clusters without vector sums, refreshed wherever a centroid
     /// changes (lexical hot paths).
     lexicon: HashMap<u64, TermIndex>,
@@ -263,7 +266,7 @@ impl Clusterer {
             postings: HashMap::new(),
             next_term: 0,
             lsh: None,
-            norms: HashMap::new(),
+            rows: Rows::new(),
             lexicon: HashMap::new(),
         }
     }
@@ -367,12 +370,17 @@ impl Clusterer {
             .max(self.config.source_margin)
             .max(0.0);
         // (live cluster, similarity, margin over its threshold, the cluster or alias scored)
-        let mut scored: Vec<(u64, f32, f32, u64)> = self
-            .candidates(f, projections.as_deref())
+        let candidates = self.candidates(f, projections.as_deref());
+        let by_row = self.cosines(&candidates, f);
+        let mut scored: Vec<(u64, f32, f32, u64)> = candidates
             .into_iter()
-            .filter_map(|seq| {
+            .zip(by_row)
+            .filter_map(|(seq, by_row)| {
                 let (candidate, live) = self.candidate(seq)?;
-                let (sim, threshold) = self.score(candidate, f, &query);
+                let (sim, threshold) = match by_row {
+                    Some(sim) => (sim, self.config.semantic_threshold),
+                    None => self.score(seq, candidate, f, &query),
+                };
                 Some((live, sim, sim - threshold, seq))
             })
             .filter(|(_, _, margin, _)| *margin >= widest)
@@ -473,16 +481,26 @@ impl Clusterer {
         ((1.0 + n) / (1.0 + df)).ln() + 1.0
     }
 
-    /// A ticket's similarity to a cluster and the threshold that similarity must reach.
-    fn score(&self, c: &Cluster, f: &Features, query: &Query) -> (f32, f32) {
+    /// Cosines of a ticket's vector to the centroids of `seqs` (clusters or aliases) from their
+    /// rows, without reading the clusters (the hot path); None where [`Clusterer::score`] must
+    /// work it out (no vectors, average linkage).
+    fn cosines(&self, seqs: &[u64], f: &Features) -> Vec<Option<f32>> {
+        match (&f.dense, self.config.semantic_linkage) {
+            (Some(v), Linkage::Centroid) => self.rows.cosines(seqs, v),
+            _ => vec![None; seqs.len()],
+        }
+    }
+
+    /// A ticket's similarity to cluster (or alias) `seq`, which is `c`, and the threshold that
+    /// similarity must reach.
+    fn score(&self, seq: u64, c: &Cluster, f: &Features, query: &Query) -> (f32, f32) {
+        if let Some(sim) = self.cosines(&[seq], f)[0] {
+            return (sim, self.config.semantic_threshold);
+        }
         match (&c.dense, &f.dense) {
             (Some(sum), Some(v)) => {
                 let scale = match self.config.semantic_linkage {
-                    Linkage::Centroid => self
-                        .norms
-                        .get(&c.seq)
-                        .copied()
-                        .unwrap_or_else(|| vector::norm(sum)),
+                    Linkage::Centroid => vector::norm(sum),
                     Linkage::Average => c.size as f32,
                 };
                 let sim = if scale == 0.0 {
@@ -506,7 +524,7 @@ impl Clusterer {
 
     /// Whether a ticket with features `f` would join `c` (were `c` its best candidate).
     fn would_join(&self, c: &Cluster, f: &Features) -> bool {
-        let (sim, threshold) = self.score(c, f, &self.weighted(&f.terms));
+        let (sim, threshold) = self.score(c.seq, c, f, &self.weighted(&f.terms));
         sim >= threshold
     }
 
@@ -700,7 +718,7 @@ impl Clusterer {
         if let Some(lsh) = self.lsh.as_mut() {
             lsh.remove(seq);
         }
-        self.norms.remove(&seq);
+        self.rows.remove(seq);
         self.lexicon.remove(&seq);
         Some(cluster)
     }
@@ -710,8 +728,9 @@ impl Clusterer {
         let Some(c) = self.clusters.get(&seq) else {
             return;
         };
-        if let Some(sum) = &c.dense {
-            self.norms.insert(seq, vector::norm(sum));
+        match &c.dense {
+            Some(sum) => self.rows.set(seq, sum),
+            None => self.rows.remove(seq),
         }
         if let Some(lsh) = self.lsh.as_mut() {
             if c.projections.len() == lsh.project_len() {

@@ -1,0 +1,152 @@
+//! The vector sums of the live clusters and aliases, copied into one contiguous block with their
+//! norms, for scoring candidates.
+//!
+//! Scoring is the clustering's hottest loop (up to `max_candidates` dot products a ticket), and
+//! it was bound by memory, not arithmetic: each candidate cost a walk to its `Cluster`, a probe
+//! of a norm map and a jump to a separately allocated sum. Here a candidate is one small map
+//! probe and one run of consecutive floats. The copies are refreshed wherever a sum changes
+//! (where its LSH buckets are), and hold the same floats, so the same similarities come out, bit
+//! for bit.
+
+use foldhash::{HashMap, HashMapExt};
+
+use super::vector;
+
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// Floats per row: the first sum filed sets it; sums of another length are not filed.
+    dim: usize,
+    /// `dim` floats per slot.
+    sums: Vec<f32>,
+    norms: Vec<f32>,
+    slots: HashMap<u64, usize>,
+    free: Vec<usize>,
+}
+
+impl Rows {
+    pub fn new() -> Self {
+        Rows {
+            slots: HashMap::new(),
+            ..Rows::default()
+        }
+    }
+
+    /// Files (or refreshes) the sum of cluster or alias `seq`.
+    pub fn set(&mut self, seq: u64, sum: &[f32]) {
+        if self.dim == 0 {
+            self.dim = sum.len();
+        }
+        if sum.len() != self.dim || sum.is_empty() {
+            self.remove(seq);
+            return;
+        }
+        let slot = match self.slots.get(&seq) {
+            Some(slot) => *slot,
+            None => self.claim(seq),
+        };
+        self.sums[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(sum);
+        self.norms[slot] = vector::norm(sum);
+    }
+
+    pub fn remove(&mut self, seq: u64) {
+        if let Some(slot) = self.slots.remove(&seq) {
+            self.free.push(slot);
+        }
+    }
+
+    /// Cosine of `v` to the centroid (the sum's direction) of each of `seqs`: None for a seq
+    /// without a row, or for all when `v` is of another length.
+    pub fn cosines(&self, seqs: &[u64], v: &[f32]) -> Vec<Option<f32>> {
+        if v.len() != self.dim {
+            return vec![None; seqs.len()];
+        }
+        seqs.iter()
+            .map(|seq| {
+                let slot = *self.slots.get(seq)?;
+                Some(self.scaled(vector::dot(self.row(slot), v), slot))
+            })
+            .collect()
+    }
+
+    fn row(&self, slot: usize) -> &[f32] {
+        &self.sums[slot * self.dim..(slot + 1) * self.dim]
+    }
+
+    fn scaled(&self, dot: f32, slot: usize) -> f32 {
+        let norm = self.norms[slot];
+        if norm == 0.0 {
+            0.0
+        } else {
+            dot / norm
+        }
+    }
+
+    fn claim(&mut self, seq: u64) -> usize {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.sums.resize(self.sums.len() + self.dim, 0.0);
+            self.norms.push(0.0);
+            self.norms.len() - 1
+        });
+        self.slots.insert(seq, slot);
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cosine(rows: &Rows, seq: u64, v: &[f32]) -> Option<f32> {
+        rows.cosines(&[seq], v)[0]
+    }
+
+    #[test]
+    fn a_row_scores_as_its_sum_does_and_slots_are_reused() {
+        let mut rows = Rows::new();
+        let (a, b, v) = ([3.0, 4.0], [1.0, 0.0], [0.6, 0.8]);
+        rows.set(1, &a);
+        rows.set(2, &b);
+        let expected = vector::dot(&a, &v) / vector::norm(&a);
+        assert_eq!(
+            cosine(&rows, 1, &v).map(f32::to_bits),
+            Some(expected.to_bits())
+        );
+        rows.remove(1);
+        assert_eq!(cosine(&rows, 1, &v), None);
+        rows.set(3, &[0.0, 2.0]);
+        assert_eq!(rows.norms.len(), 2, "the freed slot is taken again");
+        assert_eq!(cosine(&rows, 3, &v), Some(0.8));
+        assert_eq!(cosine(&rows, 2, &v), Some(0.6));
+    }
+
+    #[test]
+    fn zero_sums_and_other_lengths_score_nothing_wrong() {
+        let mut rows = Rows::new();
+        rows.set(1, &[0.0, 0.0]);
+        assert_eq!(cosine(&rows, 1, &[1.0, 0.0]), Some(0.0));
+        assert_eq!(cosine(&rows, 1, &[1.0, 0.0, 0.0]), None);
+        rows.set(2, &[1.0, 0.0, 0.0]);
+        assert_eq!(
+            cosine(&rows, 2, &[1.0, 0.0, 0.0]),
+            None,
+            "not filed: another length"
+        );
+        rows.set(3, &[0.0, 1.0]);
+        let v = [0.6, 0.8];
+        let each: Vec<Option<f32>> = [3, 9, 1, 3, 3]
+            .iter()
+            .map(|s| cosine(&rows, *s, &v))
+            .collect();
+        assert_eq!(
+            rows.cosines(&[3, 9, 1, 3, 3], &v),
+            each,
+            "unfiled seqs among filed ones"
+        );
+        rows.set(1, &[1.0]);
+        assert_eq!(
+            cosine(&rows, 1, &[1.0, 0.0]),
+            None,
+            "refiled with another length: dropped"
+        );
+    }
+}
