@@ -277,12 +277,18 @@ impl OnlineClustering {
         self.scopes.values().map(|s| s.clusterer().len()).sum()
     }
 
-    /// Clusters created and clusters merged away, across products.
-    pub fn churn(&self) -> (u64, usize) {
-        self.scopes.values().fold((0, 0), |(created, merged), s| {
-            let c = s.clusterer();
-            (created + c.created(), merged + c.merged_away())
-        })
+    /// Clusters created, merged away, and kept as aliases, across products.
+    pub fn churn(&self) -> (u64, usize, usize) {
+        self.scopes
+            .values()
+            .fold((0, 0, 0), |(created, merged, aliases), s| {
+                let c = s.clusterer();
+                (
+                    created + c.created(),
+                    merged + c.merged_away(),
+                    aliases + c.aliases().count(),
+                )
+            })
     }
 }
 
