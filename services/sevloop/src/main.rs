@@ -4,7 +4,7 @@ use sevloop::commands;
 use tokio_util::sync::CancellationToken;
 
 // Clustering allocates about 190 small, short-lived blocks per ticket; mimalloc serves them
-// in a fraction of glibc's instructions (callgrind, README "Speed").
+// in a fraction of glibc's instructions (callgrind, docs/MEASUREMENTS.md, Clustering).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

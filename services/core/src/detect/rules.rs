@@ -24,7 +24,7 @@ pub struct FloorRule {
 impl Default for FloorRule {
     fn default() -> Self {
         FloorRule {
-            // Tuned with `backtest` (README, Detection backtest): the spike's false-alarm rate,
+            // Tuned with `backtest` (docs/MEASUREMENTS.md, Detection): the spike's false-alarm rate,
             // not the floor, keeps usual traffic quiet; 8 from 6 only delayed small incidents.
             min_tickets: 6,
             min_customers: 5.0,
