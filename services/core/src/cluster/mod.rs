@@ -370,17 +370,12 @@ impl Clusterer {
             .max(self.config.source_margin)
             .max(0.0);
         // (live cluster, similarity, margin over its threshold, the cluster or alias scored)
-        let candidates = self.candidates(f, projections.as_deref());
-        let by_row = self.cosines(&candidates, f);
-        let mut scored: Vec<(u64, f32, f32, u64)> = candidates
+        let mut scored: Vec<(u64, f32, f32, u64)> = self
+            .candidates(f, projections.as_deref())
             .into_iter()
-            .zip(by_row)
-            .filter_map(|(seq, by_row)| {
+            .filter_map(|seq| {
                 let (candidate, live) = self.candidate(seq)?;
-                let (sim, threshold) = match by_row {
-                    Some(sim) => (sim, self.config.semantic_threshold),
-                    None => self.score(seq, candidate, f, &query),
-                };
+                let (sim, threshold) = self.score(seq, candidate, f, &query);
                 Some((live, sim, sim - threshold, seq))
             })
             .filter(|(_, _, margin, _)| *margin >= widest)
@@ -481,21 +476,14 @@ impl Clusterer {
         ((1.0 + n) / (1.0 + df)).ln() + 1.0
     }
 
-    /// Cosines of a ticket's vector to the centroids of `seqs` (clusters or aliases) from their
-    /// rows, without reading the clusters (the hot path); None where [`Clusterer::score`] must
-    /// work it out (no vectors, average linkage).
-    fn cosines(&self, seqs: &[u64], f: &Features) -> Vec<Option<f32>> {
-        match (&f.dense, self.config.semantic_linkage) {
-            (Some(v), Linkage::Centroid) => self.rows.cosines(seqs, v),
-            _ => vec![None; seqs.len()],
-        }
-    }
-
     /// A ticket's similarity to cluster (or alias) `seq`, which is `c`, and the threshold that
-    /// similarity must reach.
+    /// similarity must reach. By centroid it comes from `seq`'s row, without reading `c` (the
+    /// hot path: `seq` is passed so that `c` is not touched).
     fn score(&self, seq: u64, c: &Cluster, f: &Features, query: &Query) -> (f32, f32) {
-        if let Some(sim) = self.cosines(&[seq], f)[0] {
-            return (sim, self.config.semantic_threshold);
+        if let (Some(v), Linkage::Centroid) = (&f.dense, self.config.semantic_linkage) {
+            if let Some(sim) = self.rows.cosine(seq, v) {
+                return (sim, self.config.semantic_threshold);
+            }
         }
         match (&c.dense, &f.dense) {
             (Some(sum), Some(v)) => {

@@ -54,18 +54,14 @@ impl Rows {
         }
     }
 
-    /// Cosine of `v` to the centroid (the sum's direction) of each of `seqs`: None for a seq
-    /// without a row, or for all when `v` is of another length.
-    pub fn cosines(&self, seqs: &[u64], v: &[f32]) -> Vec<Option<f32>> {
+    /// Cosine of `v` to the centroid (the sum's direction) of `seq`: None when `seq` has no row
+    /// or `v` is of another length.
+    pub fn cosine(&self, seq: u64, v: &[f32]) -> Option<f32> {
         if v.len() != self.dim {
-            return vec![None; seqs.len()];
+            return None;
         }
-        seqs.iter()
-            .map(|seq| {
-                let slot = *self.slots.get(seq)?;
-                Some(self.scaled(vector::dot(self.row(slot), v), slot))
-            })
-            .collect()
+        let slot = *self.slots.get(&seq)?;
+        Some(self.scaled(vector::dot(self.row(slot), v), slot))
     }
 
     fn row(&self, slot: usize) -> &[f32] {
@@ -96,10 +92,6 @@ impl Rows {
 mod tests {
     use super::*;
 
-    fn cosine(rows: &Rows, seq: u64, v: &[f32]) -> Option<f32> {
-        rows.cosines(&[seq], v)[0]
-    }
-
     #[test]
     fn a_row_scores_as_its_sum_does_and_slots_are_reused() {
         let mut rows = Rows::new();
@@ -108,43 +100,32 @@ mod tests {
         rows.set(2, &b);
         let expected = vector::dot(&a, &v) / vector::norm(&a);
         assert_eq!(
-            cosine(&rows, 1, &v).map(f32::to_bits),
+            rows.cosine(1, &v).map(f32::to_bits),
             Some(expected.to_bits())
         );
         rows.remove(1);
-        assert_eq!(cosine(&rows, 1, &v), None);
+        assert_eq!(rows.cosine(1, &v), None);
         rows.set(3, &[0.0, 2.0]);
         assert_eq!(rows.norms.len(), 2, "the freed slot is taken again");
-        assert_eq!(cosine(&rows, 3, &v), Some(0.8));
-        assert_eq!(cosine(&rows, 2, &v), Some(0.6));
+        assert_eq!(rows.cosine(3, &v), Some(0.8));
+        assert_eq!(rows.cosine(2, &v), Some(0.6));
     }
 
     #[test]
     fn zero_sums_and_other_lengths_score_nothing_wrong() {
         let mut rows = Rows::new();
         rows.set(1, &[0.0, 0.0]);
-        assert_eq!(cosine(&rows, 1, &[1.0, 0.0]), Some(0.0));
-        assert_eq!(cosine(&rows, 1, &[1.0, 0.0, 0.0]), None);
+        assert_eq!(rows.cosine(1, &[1.0, 0.0]), Some(0.0));
+        assert_eq!(rows.cosine(1, &[1.0, 0.0, 0.0]), None);
         rows.set(2, &[1.0, 0.0, 0.0]);
         assert_eq!(
-            cosine(&rows, 2, &[1.0, 0.0, 0.0]),
+            rows.cosine(2, &[1.0, 0.0, 0.0]),
             None,
             "not filed: another length"
         );
-        rows.set(3, &[0.0, 1.0]);
-        let v = [0.6, 0.8];
-        let each: Vec<Option<f32>> = [3, 9, 1, 3, 3]
-            .iter()
-            .map(|s| cosine(&rows, *s, &v))
-            .collect();
-        assert_eq!(
-            rows.cosines(&[3, 9, 1, 3, 3], &v),
-            each,
-            "unfiled seqs among filed ones"
-        );
         rows.set(1, &[1.0]);
         assert_eq!(
-            cosine(&rows, 1, &[1.0, 0.0]),
+            rows.cosine(1, &[1.0, 0.0]),
             None,
             "refiled with another length: dropped"
         );
