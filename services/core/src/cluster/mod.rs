@@ -266,7 +266,7 @@ impl Clusterer {
             postings: HashMap::new(),
             next_term: 0,
             lsh: None,
-            rows: Rows::new(),
+            rows: Rows::default(),
             lexicon: HashMap::new(),
         }
     }

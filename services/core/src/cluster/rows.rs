@@ -8,7 +8,7 @@
 //! (where its LSH buckets are), and hold the same floats, so the same similarities come out, bit
 //! for bit.
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 
 use super::vector;
 
@@ -24,13 +24,6 @@ pub struct Rows {
 }
 
 impl Rows {
-    pub fn new() -> Self {
-        Rows {
-            slots: HashMap::new(),
-            ..Rows::default()
-        }
-    }
-
     /// Files (or refreshes) the sum of cluster or alias `seq`.
     pub fn set(&mut self, seq: u64, sum: &[f32]) {
         if self.dim == 0 {
@@ -94,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_row_scores_as_its_sum_does_and_slots_are_reused() {
-        let mut rows = Rows::new();
+        let mut rows = Rows::default();
         let (a, b, v) = ([3.0, 4.0], [1.0, 0.0], [0.6, 0.8]);
         rows.set(1, &a);
         rows.set(2, &b);
@@ -113,7 +106,7 @@ mod tests {
 
     #[test]
     fn zero_sums_and_other_lengths_score_nothing_wrong() {
-        let mut rows = Rows::new();
+        let mut rows = Rows::default();
         rows.set(1, &[0.0, 0.0]);
         assert_eq!(rows.cosine(1, &[1.0, 0.0]), Some(0.0));
         assert_eq!(rows.cosine(1, &[1.0, 0.0, 0.0]), None);
