@@ -10,8 +10,6 @@
 //! (projection is linear), so a centroid's buckets stay current for the cost of a few adds, and a
 //! restored cluster hashes exactly as before the restart.
 
-use std::collections::BTreeSet;
-
 use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +17,25 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct LshConfig {
     pub tables: usize,
+    /// Bits per table key, at most [`MAX_BITS`]: each table is an array of `2^bits` buckets.
+    #[serde(deserialize_with = "bits_in_range")]
     pub bits: usize,
     pub seed: u64,
+}
+
+/// The most bits a table key may have: 65,536 buckets a table (1.5 MB of bucket headers). Ten,
+/// the default, gives 1,024 a table (24 KB), about one per cluster of a busy product.
+pub const MAX_BITS: usize = 16;
+
+fn bits_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let bits = usize::deserialize(d)?;
+    if (1..=MAX_BITS).contains(&bits) {
+        Ok(bits)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "lsh bits must be between 1 and {MAX_BITS}, got {bits}"
+        )))
+    }
 }
 
 impl Default for LshConfig {
@@ -39,20 +54,25 @@ pub struct Lsh {
     dim: usize,
     /// `tables × bits` hyperplanes, each `dim` long, row-major.
     planes: Vec<f32>,
-    /// Per table: bucket key → clusters in it.
-    buckets: Vec<HashMap<u32, BTreeSet<u64>>>,
+    /// Every table's buckets, table after table, `2^bits` each, indexed by key: the clusters in
+    /// each, by seq. A lookup (eleven per table per ticket) is an index, not a hash probe, and
+    /// a bucket (a few clusters) is a sorted vector, not a tree.
+    buckets: Vec<Vec<u64>>,
     /// Each cluster's current key per table, to move it when its centroid changes.
     keys: HashMap<u64, Vec<u32>>,
 }
 
 impl Lsh {
-    pub fn new(config: LshConfig, dim: usize) -> Self {
+    pub fn new(mut config: LshConfig, dim: usize) -> Self {
+        // Settings files are checked for this range when read; a config built in code is held
+        // to it here.
+        config.bits = config.bits.clamp(1, MAX_BITS);
         let mut rng = SplitMix64(config.seed);
         let planes = (0..config.tables * config.bits * dim)
             .map(|_| rng.gaussian())
             .collect();
         Lsh {
-            buckets: vec![HashMap::new(); config.tables],
+            buckets: vec![Vec::new(); config.tables << config.bits],
             keys: HashMap::new(),
             config,
             dim,
@@ -85,7 +105,11 @@ impl Lsh {
         }
         self.remove(seq);
         for (table, key) in keys.iter().enumerate() {
-            self.buckets[table].entry(*key).or_default().insert(seq);
+            let slot = self.slot(table, *key);
+            let bucket = &mut self.buckets[slot];
+            if let Err(at) = bucket.binary_search(&seq) {
+                bucket.insert(at, seq);
+            }
         }
         self.keys.insert(seq, keys);
     }
@@ -95,11 +119,10 @@ impl Lsh {
             return;
         };
         for (table, key) in keys.iter().enumerate() {
-            if let Some(set) = self.buckets[table].get_mut(key) {
-                set.remove(&seq);
-                if set.is_empty() {
-                    self.buckets[table].remove(key);
-                }
+            let slot = self.slot(table, *key);
+            let bucket = &mut self.buckets[slot];
+            if let Ok(at) = bucket.binary_search(&seq) {
+                bucket.remove(at);
             }
         }
     }
@@ -113,7 +136,7 @@ impl Lsh {
         for flip in probes {
             for (table, key) in keys.iter().enumerate() {
                 let key = flip.map_or(*key, |bit| key ^ (1 << bit));
-                for seq in self.buckets[table].get(&key).into_iter().flatten() {
+                for seq in &self.buckets[self.slot(table, key)] {
                     if !super::insert_capped(&mut out, *seq, max) {
                         return out;
                     }
@@ -121,6 +144,10 @@ impl Lsh {
             }
         }
         out
+    }
+
+    fn slot(&self, table: usize, key: u32) -> usize {
+        (table << self.config.bits) | key as usize
     }
 
     fn keys_of(&self, projections: &[f32]) -> Vec<u32> {
@@ -188,6 +215,16 @@ mod tests {
         lsh.insert(7, &lsh.project(&a));
         lsh.remove(7);
         assert!(lsh.candidates(&lsh.project(&a), 10).is_empty());
+    }
+
+    #[test]
+    fn bits_outside_the_table_range_are_refused_by_name() {
+        for bad in ["bits = 0", "bits = 40"] {
+            let err = toml::from_str::<LshConfig>(bad).unwrap_err().to_string();
+            assert!(err.contains("lsh bits must be between 1 and 16"), "{err}");
+        }
+        let ok: LshConfig = toml::from_str("bits = 16").unwrap();
+        assert_eq!(ok.bits, 16);
     }
 
     #[test]
