@@ -6,7 +6,7 @@
 //! evidence; a SEV whose evidence holds no injected ticket is a false SEV.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -28,6 +28,16 @@ pub struct Injected {
 #[derive(Debug, Deserialize)]
 struct IncidentsFile {
     incidents: Vec<Injected>,
+}
+
+/// `x.truth.jsonl` → `x.incidents.json`.
+pub fn incidents_beside(truth: &Path) -> PathBuf {
+    let name = truth
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".truth.jsonl").unwrap_or(name);
+    truth.with_file_name(format!("{stem}.incidents.json"))
 }
 
 pub fn read_incidents(path: &Path) -> anyhow::Result<Vec<Injected>> {

@@ -1,7 +1,7 @@
 //! `sevloop backtest`: which SEVs the detection rules would open on a ticket log, when, and on
 //! which tickets; each rule alone beside the combination; scored against a stream's truth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde_json::json;
@@ -136,7 +136,7 @@ fn scored(
     let incidents = args
         .incidents
         .clone()
-        .unwrap_or_else(|| incidents_beside(truth));
+        .unwrap_or_else(|| score::incidents_beside(truth));
     let injected = score::read_incidents(&incidents)?;
     let corpus = evaluation::with_truth(tickets, truth)?;
     let s = score::score(&corpus, &injected, sevs);
@@ -171,14 +171,4 @@ fn scored(
         s.false_sevs_per_100k
     );
     Ok(s)
-}
-
-/// `x.truth.jsonl` → `x.incidents.json`.
-fn incidents_beside(truth: &Path) -> PathBuf {
-    let name = truth
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(".truth.jsonl").unwrap_or(name);
-    truth.with_file_name(format!("{stem}.incidents.json"))
 }

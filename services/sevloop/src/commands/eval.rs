@@ -58,8 +58,18 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         rows.extend(baselines(&corpus, args.seed)?);
     }
     print_table(&rows);
-    if args.truth.is_some() {
-        print_incidents(&corpus, &headline);
+    if let Some(truth) = &args.truth {
+        // Optional: a labelled stream of one's own may come without one.
+        let beside = crate::backtest::score::incidents_beside(truth);
+        let kinds: BTreeMap<String, String> = if beside.exists() {
+            crate::backtest::score::read_incidents(&beside)?
+                .into_iter()
+                .map(|i| (i.label, i.kind))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        print!("{}", incident_table(&corpus, &headline, &kinds));
     }
     if args.json {
         let first = &rows[0];
@@ -144,9 +154,15 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// For streams: how much of each injected incident landed in its largest cluster (of the
-/// headline run, reused rather than clustered again).
-fn print_incidents(corpus: &Corpus, clusters: &[String]) {
+/// For streams: how much of each injected group landed in its largest cluster (of the headline
+/// run, reused rather than clustered again), with its kind from the stream's incidents file
+/// (`kinds`, by label), and how many incidents meet the goal of most (80%) in one cluster.
+fn incident_table(
+    corpus: &Corpus,
+    clusters: &[String],
+    kinds: &BTreeMap<String, String>,
+) -> String {
+    const MOSTLY: f64 = 0.8;
     let mut by_label: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
     for (i, cluster) in clusters
         .iter()
@@ -159,8 +175,10 @@ fn print_incidents(corpus: &Corpus, clusters: &[String]) {
             .entry(cluster)
             .or_default() += 1;
     }
-    println!("\n| injected incident | tickets | largest cluster | share |");
-    println!("|---|---|---|---|");
+    let mut out = String::from(
+        "\n| injected | kind | tickets | largest cluster | share |\n|---|---|---|---|---|\n",
+    );
+    let (mut incidents, mut mostly) = (0, 0);
     for (label, clusters) in by_label {
         let total: usize = clusters.values().sum();
         let (cluster, most) = clusters
@@ -168,11 +186,24 @@ fn print_incidents(corpus: &Corpus, clusters: &[String]) {
             .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
             .map(|(c, n)| (*c, *n))
             .unwrap_or(("-", 0));
-        println!(
-            "| {label} | {total} | {cluster} | {:.0}% |",
-            100.0 * most as f64 / total.max(1) as f64
+        let share = most as f64 / total.max(1) as f64;
+        let kind = kinds.get(label).map_or("-", String::as_str);
+        if kind == "incident" {
+            incidents += 1;
+            mostly += usize::from(share >= MOSTLY);
+        }
+        out += &format!(
+            "| {label} | {kind} | {total} | {cluster} | {:.0}% |\n",
+            100.0 * share
         );
     }
+    if !kinds.is_empty() {
+        out += &format!(
+            "\nincidents with at least {:.0}% of their tickets in one cluster: {mostly}/{incidents}\n",
+            100.0 * MOSTLY
+        );
+    }
+    out
 }
 
 fn distinct(labels: &[String]) -> usize {
@@ -180,4 +211,58 @@ fn distinct(labels: &[String]) -> usize {
         .iter()
         .collect::<std::collections::BTreeSet<_>>()
         .len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two groups: an incident with 4 of its 5 tickets in one cluster (80%: mostly) and a decoy
+    /// spread evenly, among background tickets that the table leaves out.
+    fn stream() -> (Corpus, Vec<String>) {
+        let groups = [
+            ("outage", true, "c1"),
+            ("outage", true, "c1"),
+            ("outage", true, "c2"),
+            ("outage", true, "c1"),
+            ("outage", true, "c1"),
+            ("angry", true, "c3"),
+            ("angry", true, "c4"),
+            ("usual", false, "c1"),
+        ];
+        let corpus = Corpus {
+            tickets: Vec::new(),
+            labels: groups.iter().map(|g| g.0.to_string()).collect(),
+            injected: groups.iter().map(|g| g.1).collect(),
+        };
+        (corpus, groups.iter().map(|g| g.2.to_string()).collect())
+    }
+
+    #[test]
+    fn the_incident_table_names_each_kind_and_counts_the_incidents_mostly_in_one_cluster() {
+        let (corpus, clusters) = stream();
+        let kinds = BTreeMap::from([
+            ("outage".to_string(), "incident".to_string()),
+            ("angry".to_string(), "angry_customer".to_string()),
+        ]);
+        let table = incident_table(&corpus, &clusters, &kinds);
+        assert!(
+            table.contains("| outage | incident | 5 | c1 | 80% |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| angry | angry_customer | 2 | c3 | 50% |"),
+            "{table}"
+        );
+        assert!(!table.contains("usual"), "{table}");
+        assert!(table.contains("one cluster: 1/1"), "{table}");
+    }
+
+    #[test]
+    fn without_an_incidents_file_the_kinds_are_unknown_and_nothing_is_counted() {
+        let (corpus, clusters) = stream();
+        let table = incident_table(&corpus, &clusters, &BTreeMap::new());
+        assert!(table.contains("| outage | - | 5 | c1 | 80% |"), "{table}");
+        assert!(!table.contains("one cluster:"), "{table}");
+    }
 }
