@@ -1,6 +1,7 @@
 //! `sevloop eval`: clustering quality on labelled data, online beside batch baselines.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -58,28 +59,27 @@ fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         rows.extend(baselines(&corpus, args.seed)?);
     }
     print_table(&rows);
-    if let Some(truth) = &args.truth {
-        // Optional: a labelled stream of one's own may come without one.
-        let beside = crate::backtest::score::incidents_beside(truth);
-        let kinds: BTreeMap<String, String> = if beside.exists() {
-            crate::backtest::score::read_incidents(&beside)?
-                .into_iter()
-                .map(|i| (i.label, i.kind))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
-        print!("{}", incident_table(&corpus, &headline, &kinds));
+    let kinds = match &args.truth {
+        Some(truth) => incident_kinds(truth)?,
+        None => BTreeMap::new(),
+    };
+    let groups = injected_groups(&corpus, &headline, &kinds);
+    if args.truth.is_some() {
+        print!("{}", incident_table(&groups));
     }
     if args.json {
         let first = &rows[0];
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "nmi": first.scores.nmi, "ari": first.scores.ari,
             "homogeneity": first.scores.homogeneity, "completeness": first.scores.completeness,
             "clusters": first.scores.clusters, "labels": first.scores.labels,
             "tickets_per_sec": first.tickets_per_sec, "method": first.method,
             "rows": rows,
         });
+        if let Some((mostly, of)) = mostly_in_one_cluster(&groups) {
+            line["incidents_in_one_cluster"] = serde_json::json!({"mostly": mostly, "of": of});
+            line["injected"] = serde_json::to_value(&groups)?;
+        }
         println!("{line}");
     }
     Ok(())
@@ -154,15 +154,41 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// For streams: how much of each injected group landed in its largest cluster (of the headline
-/// run, reused rather than clustered again), with its kind from the stream's incidents file
-/// (`kinds`, by label), and how many incidents meet the goal of most (80%) in one cluster.
-fn incident_table(
-    corpus: &Corpus,
-    clusters: &[String],
-    kinds: &BTreeMap<String, String>,
-) -> String {
-    const MOSTLY: f64 = 0.8;
+/// The goal for a stream's incidents: at least this share of each one's tickets in one cluster.
+const MOSTLY: f64 = 0.8;
+
+/// An injected group of a stream (an incident or a decoy) and how much of it landed in its
+/// largest cluster.
+#[derive(Debug, Serialize)]
+struct Group<'a> {
+    label: &'a str,
+    /// From the stream's incidents file; `-` without one.
+    kind: &'a str,
+    tickets: usize,
+    largest_cluster: &'a str,
+    share: f64,
+}
+
+/// The kinds of a stream's injected groups, by label, from the incidents file beside its truth
+/// file; none when there is no such file (a labelled stream of one's own may come without one).
+fn incident_kinds(truth: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let beside = crate::backtest::score::incidents_beside(truth);
+    if !beside.exists() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(crate::backtest::score::read_incidents(&beside)?
+        .into_iter()
+        .map(|i| (i.label, i.kind))
+        .collect())
+}
+
+/// Each injected group's share in its largest cluster of the headline run (reused rather than
+/// clustered again), by label.
+fn injected_groups<'a>(
+    corpus: &'a Corpus,
+    clusters: &'a [String],
+    kinds: &'a BTreeMap<String, String>,
+) -> Vec<Group<'a>> {
     let mut by_label: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
     for (i, cluster) in clusters
         .iter()
@@ -175,31 +201,54 @@ fn incident_table(
             .entry(cluster)
             .or_default() += 1;
     }
+    by_label
+        .into_iter()
+        .map(|(label, clusters)| {
+            let tickets: usize = clusters.values().sum();
+            let (largest_cluster, most) = clusters
+                .iter()
+                .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+                .map(|(c, n)| (*c, *n))
+                .unwrap_or(("-", 0));
+            Group {
+                label,
+                kind: kinds.get(label).map_or("-", String::as_str),
+                tickets,
+                largest_cluster,
+                share: most as f64 / tickets.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+/// Incidents with at least [`MOSTLY`] of their tickets in one cluster, and incidents: none
+/// when the kinds are unknown.
+fn mostly_in_one_cluster(groups: &[Group]) -> Option<(usize, usize)> {
+    let incidents: Vec<&Group> = groups.iter().filter(|g| g.kind == "incident").collect();
+    let known = groups.iter().any(|g| g.kind != "-");
+    known.then(|| {
+        let mostly = incidents.iter().filter(|g| g.share >= MOSTLY).count();
+        (mostly, incidents.len())
+    })
+}
+
+fn incident_table(groups: &[Group]) -> String {
     let mut out = String::from(
         "\n| injected | kind | tickets | largest cluster | share |\n|---|---|---|---|---|\n",
     );
-    let (mut incidents, mut mostly) = (0, 0);
-    for (label, clusters) in by_label {
-        let total: usize = clusters.values().sum();
-        let (cluster, most) = clusters
-            .iter()
-            .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
-            .map(|(c, n)| (*c, *n))
-            .unwrap_or(("-", 0));
-        let share = most as f64 / total.max(1) as f64;
-        let kind = kinds.get(label).map_or("-", String::as_str);
-        if kind == "incident" {
-            incidents += 1;
-            mostly += usize::from(share >= MOSTLY);
-        }
+    for g in groups {
         out += &format!(
-            "| {label} | {kind} | {total} | {cluster} | {:.0}% |\n",
-            100.0 * share
+            "| {} | {} | {} | {} | {:.0}% |\n",
+            g.label,
+            g.kind,
+            g.tickets,
+            g.largest_cluster,
+            100.0 * g.share
         );
     }
-    if !kinds.is_empty() {
+    if let Some((mostly, of)) = mostly_in_one_cluster(groups) {
         out += &format!(
-            "\nincidents with at least {:.0}% of their tickets in one cluster: {mostly}/{incidents}\n",
+            "\nincidents with at least {:.0}% of their tickets in one cluster: {mostly}/{of}\n",
             100.0 * MOSTLY
         );
     }
@@ -245,7 +294,9 @@ mod tests {
             ("outage".to_string(), "incident".to_string()),
             ("angry".to_string(), "angry_customer".to_string()),
         ]);
-        let table = incident_table(&corpus, &clusters, &kinds);
+        let groups = injected_groups(&corpus, &clusters, &kinds);
+        assert_eq!(mostly_in_one_cluster(&groups), Some((1, 1)));
+        let table = incident_table(&groups);
         assert!(
             table.contains("| outage | incident | 5 | c1 | 80% |"),
             "{table}"
@@ -261,7 +312,10 @@ mod tests {
     #[test]
     fn without_an_incidents_file_the_kinds_are_unknown_and_nothing_is_counted() {
         let (corpus, clusters) = stream();
-        let table = incident_table(&corpus, &clusters, &BTreeMap::new());
+        let kinds = BTreeMap::new();
+        let groups = injected_groups(&corpus, &clusters, &kinds);
+        assert_eq!(mostly_in_one_cluster(&groups), None);
+        let table = incident_table(&groups);
         assert!(table.contains("| outage | - | 5 | c1 | 80% |"), "{table}");
         assert!(!table.contains("one cluster:"), "{table}");
     }
