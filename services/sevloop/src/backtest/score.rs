@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::WouldOpen;
 use crate::evaluation::Corpus;
 
+/// The `kind` of an injected group that must open one SEV (the other kind, `angry_customer`,
+/// must open none).
+pub const INCIDENT: &str = "incident";
+
 /// One entry of a stream's `*.incidents.json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Injected {
@@ -114,14 +118,14 @@ pub fn score(corpus: &Corpus, injected: &[Injected], sevs: &[WouldOpen]) -> Scor
 }
 
 fn summarise(scores: Vec<InjectedScore>, cause: Vec<Option<usize>>, background: usize) -> Score {
-    let incidents = scores.iter().filter(|s| s.kind == "incident").count();
+    let incidents = scores.iter().filter(|s| s.kind == INCIDENT).count();
     let detected_once = scores
         .iter()
-        .filter(|s| s.kind == "incident" && s.sevs.len() == 1)
+        .filter(|s| s.kind == INCIDENT && s.sevs.len() == 1)
         .count();
     let decoy_sevs = scores
         .iter()
-        .filter(|s| s.kind != "incident")
+        .filter(|s| s.kind != INCIDENT)
         .map(|s| s.sevs.len())
         .sum();
     let false_sevs = cause.iter().filter(|c| c.is_none()).count();

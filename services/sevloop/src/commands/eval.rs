@@ -8,6 +8,7 @@ use serde::Serialize;
 use sevloop_core::ClusterConfig;
 use sevloop_eval::{BaselineConfig, Scores};
 
+use crate::backtest::score;
 use crate::cli::{EvalArgs, FeatureSet};
 use crate::evaluation::{self, Corpus};
 
@@ -162,8 +163,8 @@ const MOSTLY: f64 = 0.8;
 #[derive(Debug, Serialize)]
 struct Group<'a> {
     label: &'a str,
-    /// From the stream's incidents file; `-` without one.
-    kind: &'a str,
+    /// From the stream's incidents file, when there is one.
+    kind: Option<&'a str>,
     tickets: usize,
     largest_cluster: &'a str,
     share: f64,
@@ -172,11 +173,11 @@ struct Group<'a> {
 /// The kinds of a stream's injected groups, by label, from the incidents file beside its truth
 /// file; none when there is no such file (a labelled stream of one's own may come without one).
 fn incident_kinds(truth: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let beside = crate::backtest::score::incidents_beside(truth);
+    let beside = score::incidents_beside(truth);
     if !beside.exists() {
         return Ok(BTreeMap::new());
     }
-    Ok(crate::backtest::score::read_incidents(&beside)?
+    Ok(score::read_incidents(&beside)?
         .into_iter()
         .map(|i| (i.label, i.kind))
         .collect())
@@ -212,7 +213,7 @@ fn injected_groups<'a>(
                 .unwrap_or(("-", 0));
             Group {
                 label,
-                kind: kinds.get(label).map_or("-", String::as_str),
+                kind: kinds.get(label).map(String::as_str),
                 tickets,
                 largest_cluster,
                 share: most as f64 / tickets.max(1) as f64,
@@ -224,11 +225,11 @@ fn injected_groups<'a>(
 /// Incidents with at least [`MOSTLY`] of their tickets in one cluster, and incidents: none
 /// when the kinds are unknown.
 fn mostly_in_one_cluster(groups: &[Group]) -> Option<(usize, usize)> {
-    let incidents: Vec<&Group> = groups.iter().filter(|g| g.kind == "incident").collect();
-    let known = groups.iter().any(|g| g.kind != "-");
-    known.then(|| {
-        let mostly = incidents.iter().filter(|g| g.share >= MOSTLY).count();
-        (mostly, incidents.len())
+    groups.iter().any(|g| g.kind.is_some()).then(|| {
+        let incidents = groups.iter().filter(|g| g.kind == Some(score::INCIDENT));
+        incidents.fold((0, 0), |(mostly, of), g| {
+            (mostly + usize::from(g.share >= MOSTLY), of + 1)
+        })
     })
 }
 
@@ -240,7 +241,7 @@ fn incident_table(groups: &[Group]) -> String {
         out += &format!(
             "| {} | {} | {} | {} | {:.0}% |\n",
             g.label,
-            g.kind,
+            g.kind.unwrap_or("-"),
             g.tickets,
             g.largest_cluster,
             100.0 * g.share
