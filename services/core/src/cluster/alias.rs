@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::rows::Kind;
 use super::{duration, Cluster, Clusterer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ impl Clusterer {
             return false;
         }
         lsh.insert(alias.seq, &alias.projections);
-        self.rows.set(alias.seq, sum);
+        self.rows.set(alias.seq, sum, Kind::Alias);
         self.aliases.insert(alias.seq, alias);
         true
     }

@@ -34,7 +34,7 @@ use crate::text::{is_mask, TermVector};
 pub use consolidate::ConsolidationConfig;
 use lexicon::{Posting, Query, TermIndex};
 use lsh::{Lsh, LshConfig};
-use rows::Rows;
+use rows::{Kind, Rows};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -370,16 +370,9 @@ impl Clusterer {
             .max(self.config.source_margin)
             .max(0.0);
         // (live cluster, similarity, margin over its threshold, the cluster or alias scored)
-        let mut scored: Vec<(u64, f32, f32, u64)> = self
-            .candidates(f, projections.as_deref())
-            .into_iter()
-            .filter_map(|seq| {
-                let (candidate, live) = self.candidate(seq)?;
-                let (sim, threshold) = self.score(seq, candidate, f, &query);
-                Some((live, sim, sim - threshold, seq))
-            })
-            .filter(|(_, _, margin, _)| *margin >= widest)
-            .collect();
+        let candidates = self.candidates(f, projections.as_deref());
+        let mut scored = self.score_candidates(&candidates, f, &query);
+        scored.retain(|(_, _, margin, _)| *margin >= widest);
         scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         // A cluster reached through its aliases counts once, at its best.
         if scored.iter().any(|s| s.3 != s.0) {
@@ -417,6 +410,42 @@ impl Clusterer {
             near,
             source,
         }
+    }
+
+    /// Each candidate scored, in the order given: (the live cluster a ticket joining it joins,
+    /// similarity, margin over its threshold, the candidate). By centroid, the candidates' rows
+    /// say which are live and are scored together; the rest go one by one.
+    fn score_candidates(
+        &self,
+        seqs: &[u64],
+        f: &Features,
+        query: &Query,
+    ) -> Vec<(u64, f32, f32, u64)> {
+        let by_rows = match (&f.dense, self.config.semantic_linkage) {
+            (Some(v), Linkage::Centroid) => self.rows.cosines(seqs, v),
+            _ => vec![None; seqs.len()],
+        };
+        let threshold = self.config.semantic_threshold;
+        let scored = seqs.iter().zip(by_rows).filter_map(|(&seq, row)| {
+            let (live, sim, threshold) = match row {
+                Some((sim, Kind::Cluster)) => {
+                    debug_assert!(self.clusters.contains_key(&seq), "row of a live cluster");
+                    (seq, sim, threshold)
+                }
+                Some((sim, Kind::Alias)) => {
+                    let into = self.resolve(seq);
+                    self.clusters.contains_key(&into).then_some(())?;
+                    (into, sim, threshold)
+                }
+                None => {
+                    let (candidate, live) = self.candidate(seq)?;
+                    let (sim, threshold) = self.score(seq, candidate, f, query);
+                    (live, sim, threshold)
+                }
+            };
+            Some((live, sim, sim - threshold, seq))
+        });
+        scored.collect()
     }
 
     /// A retrieved candidate to score and the live cluster a ticket joining it joins: a live
@@ -717,7 +746,7 @@ impl Clusterer {
             return;
         };
         match &c.dense {
-            Some(sum) => self.rows.set(seq, sum),
+            Some(sum) => self.rows.set(seq, sum, Kind::Cluster),
             None => self.rows.remove(seq),
         }
         if let Some(lsh) = self.lsh.as_mut() {

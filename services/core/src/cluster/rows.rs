@@ -19,13 +19,27 @@ pub struct Rows {
     /// `dim` floats per slot.
     sums: Vec<f32>,
     norms: Vec<f32>,
-    slots: HashMap<u64, usize>,
+    slots: HashMap<u64, Slot>,
     free: Vec<usize>,
+}
+
+/// What a row stands for: scoring a live cluster's row needs nothing else, an alias's leads on
+/// to the cluster it was merged into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cluster,
+    Alias,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: usize,
+    kind: Kind,
 }
 
 impl Rows {
     /// Files (or refreshes) the sum of cluster or alias `seq`.
-    pub fn set(&mut self, seq: u64, sum: &[f32]) {
+    pub fn set(&mut self, seq: u64, sum: &[f32], kind: Kind) {
         if self.dim == 0 {
             self.dim = sum.len();
         }
@@ -33,18 +47,38 @@ impl Rows {
             self.remove(seq);
             return;
         }
-        let slot = match self.slots.get(&seq) {
-            Some(slot) => *slot,
-            None => self.claim(seq),
+        let index = match self.slots.get(&seq) {
+            Some(slot) => slot.index,
+            None => self.claim(),
         };
-        self.sums[slot * self.dim..(slot + 1) * self.dim].copy_from_slice(sum);
-        self.norms[slot] = vector::norm(sum);
+        self.slots.insert(seq, Slot { index, kind });
+        self.sums[index * self.dim..(index + 1) * self.dim].copy_from_slice(sum);
+        self.norms[index] = vector::norm(sum);
     }
 
     pub fn remove(&mut self, seq: u64) {
         if let Some(slot) = self.slots.remove(&seq) {
-            self.free.push(slot);
+            self.free.push(slot.index);
         }
+    }
+
+    /// [`Rows::cosine`] for each of `seqs`, in order, with what each row stands for: one probe
+    /// per candidate and its dot computed four at a time ([`vector::dots`]), the same bits.
+    pub fn cosines(&self, seqs: &[u64], v: &[f32]) -> Vec<Option<(f32, Kind)>> {
+        let mut out = vec![None; seqs.len()];
+        if v.len() != self.dim {
+            return out;
+        }
+        let filed: Vec<(usize, Slot)> = seqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seq)| Some((i, *self.slots.get(seq)?)))
+            .collect();
+        let dots = vector::dots(filed.iter().map(|(_, slot)| self.row(slot.index)), v);
+        for ((i, slot), dot) in filed.into_iter().zip(dots) {
+            out[i] = Some((self.scaled(dot, slot.index), slot.kind));
+        }
+        out
     }
 
     /// Cosine of `v` to the centroid (the sum's direction) of `seq`: None when `seq` has no row
@@ -53,8 +87,8 @@ impl Rows {
         if v.len() != self.dim {
             return None;
         }
-        let slot = *self.slots.get(&seq)?;
-        Some(self.scaled(vector::dot(self.row(slot), v), slot))
+        let index = self.slots.get(&seq)?.index;
+        Some(self.scaled(vector::dot(self.row(index), v), index))
     }
 
     fn row(&self, slot: usize) -> &[f32] {
@@ -70,14 +104,12 @@ impl Rows {
         }
     }
 
-    fn claim(&mut self, seq: u64) -> usize {
-        let slot = self.free.pop().unwrap_or_else(|| {
+    fn claim(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
             self.sums.resize(self.sums.len() + self.dim, 0.0);
             self.norms.push(0.0);
             self.norms.len() - 1
-        });
-        self.slots.insert(seq, slot);
-        slot
+        })
     }
 }
 
@@ -89,8 +121,8 @@ mod tests {
     fn a_row_scores_as_its_sum_does_and_slots_are_reused() {
         let mut rows = Rows::default();
         let (a, b, v) = ([3.0, 4.0], [1.0, 0.0], [0.6, 0.8]);
-        rows.set(1, &a);
-        rows.set(2, &b);
+        rows.set(1, &a, Kind::Cluster);
+        rows.set(2, &b, Kind::Alias);
         let expected = vector::dot(&a, &v) / vector::norm(&a);
         assert_eq!(
             rows.cosine(1, &v).map(f32::to_bits),
@@ -98,25 +130,34 @@ mod tests {
         );
         rows.remove(1);
         assert_eq!(rows.cosine(1, &v), None);
-        rows.set(3, &[0.0, 2.0]);
+        rows.set(3, &[0.0, 2.0], Kind::Cluster);
         assert_eq!(rows.norms.len(), 2, "the freed slot is taken again");
         assert_eq!(rows.cosine(3, &v), Some(0.8));
         assert_eq!(rows.cosine(2, &v), Some(0.6));
+        assert_eq!(
+            rows.cosines(&[2, 1, 3], &v),
+            vec![Some((0.6, Kind::Alias)), None, Some((0.8, Kind::Cluster))]
+        );
+        assert_eq!(
+            rows.cosines(&[2, 3], &[1.0]),
+            vec![None, None],
+            "another length"
+        );
     }
 
     #[test]
     fn zero_sums_and_other_lengths_score_nothing_wrong() {
         let mut rows = Rows::default();
-        rows.set(1, &[0.0, 0.0]);
+        rows.set(1, &[0.0, 0.0], Kind::Cluster);
         assert_eq!(rows.cosine(1, &[1.0, 0.0]), Some(0.0));
         assert_eq!(rows.cosine(1, &[1.0, 0.0, 0.0]), None);
-        rows.set(2, &[1.0, 0.0, 0.0]);
+        rows.set(2, &[1.0, 0.0, 0.0], Kind::Cluster);
         assert_eq!(
             rows.cosine(2, &[1.0, 0.0, 0.0]),
             None,
             "not filed: another length"
         );
-        rows.set(1, &[1.0]);
+        rows.set(1, &[1.0], Kind::Cluster);
         assert_eq!(
             rows.cosine(1, &[1.0, 0.0]),
             None,

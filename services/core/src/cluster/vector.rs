@@ -32,6 +32,83 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// `dot(row, b)` for each row, in order, bit for bit as [`dot`] gives it. One dot waits on its
+/// own additions (each lane's chain, then the sequential sum of the lanes); with AVX, four rows
+/// go at once ([`avx::dot4`]), so that four independent chains fill those waits.
+pub fn dots<'a>(rows: impl IntoIterator<Item = &'a [f32]>, b: &[f32]) -> Vec<f32> {
+    let rows = rows.into_iter();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        let mut out = Vec::with_capacity(rows.size_hint().0);
+        let mut group: [&[f32]; 4] = [&[]; 4];
+        let mut filled = 0;
+        for row in rows {
+            group[filled] = row;
+            filled += 1;
+            if filled == 4 {
+                // SAFETY: the CPU has AVX (checked above).
+                out.extend(unsafe { avx::dot4(group, b) });
+                filled = 0;
+            }
+        }
+        out.extend(group[..filled].iter().map(|row| dot(row, b)));
+        return out;
+    }
+    rows.map(|row| dot(row, b)).collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+
+    /// Four of [`super::dot`] at once, written with intrinsics: with plain loops LLVM
+    /// vectorised across the four rows instead of along them (three times slower than four
+    /// single dots, and other bits). Each row's sixteen lanes are two 8-float registers, filled
+    /// in the same order as `dot` fills them, multiplied and added separately (no fused
+    /// multiply-add), and summed the same way at the end, so the bits are `dot`'s.
+    #[target_feature(enable = "avx")]
+    pub(super) fn dot4(rows: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+        if rows.iter().any(|r| r.len() != b.len()) {
+            return rows.map(|r| super::dot(r, b));
+        }
+        let whole = b.len() / 16 * 16;
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        for at in (0..whole).step_by(16) {
+            // SAFETY: `at + 16 <= whole <= b.len()`, and every row is as long as `b`.
+            let load =
+                |v: &[f32], half: usize| unsafe { _mm256_loadu_ps(v.as_ptr().add(at + 8 * half)) };
+            let y = [load(b, 0), load(b, 1)];
+            for (sums, row) in acc.iter_mut().zip(rows) {
+                for (half, sum) in sums.iter_mut().enumerate() {
+                    *sum = _mm256_add_ps(*sum, _mm256_mul_ps(load(row, half), y[half]));
+                }
+            }
+        }
+        std::array::from_fn(|k| {
+            let tail: f32 = rows[k][whole..]
+                .iter()
+                .zip(&b[whole..])
+                .map(|(x, y)| x * y)
+                .sum();
+            lanes(acc[k]).iter().sum::<f32>() + tail
+        })
+    }
+
+    #[target_feature(enable = "avx")]
+    fn lanes(sums: [__m256; 2]) -> [f32; 16] {
+        let mut out = [0.0f32; 16];
+        let (low, high) = out.split_at_mut(8);
+        // SAFETY: each half holds exactly the 8 floats a store writes.
+        unsafe {
+            _mm256_storeu_ps(low.as_mut_ptr(), sums[0]);
+            _mm256_storeu_ps(high.as_mut_ptr(), sums[1]);
+        }
+        out
+    }
+}
+
 pub fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
 }
@@ -108,6 +185,25 @@ mod tests {
             let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
             proptest::prop_assert_eq!(dot(&a, &b).to_bits(), sixteen_lanes_one_by_one(&a, &b).to_bits());
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dots_give_each_rows_dot_bit_for_bit(
+            rows in proptest::collection::vec(proptest::collection::vec(-1.0f32..1.0, 37), 0..11),
+            b in proptest::collection::vec(-1.0f32..1.0, 37),
+        ) {
+            let got: Vec<u32> = dots(rows.iter().map(Vec::as_slice), &b).iter().map(|d| d.to_bits()).collect();
+            let want: Vec<u32> = rows.iter().map(|r| dot(r, &b).to_bits()).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn dots_of_rows_of_another_length_are_each_rows_own_dot() {
+        let b = [1.0, 2.0, 3.0];
+        let rows: [&[f32]; 5] = [&[1.0], &[1.0, 1.0, 1.0], &[0.5; 3], &[2.0, 0.0], &[1.0; 4]];
+        assert_eq!(dots(rows, &b), vec![1.0, 6.0, 3.0, 2.0, 6.0]);
     }
 
     #[test]
