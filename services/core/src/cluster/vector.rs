@@ -2,7 +2,8 @@
 //! vectorises them, and the summation order is fixed, so results are bit-for-bit repeatable.
 //! The loops are also compiled for AVX2 and picked at run time where the CPU has it: twice the
 //! lanes per instruction, the same operations in the same order (no fused multiply-add, which
-//! Rust never contracts to), so the same bits either way.
+//! Rust never contracts to), so the same bits either way. [`dots`], the scoring kernel, is
+//! written with AVX intrinsics to the same rule.
 
 use half::slice::HalfFloatSliceExt;
 use multiversion::multiversion;
