@@ -22,7 +22,12 @@ pub async fn save_clusters(
         let merged_into = c
             .merged_into
             .map(|seq| sevloop_core::cluster::cluster_id(&c.product, seq));
-        let checkpoint = serde_json::to_string(cp).unwrap_or_default();
+        // An empty checkpoint would restore as nothing: refuse the batch instead.
+        let checkpoint = serde_json::to_string(cp).map_err(|e| StoreError::Encode {
+            what: "cluster checkpoint",
+            id: c.id.clone(),
+            reason: e.to_string(),
+        })?;
         let label: Vec<&str> = cp.label.iter().take(3).map(String::as_str).collect();
         sqlx::query(
             "INSERT INTO clusters (cluster_id, product, seq, label, size, first_seen, last_seen, checkpoint, merged_into) \

@@ -20,6 +20,12 @@ pub enum StoreError {
         id: String,
         reason: String,
     },
+    #[error("could not encode {what} `{id}` for storage: {reason}")]
+    Encode {
+        what: &'static str,
+        id: String,
+        reason: String,
+    },
     /// Another consumer advanced this partition first (a rebalance overlap): roll back, re-read.
     #[error("offset of {topic}/{partition} moved under us (expected {expected:?})")]
     OffsetConflict {

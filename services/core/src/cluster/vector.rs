@@ -35,7 +35,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `dot(row, b)` for each row, in order, bit for bit as [`dot`] gives it. One dot waits on its
 /// own additions (each lane's chain, then the sequential sum of the lanes); with AVX, four rows
-/// go at once ([`avx::dot4`]), so that four independent chains fill those waits.
+/// go at once (`avx::dot4`), so that four independent chains fill those waits.
 pub fn dots<'a>(rows: impl IntoIterator<Item = &'a [f32]>, b: &[f32]) -> Vec<f32> {
     let rows = rows.into_iter();
     #[cfg(target_arch = "x86_64")]
