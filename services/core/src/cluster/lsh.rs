@@ -58,9 +58,6 @@ pub struct Lsh {
     /// each, by seq. A lookup (eleven per table per ticket) is an index, not a hash probe, and
     /// a bucket (a few clusters) is a sorted vector, not a tree.
     buckets: Vec<Vec<u64>>,
-    /// One bit per bucket, set while it holds a cluster: most probes find an empty bucket, and
-    /// these 1 KB answer that from cache where each bucket's header would be a miss.
-    occupied: Vec<u64>,
     /// Each cluster's current key per table, to move it when its centroid changes.
     keys: HashMap<u64, Vec<u32>>,
 }
@@ -76,7 +73,6 @@ impl Lsh {
             .collect();
         Lsh {
             buckets: vec![Vec::new(); config.tables << config.bits],
-            occupied: vec![0; (config.tables << config.bits).div_ceil(64)],
             keys: HashMap::new(),
             config,
             dim,
@@ -111,7 +107,6 @@ impl Lsh {
             if let Err(at) = bucket.binary_search(&seq) {
                 bucket.insert(at, seq);
             }
-            self.occupied[slot / 64] |= 1 << (slot % 64);
         }
         self.keys.insert(seq, keys);
     }
@@ -126,9 +121,6 @@ impl Lsh {
             if let Ok(at) = bucket.binary_search(&seq) {
                 bucket.remove(at);
             }
-            if bucket.is_empty() {
-                self.occupied[slot / 64] &= !(1 << (slot % 64));
-            }
         }
     }
 
@@ -141,11 +133,7 @@ impl Lsh {
         for flip in probes {
             for (table, key) in keys.iter().enumerate() {
                 let key = flip.map_or(*key, |bit| key ^ (1 << bit));
-                let slot = self.slot(table, key);
-                if self.occupied[slot / 64] & (1 << (slot % 64)) == 0 {
-                    continue;
-                }
-                for seq in &self.buckets[slot] {
+                for seq in &self.buckets[self.slot(table, key)] {
                     if !super::insert_capped(&mut out, *seq, max) {
                         return out;
                     }

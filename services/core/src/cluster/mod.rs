@@ -425,18 +425,14 @@ impl Clusterer {
             (Some(v), Linkage::Centroid) => self.rows.cosines(seqs, v),
             _ => vec![None; seqs.len()],
         };
-        let threshold = self.config.semantic_threshold;
+        let semantic = self.config.semantic_threshold;
         let scored = seqs.iter().zip(by_rows).filter_map(|(&seq, row)| {
             let (live, sim, threshold) = match row {
                 Some((sim, Kind::Cluster)) => {
                     debug_assert!(self.clusters.contains_key(&seq), "row of a live cluster");
-                    (seq, sim, threshold)
+                    (seq, sim, semantic)
                 }
-                Some((sim, Kind::Alias)) => {
-                    let into = self.resolve(seq);
-                    self.clusters.contains_key(&into).then_some(())?;
-                    (into, sim, threshold)
-                }
+                Some((sim, Kind::Alias)) => (self.live_through(seq)?, sim, semantic),
                 None => {
                     let (candidate, live) = self.candidate(seq)?;
                     let (sim, threshold) = self.score(seq, candidate, f, query);
@@ -456,8 +452,13 @@ impl Clusterer {
             return Some((live, seq));
         }
         let alias = self.aliases.get(&seq)?;
+        Some((alias, self.live_through(seq)?))
+    }
+
+    /// The live cluster alias `seq` leads to, if that cluster is still live.
+    fn live_through(&self, seq: u64) -> Option<u64> {
         let into = self.resolve(seq);
-        self.clusters.contains_key(&into).then_some((alias, into))
+        self.clusters.contains_key(&into).then_some(into)
     }
 
     /// The label: the centroid's most distinguishing terms (weight × idf), in readable form.

@@ -37,25 +37,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// own additions (each lane's chain, then the sequential sum of the lanes); with AVX, four rows
 /// go at once (`avx::dot4`), so that four independent chains fill those waits.
 pub fn dots<'a>(rows: impl IntoIterator<Item = &'a [f32]>, b: &[f32]) -> Vec<f32> {
-    let rows = rows.into_iter();
+    let rows: Vec<&[f32]> = rows.into_iter().collect();
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
-        let mut out = Vec::with_capacity(rows.size_hint().0);
-        let mut group: [&[f32]; 4] = [&[]; 4];
-        let mut filled = 0;
-        for row in rows {
-            group[filled] = row;
-            filled += 1;
-            if filled == 4 {
-                // SAFETY: the CPU has AVX (checked above).
-                out.extend(unsafe { avx::dot4(group, b) });
-                filled = 0;
-            }
+        let (fours, rest) = rows.as_chunks::<4>();
+        let mut out = Vec::with_capacity(rows.len());
+        for four in fours {
+            // SAFETY: the CPU has AVX (checked above).
+            out.extend(unsafe { avx::dot4(*four, b) });
         }
-        out.extend(group[..filled].iter().map(|row| dot(row, b)));
+        out.extend(rest.iter().map(|row| dot(row, b)));
         return out;
     }
-    rows.map(|row| dot(row, b)).collect()
+    rows.iter().map(|row| dot(row, b)).collect()
 }
 
 #[cfg(target_arch = "x86_64")]
