@@ -171,3 +171,155 @@ fn attribute(sev: &WouldOpen, group_of: &BTreeMap<&str, usize>) -> Option<usize>
         .max_by_key(|(g, n)| (*n, std::cmp::Reverse(*g)))
         .map(|(g, _)| g)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use serde_json::json;
+    use sevloop_core::{TicketEvent, Verdict};
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        "2024-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(minute)
+    }
+
+    /// One ticket a minute: (id, label, injected). The incident `outage` runs from minute 10 to
+    /// 20, the decoy `angry` from minute 30 to 40.
+    fn corpus(rows: &[(&str, &str, bool, i64)]) -> Corpus {
+        let tickets = rows
+            .iter()
+            .map(|(id, _, _, minute)| {
+                TicketEvent::from_value(json!({
+                    "ticket_id": id, "event": "created", "event_time": at(*minute),
+                    "subject": "s", "body": "b", "product": "app", "component": null, "tags": [],
+                    "customer": {"id": format!("c-{id}"), "tier": "free"},
+                    "channel": "email", "source": "test",
+                }))
+                .unwrap()
+            })
+            .collect();
+        Corpus {
+            tickets,
+            labels: rows.iter().map(|r| r.1.to_string()).collect(),
+            injected: rows.iter().map(|r| r.2).collect(),
+        }
+    }
+
+    fn injected() -> Vec<Injected> {
+        let group = |label: &str, kind: &str, from, to| Injected {
+            label: label.into(),
+            kind: kind.into(),
+            start: at(from),
+            end: at(to),
+        };
+        vec![
+            group("outage", INCIDENT, 10, 20),
+            group("angry", "angry_customer", 30, 40),
+        ]
+    }
+
+    fn sev(n: usize, opened_at_ticket: usize, minute: i64, evidence: &[&str]) -> WouldOpen {
+        WouldOpen {
+            sev_id: format!("SEV-{n}"),
+            cluster_id: format!("app:{n}"),
+            rule: "spike".into(),
+            opened_at: at(minute),
+            first_ticket_at: at(minute),
+            opened_at_ticket,
+            label: Vec::new(),
+            verdict: Verdict {
+                tickets: evidence.len() as u64,
+                customers: evidence.len() as u64,
+                customer_weight: evidence.len() as f64,
+                expected: 0.5,
+                p_value: 1e-9,
+                span_minutes: 30.0,
+                moved_in: 0,
+                floor: true,
+                spike: true,
+                cold_start: false,
+            },
+            evidence: evidence.iter().map(|e| e.to_string()).collect(),
+            ticket_ids: evidence.iter().map(|e| e.to_string()).collect(),
+            joined: Vec::new(),
+        }
+    }
+
+    fn stream() -> Corpus {
+        corpus(&[
+            ("b1", "usual", false, 1),
+            ("i1", "outage", true, 11),
+            ("b2", "usual", false, 12),
+            ("i2", "outage", true, 13),
+            ("i3", "outage", true, 15),
+            // Same label, outside the window: background, not the incident.
+            ("o1", "outage", false, 25),
+            ("a1", "angry", true, 31),
+            ("a2", "angry", true, 32),
+            ("b3", "usual", false, 50),
+        ])
+    }
+
+    #[test]
+    fn an_incident_found_once_scores_its_delay_in_tickets_and_minutes() {
+        // Opened by i2, the fourth ticket of the log, on evidence that is mostly the incident.
+        let sevs = [sev(1, 4, 13, &["b2", "i1", "i2"])];
+        let s = score(&stream(), &injected(), &sevs);
+        let outage = &s.injected[0];
+        assert_eq!(outage.tickets, 3);
+        assert_eq!(outage.sevs, ["SEV-1"]);
+        assert_eq!(outage.delay_tickets, Some(2));
+        assert_eq!(outage.delay_minutes, Some(2.0));
+        assert_eq!(outage.linked, 2);
+        assert_eq!((s.incidents, s.detected_once, s.recall), (1, 1, 1.0));
+        assert_eq!((s.decoy_sevs, s.false_sevs), (0, 0));
+        assert_eq!(s.background_tickets, 4);
+    }
+
+    #[test]
+    fn a_second_sev_for_one_incident_is_not_found_once() {
+        let sevs = [sev(1, 4, 13, &["i1", "i2"]), sev(2, 5, 15, &["i3"])];
+        let s = score(&stream(), &injected(), &sevs);
+        assert_eq!(s.injected[0].sevs, ["SEV-1", "SEV-2"]);
+        assert_eq!((s.detected_once, s.recall), (0, 0.0));
+        assert_eq!(
+            s.injected[0].delay_tickets,
+            Some(2),
+            "delay is the first SEV's"
+        );
+    }
+
+    #[test]
+    fn decoy_and_background_sevs_are_counted_against_the_rules() {
+        // The label's own ticket outside the incident's window is background.
+        let sevs = [sev(1, 8, 32, &["a1", "a2"]), sev(2, 9, 50, &["o1", "b3"])];
+        let s = score(&stream(), &injected(), &sevs);
+        assert_eq!(s.injected[1].sevs, ["SEV-1"]);
+        assert_eq!(s.decoy_sevs, 1);
+        assert_eq!(s.false_sevs, 1);
+        assert_eq!(s.false_sevs_per_100k, 100_000.0 / 4.0);
+        let outage = &s.injected[0];
+        assert!(outage.sevs.is_empty());
+        assert_eq!((outage.delay_tickets, outage.delay_minutes), (None, None));
+        assert_eq!(s.recall, 0.0);
+    }
+
+    #[test]
+    fn the_incidents_file_sits_beside_the_truth_file() {
+        assert_eq!(
+            incidents_beside(Path::new("/s/x.truth.jsonl")),
+            PathBuf::from("/s/x.incidents.json")
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_incidents_file_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("sevloop-score-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.incidents.json");
+        std::fs::write(&path, r#"{"incidents": [{"label": "x"}]}"#).unwrap();
+        let err = read_incidents(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("bad.incidents.json"), "{err:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
