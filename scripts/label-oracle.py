@@ -39,7 +39,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     base = sys.argv[1]
-    alpha = float(sys.argv[2]) if len(sys.argv) > 2 else 1e-5
+    alpha = float(sys.argv[2]) if len(sys.argv) > 2 else 2e-5
     tickets = [json.loads(line) for line in open(base + ".tickets.jsonl")]
     truth = {}
     for line in open(base + ".truth.jsonl"):
