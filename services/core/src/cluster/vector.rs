@@ -19,17 +19,20 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a, b) = (&a[..n], &b[..n]);
     let mut lanes = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let (ta, tb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for (lane, (p, q)) in lanes.iter_mut().zip(x.iter().zip(y)) {
             *lane += p * q;
         }
     }
+    finish(&lanes, ta, tb)
+}
+
+/// The end of a dot product, shared by [`dot`] and `avx::dot4` so both give the same bits: the
+/// lanes summed in order, plus the tail that did not fill a chunk of lanes.
+#[inline]
+fn finish(lanes: &[f32; 16], a_tail: &[f32], b_tail: &[f32]) -> f32 {
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
 }
 
@@ -38,18 +41,22 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// go at once (`avx::dot4`), so that four independent chains fill those waits.
 pub fn dots<'a>(rows: impl IntoIterator<Item = &'a [f32]>, b: &[f32]) -> Vec<f32> {
     let rows: Vec<&[f32]> = rows.into_iter().collect();
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        let (fours, rest) = rows.as_chunks::<4>();
-        let mut out = Vec::with_capacity(rows.len());
-        for four in fours {
-            // SAFETY: the CPU has AVX (checked above).
-            out.extend(unsafe { avx::dot4(*four, b) });
+    let mut out = Vec::with_capacity(rows.len());
+    // Rows left to score one at a time: all of them without AVX, the last few with it.
+    let rest = 'fours: {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            let (fours, left) = rows.as_chunks::<4>();
+            for four in fours {
+                // SAFETY: the CPU has AVX (checked above).
+                out.extend(unsafe { avx::dot4(*four, b) });
+            }
+            break 'fours left;
         }
-        out.extend(rest.iter().map(|row| dot(row, b)));
-        return out;
-    }
-    rows.iter().map(|row| dot(row, b)).collect()
+        rows.as_slice()
+    };
+    out.extend(rest.iter().map(|row| dot(row, b)));
+    out
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -81,14 +88,7 @@ mod avx {
                 }
             }
         }
-        std::array::from_fn(|k| {
-            let tail: f32 = rows[k][whole..]
-                .iter()
-                .zip(&b[whole..])
-                .map(|(x, y)| x * y)
-                .sum();
-            lanes(acc[k]).iter().sum::<f32>() + tail
-        })
+        std::array::from_fn(|k| super::finish(&lanes(acc[k]), &rows[k][whole..], &b[whole..]))
     }
 
     #[target_feature(enable = "avx")]
