@@ -39,3 +39,13 @@ make v5 --seed 25 --rate-per-hour 3000 --incident edit_personal_details:25:60 \
   --incident declined_cash_withdrawal:15:60 --angry unable_to_verify_identity:12
 make v6 --seed 26 --rate-per-hour 250 --incident exchange_via_app:30:45 \
   --incident card_delivery_estimate:35:60 --angry top_up_by_cash_or_cheque:12
+# Held out as well, drawn on 2026-12-06 the same way (a seeded draw of labels, sizes and rates,
+# wider rates than v1-v6): looked at for no setting before the merged-history fix was measured.
+make w1 --seed 31 --rate-per-hour 40 --incident wrong_exchange_rate_for_cash_withdrawal:30:45 \
+  --incident beneficiary_not_allowed:40:30 --angry exchange_via_app:12
+make w2 --seed 32 --rate-per-hour 500 --incident age_limit:20:60 \
+  --incident top_up_by_cash_or_cheque:40:45 --angry get_physical_card:12
+make w3 --seed 33 --rate-per-hour 2000 --incident card_swallowed:30:60 \
+  --incident receiving_money:25:30 --angry transfer_fee_charged:12
+make w4 --seed 34 --rate-per-hour 5000 --incident cash_withdrawal_not_recognised:25:60 \
+  --incident cancel_transfer:30:20 --angry exchange_via_app:12
