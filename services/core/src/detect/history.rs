@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::WEAK_PRIOR_WINDOWS;
+use super::{Moments, WEAK_PRIOR_WINDOWS};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
@@ -47,39 +47,36 @@ impl History {
     }
 
     /// Takes in the history of a cluster merged into this one. The merged cluster draws both
-    /// complaints, so the rates add. Each side's rate is believed as a judgement believes it,
-    /// with next to no prior ([`WEAK_PRIOR_WINDOWS`]), and the sum is matched by one Gamma with
-    /// the same mean and variance, as a judged group's rates are: a fragment watched for seconds
-    /// widens the belief but cannot sink an old cluster's well-known rate. (Holding the sum over
-    /// the shorter of the two spans did: one ticket over seconds read as hundreds a window, and
-    /// so weakly held that a busy cluster was then judged by its prior, and its usual traffic
-    /// opened a false SEV.)
+    /// complaints, so the rates add: each side is believed as a judgement believes it, with next
+    /// to no prior ([`WEAK_PRIOR_WINDOWS`]), and the two are summed by mean and variance, as a
+    /// judged group's are. A fragment watched for seconds widens the belief but cannot sink an old
+    /// cluster's rate. (Holding the sum over the shorter of the two spans did: one ticket over
+    /// seconds read as hundreds a window, held so weakly that a busy cluster was then judged by
+    /// its prior, and its usual traffic opened a false SEV.)
     pub fn merge(&mut self, other: &History) {
-        let belief = |h: &History| {
-            let exposure = h.windows + WEAK_PRIOR_WINDOWS;
-            (h.tickets / exposure, h.tickets / (exposure * exposure))
-        };
-        let ((m1, v1), (m2, v2)) = (belief(self), belief(other));
-        let (mean, var) = (m1 + m2, v1 + v2);
-        if var > 0.0 {
-            // Stored less the weak prior, which a judgement adds back: Gamma(mean² / var, mean / var).
-            self.tickets = mean * mean / var;
-            self.windows = (mean / var - WEAK_PRIOR_WINDOWS).max(0.0);
-        } else {
+        let mut sum = self.belief();
+        sum += other.belief();
+        match sum.gamma() {
+            // Stored less the weak prior, which a judgement adds back.
+            Some((shape, rate)) => {
+                self.tickets = shape;
+                self.windows = (rate - WEAK_PRIOR_WINDOWS).max(0.0);
+            }
             // No tickets on either side: the rate is nil, known over the shorter watch (a side
             // never watched knows nothing).
-            self.windows = match (self.windows > 0.0, other.windows > 0.0) {
-                (true, true) => self.windows.min(other.windows),
-                _ => self.windows.max(other.windows),
-            };
+            None => {
+                self.windows = match (self.windows > 0.0, other.windows > 0.0) {
+                    (true, true) => self.windows.min(other.windows),
+                    _ => self.windows.max(other.windows),
+                }
+            }
         }
         self.until = self.until.max(other.until);
     }
 
-    /// The rate per window a judgement with the weak prior alone would believe.
-    #[cfg(test)]
-    fn rate(&self) -> f64 {
-        self.tickets / (self.windows + WEAK_PRIOR_WINDOWS)
+    /// This history's rate per window as a judgement with the weak prior alone believes it.
+    fn belief(&self) -> Moments {
+        Moments::of(self.tickets, self.windows + WEAK_PRIOR_WINDOWS, 1.0)
     }
 }
 
@@ -130,9 +127,9 @@ mod tests {
         let memory = Duration::from_secs(12 * 3600);
         let mut old = steady(1, 24, memory);
         let young = steady(4, 2, memory);
-        let rate = old.rate() + young.rate();
+        let rate = old.belief().mean + young.belief().mean;
         old.merge(&young);
-        assert!((old.rate() - rate).abs() < 1e-9, "{old:?}");
+        assert!((old.belief().mean - rate).abs() < 1e-9, "{old:?}");
         // Held less firmly than the old cluster's own rate, as the young one's is uncertain.
         assert!(old.windows < steady(1, 24, memory).windows, "{old:?}");
     }
@@ -142,10 +139,10 @@ mod tests {
         // Seen on a stream of 5,000 tickets an hour: a busy cluster took in a fragment with one
         // ticket over 13 seconds of watch, and was then judged by its prior.
         let mut busy = history(74.7, 1.35);
-        let before = busy.rate();
+        let before = busy.belief().mean;
         busy.merge(&history(1.0, 0.0072));
-        assert!(busy.rate() >= before, "{busy:?}");
-        assert!(busy.rate() < before + 5.0, "{busy:?}");
+        assert!(busy.belief().mean >= before, "{busy:?}");
+        assert!(busy.belief().mean < before + 5.0, "{busy:?}");
         assert!(busy.windows > 0.8, "{busy:?}");
     }
 
@@ -181,8 +178,8 @@ mod tests {
             let mut merged = a.clone();
             merged.merge(&b);
             proptest::prop_assert!(merged.windows >= 0.0);
-            let sum = a.rate() + b.rate();
-            proptest::prop_assert!((merged.rate() - sum).abs() <= 1e-9 * sum.max(1.0));
+            let sum = a.belief().mean + b.belief().mean;
+            proptest::prop_assert!((merged.belief().mean - sum).abs() <= 1e-9 * sum.max(1.0));
         }
     }
 }

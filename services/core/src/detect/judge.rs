@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::rules::{Rules, TierWeights};
 use super::state::{DetectorState, Member};
-use super::{event_span, negbin_tail, Policy, RuleName, WEAK_PRIOR_WINDOWS};
+use super::{event_span, negbin_tail, Moments, Policy, RuleName, WEAK_PRIOR_WINDOWS};
 use crate::ticket::Tier;
 
 /// How a window looks against the rules when a ticket is counted: what the backtest prints
@@ -399,30 +399,24 @@ fn usual_rate(
             holds_prior,
         )
     };
-    let (mut mean, mut var, mut young, mut judgeable) = (0.0, 0.0, true, false);
+    let (mut sum, mut young, mut judgeable) = (Moments::default(), true, false);
     for s in group {
         let (shape, rate, prior, holds_prior) = belief(s);
-        mean += shape / rate;
-        var += shape / (rate * rate);
+        sum += Moments::of(shape, rate, 1.0);
         young &= s.history.windows < prior;
         judgeable |= holds_prior || s.history.windows >= 1.0;
     }
     for (s, share) in carriers {
         let (shape, rate, _, _) = belief(s);
-        mean += share * shape / rate;
-        var += share * share * shape / (rate * rate);
+        sum += Moments::of(shape, rate, *share);
     }
-    if var <= 0.0 {
-        return Usual {
-            shape: rules.cold_start.rate * WEAK_PRIOR_WINDOWS,
-            rate: WEAK_PRIOR_WINDOWS,
-            young,
-            judgeable,
-        };
-    }
+    let (shape, rate) = sum.gamma().unwrap_or((
+        rules.cold_start.rate * WEAK_PRIOR_WINDOWS,
+        WEAK_PRIOR_WINDOWS,
+    ));
     Usual {
-        shape: mean * mean / var,
-        rate: mean / var,
+        shape,
+        rate,
         young,
         judgeable,
     }

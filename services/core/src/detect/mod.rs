@@ -25,6 +25,38 @@ pub use state::{DetectorState, Member};
 /// until it has some the predictive count is too wide for any rule to fire.
 pub const WEAK_PRIOR_WINDOWS: f64 = 0.25;
 
+/// The mean and variance of a Gamma belief about tickets per window. Beliefs about rates that
+/// add (a judged group's clusters, the two halves of a merged cluster) are summed by these and
+/// matched by one Gamma, so a young fragment's uncertainty widens the sum without drowning an
+/// old cluster's well-known rate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    mean: f64,
+    var: f64,
+}
+
+impl Moments {
+    /// Of `share` of a rate believed Gamma(`shape`, `rate`).
+    fn of(shape: f64, rate: f64, share: f64) -> Moments {
+        Moments {
+            mean: share * shape / rate,
+            var: share * share * shape / (rate * rate),
+        }
+    }
+
+    /// The Gamma (shape, rate) with these moments; none without variance (no tickets at all).
+    fn gamma(self) -> Option<(f64, f64)> {
+        (self.var > 0.0).then(|| (self.mean * self.mean / self.var, self.mean / self.var))
+    }
+}
+
+impl std::ops::AddAssign for Moments {
+    fn add_assign(&mut self, other: Moments) {
+        self.mean += other.mean;
+        self.var += other.var;
+    }
+}
+
 /// The rules by name, as escalations and the backtest report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

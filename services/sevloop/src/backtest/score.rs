@@ -183,8 +183,7 @@ mod tests {
         "2024-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(minute)
     }
 
-    /// One ticket a minute: (id, label, injected). The incident `outage` runs from minute 10 to
-    /// 20, the decoy `angry` from minute 30 to 40.
+    /// A stream of tickets given as (id, label, injected, minute of event time).
     fn corpus(rows: &[(&str, &str, bool, i64)]) -> Corpus {
         let tickets = rows
             .iter()
@@ -205,6 +204,7 @@ mod tests {
         }
     }
 
+    /// The incident `outage` runs from minute 10 to 20, the decoy `angry` from minute 30 to 40.
     fn injected() -> Vec<Injected> {
         let group = |label: &str, kind: &str, from, to| Injected {
             label: label.into(),
