@@ -89,7 +89,27 @@ fn settings(args: &BacktestArgs) -> anyhow::Result<(ClusterConfig, RuleBook, Cat
 fn read_rules(path: &Path) -> anyhow::Result<DetectionConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read rules file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("rules file {} is invalid", path.display()))
+    parse_rules(&text).with_context(|| format!("rules file {} is invalid", path.display()))
+}
+
+/// A rules file holds what goes under `[detection]` in a settings file. A whole settings file
+/// (or rules left under their `[detection]` header) is refused with a hint saying so, since
+/// the parser alone would only name `detection` as an unknown field.
+fn parse_rules(text: &str) -> anyhow::Result<DetectionConfig> {
+    toml::from_str(text).map_err(|e| {
+        let headed = text
+            .lines()
+            .any(|l| l.trim_start().starts_with("[detection"));
+        let e = anyhow::Error::new(e);
+        if headed {
+            e.context(
+                "a rules file holds the contents of [detection] without that header \
+                 (e.g. [spike] max_false_alarm = 2e-5); pass a whole settings file with --config",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn print_sevs(sevs: &[WouldOpen], show: usize) {
@@ -171,4 +191,33 @@ fn scored(
         s.false_sevs_per_100k
     );
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rules_file_sets_the_detection_rules() {
+        let rules = parse_rules("[spike]\nmax_false_alarm = 5e-5\n").expect("valid rules");
+        assert_eq!(rules.spike.max_false_alarm, 5e-5);
+    }
+
+    #[test]
+    fn rules_under_a_detection_header_are_refused_with_a_hint() {
+        let err = parse_rules("[detection.spike]\nmax_false_alarm = 5e-5\n")
+            .expect_err("a settings file is not a rules file");
+        let message = format!("{err:#}");
+        assert!(message.contains("without that header"), "{message}");
+        assert!(message.contains("--config"), "{message}");
+        assert!(message.contains("unknown field `detection`"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_rule_is_named_without_the_hint() {
+        let err = parse_rules("[spike]\nmax_false_alarms = 5e-5\n").expect_err("typo");
+        let message = format!("{err:#}");
+        assert!(message.contains("max_false_alarms"), "{message}");
+        assert!(!message.contains("--config"), "{message}");
+    }
 }
