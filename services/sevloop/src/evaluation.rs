@@ -300,36 +300,60 @@ pub fn run_online(
     mut progress: impl FnMut(usize),
 ) -> Online {
     let mut online = OnlineClustering::new(config.clone());
-    let mut assigned = Vec::with_capacity(corpus.tickets.len());
-    // Where each ticket is, so tickets a drift split moves follow it.
-    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut moved = 0;
+    let mut placements = Placements::default();
     let started = Instant::now();
     for (i, ticket) in corpus.tickets.iter().enumerate() {
         let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
-        moved += observation.moved.len();
-        for (ticket_id, seq) in observation.moved {
-            if let Some(j) = index.get(&(ticket.product.as_str(), ticket_id.as_str())) {
-                assigned[*j] = seq;
-            }
-        }
-        index.insert((&ticket.product, &ticket.ticket_id), i);
-        assigned.push(observation.seq);
+        placements.note(ticket, &observation);
         if (i + 1) % 2000 == 0 {
             progress(i + 1);
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let clusters = corpus
-        .tickets
-        .iter()
-        .zip(assigned)
-        .map(|(t, seq)| online.final_cluster(&t.product, seq))
-        .collect();
+    let moved = placements.moved;
     Online {
-        clusters,
+        clusters: placements.finish(&corpus.tickets, &online),
         seconds,
         moved,
+    }
+}
+
+/// Each ticket's cluster as a stream is observed, in stream order, following the tickets a
+/// drift split moves after they were assigned.
+#[derive(Default)]
+pub struct Placements<'a> {
+    assigned: Vec<u64>,
+    /// Where each ticket is in `assigned`, by product and ticket id.
+    index: HashMap<(&'a str, &'a str), usize>,
+    /// Tickets that drift splits moved.
+    pub moved: usize,
+}
+
+impl<'a> Placements<'a> {
+    /// Notes where `ticket`, the next of the stream, went, and where its observation moved
+    /// earlier tickets of its product.
+    pub fn note(&mut self, ticket: &'a TicketEvent, observation: &Observation) {
+        self.moved += observation.moved.len();
+        for (ticket_id, seq) in &observation.moved {
+            if let Some(j) = self
+                .index
+                .get(&(ticket.product.as_str(), ticket_id.as_str()))
+            {
+                self.assigned[*j] = *seq;
+            }
+        }
+        self.index
+            .insert((&ticket.product, &ticket.ticket_id), self.assigned.len());
+        self.assigned.push(observation.seq);
+    }
+
+    /// Each ticket's live cluster at the end (after merges), in the order noted.
+    pub fn finish(self, tickets: &[TicketEvent], online: &OnlineClustering) -> Vec<String> {
+        tickets
+            .iter()
+            .zip(self.assigned)
+            .map(|(t, seq)| online.final_cluster(&t.product, seq))
+            .collect()
     }
 }
 

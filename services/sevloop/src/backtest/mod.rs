@@ -13,7 +13,7 @@ use sevloop_core::{
     Catalog, ClusterConfig, Decision, Escalation, Policy, RuleBook, SevState, TicketEvent, Verdict,
 };
 
-use crate::evaluation::OnlineClustering;
+use crate::evaluation::{OnlineClustering, Placements};
 
 pub mod score;
 
@@ -114,8 +114,15 @@ impl Book {
     }
 }
 
-/// Replays `tickets` (with their sentence vectors, when the encoder is on) under `policy` and
-/// returns the SEVs it would open, in order.
+/// What a replay would open, and where it left each ticket.
+pub struct Replay {
+    /// The SEVs it would open, in order.
+    pub sevs: Vec<WouldOpen>,
+    /// Each ticket's live cluster at the end of the log, in log order.
+    pub clusters: Vec<String>,
+}
+
+/// Replays `tickets` (with their sentence vectors, when the encoder is on) under `policy`.
 pub fn replay(
     tickets: &[TicketEvent],
     dense: Option<&[Vec<f32>]>,
@@ -123,12 +130,14 @@ pub fn replay(
     rules: &RuleBook,
     catalog: &Catalog,
     policy: Policy,
-) -> Vec<WouldOpen> {
+) -> Replay {
     let mut online =
         OnlineClustering::with_detection(config.clone(), rules.clone(), catalog.clone(), policy);
     let mut book = Book::default();
+    let mut placements = Placements::default();
     for (i, ticket) in tickets.iter().enumerate() {
         let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
+        placements.note(ticket, &observation);
         let d = observation.decision;
         let label = escalated_seq(&d)
             .and_then(|seq| {
@@ -139,7 +148,10 @@ pub fn replay(
             .unwrap_or_default();
         book.apply(d, &ticket.ticket_id, i + 1, label);
     }
-    book.sevs
+    Replay {
+        sevs: book.sevs,
+        clusters: placements.finish(tickets, &online),
+    }
 }
 
 fn escalated_seq(d: &Decision) -> Option<u64> {
@@ -148,5 +160,47 @@ fn escalated_seq(d: &Decision) -> Option<u64> {
             sevloop_core::cluster::parse_cluster_id(&e.cluster_id).map(|(_, seq)| seq)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use sevloop_core::DetectionConfig;
+
+    use super::*;
+    use crate::evaluation::{self, Corpus};
+
+    /// Detection only reads the clusters, so a replay leaves every ticket in the cluster that
+    /// clustering alone (what `eval` scores) leaves it in, and its table can be read beside
+    /// `eval`'s.
+    #[test]
+    fn a_replay_leaves_each_ticket_where_clustering_alone_does() {
+        let demo =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/demo/banking77-demo.tickets.jsonl");
+        let log = evaluation::load_log(&demo).expect("the demo log loads");
+        let config = ClusterConfig::default();
+        let rules = DetectionConfig::default()
+            .rule_book()
+            .expect("default rules");
+        let replayed = replay(
+            &log.tickets,
+            None,
+            &config,
+            &rules,
+            &Catalog::default(),
+            Policy::Combined,
+        );
+        let corpus = Corpus {
+            labels: vec![String::new(); log.tickets.len()],
+            injected: vec![false; log.tickets.len()],
+            tickets: log.tickets,
+        };
+        let alone = evaluation::run_online(&corpus, None, &config, |_| {});
+        assert_eq!(replayed.clusters.len(), corpus.tickets.len());
+        assert_eq!(replayed.clusters, alone.clusters);
+        let distinct: BTreeSet<&String> = replayed.clusters.iter().collect();
+        assert!(distinct.len() > 10, "{} clusters", distinct.len());
     }
 }

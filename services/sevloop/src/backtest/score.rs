@@ -172,6 +172,75 @@ fn attribute(sev: &WouldOpen, group_of: &BTreeMap<&str, usize>) -> Option<usize>
         .map(|(g, _)| g)
 }
 
+/// An injected group of a stream (an incident or a decoy), how much of it landed in its
+/// largest cluster, and how much of that cluster is its label: a pure cluster that held most of
+/// an incident and opened no SEV is the rules' miss; a blended or split one, clustering's.
+#[derive(Debug, Serialize)]
+pub struct Group<'a> {
+    pub label: &'a str,
+    /// From the stream's incidents file, when there is one.
+    pub kind: Option<&'a str>,
+    pub tickets: usize,
+    pub largest_cluster: &'a str,
+    pub share: f64,
+    /// Of all the largest cluster's tickets over the stream (background included), the share
+    /// with the group's label.
+    pub purity: f64,
+}
+
+/// Each injected group's share in its largest cluster (`clusters_of`: each ticket's cluster at
+/// the end of a run), by label.
+pub fn injected_groups<'a>(
+    corpus: &'a Corpus,
+    clusters_of: &'a [String],
+    kinds: &'a BTreeMap<String, String>,
+) -> Vec<Group<'a>> {
+    let mut by_label: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for (i, cluster) in clusters_of
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| corpus.injected[*i])
+    {
+        *by_label
+            .entry(&corpus.labels[i])
+            .or_default()
+            .entry(cluster)
+            .or_default() += 1;
+    }
+    by_label
+        .into_iter()
+        .map(|(label, clusters)| {
+            let tickets: usize = clusters.values().sum();
+            let (largest_cluster, most) = clusters
+                .iter()
+                .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+                .map(|(c, n)| (*c, *n))
+                .unwrap_or(("-", 0));
+            Group {
+                label,
+                kind: kinds.get(label).map(String::as_str),
+                tickets,
+                largest_cluster,
+                share: most as f64 / tickets.max(1) as f64,
+                purity: purity(corpus, clusters_of, largest_cluster, label),
+            }
+        })
+        .collect()
+}
+
+/// The share of `cluster`'s tickets (`clusters_of`: each ticket's cluster) labelled `label`.
+fn purity(corpus: &Corpus, clusters_of: &[String], cluster: &str, label: &str) -> f64 {
+    let labels = clusters_of
+        .iter()
+        .zip(&corpus.labels)
+        .filter(|(c, _)| c.as_str() == cluster)
+        .map(|(_, l)| l);
+    let (all, own) = labels.fold((0usize, 0usize), |(all, own), l| {
+        (all + 1, own + usize::from(l == label))
+    });
+    own as f64 / all.max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

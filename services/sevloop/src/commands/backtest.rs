@@ -1,6 +1,7 @@
 //! `sevloop backtest`: which SEVs the detection rules would open on a ticket log, when, and on
 //! which tickets; each rule alone beside the combination; scored against a stream's truth.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -48,17 +49,18 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
             policy,
         )
     };
-    let sevs = replay(Policy::Combined);
+    let combined = replay(Policy::Combined);
+    let sevs = combined.sevs;
     println!("## SEVs the rules would open: {}\n", sevs.len());
     print_sevs(&sevs, usize::MAX);
     println!("\n## Each rule alone");
     for rule in RuleName::ALL {
-        let alone = replay(Policy::Alone(rule));
+        let alone = replay(Policy::Alone(rule)).sevs;
         println!("\n### {}: {} SEVs\n", rule.as_str(), alone.len());
         print_sevs(&alone, args.show);
     }
     let score = match &args.truth {
-        Some(truth) => Some(scored(args, truth, log.tickets, &sevs)?),
+        Some(truth) => Some(scored(args, truth, log.tickets, &sevs, &combined.clusters)?),
         None => None,
     };
     if args.json {
@@ -147,11 +149,15 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
     }
 }
 
+/// Scores the SEVs against the stream's truth and prints, beside each injected group, where
+/// the clustering left it (`clusters`: each ticket's cluster at the end): a pure cluster that
+/// held most of a missed incident is the rules' miss, a blended or split one clustering's.
 fn scored(
     args: &BacktestArgs,
     truth: &Path,
     tickets: Vec<sevloop_core::TicketEvent>,
     sevs: &[WouldOpen],
+    clusters: &[String],
 ) -> anyhow::Result<Score> {
     let incidents = args
         .incidents
@@ -160,12 +166,21 @@ fn scored(
     let injected = score::read_incidents(&incidents)?;
     let corpus = evaluation::with_truth(tickets, truth)?;
     let s = score::score(&corpus, &injected, sevs);
+    let kinds: BTreeMap<String, String> = injected
+        .iter()
+        .map(|i| (i.label.clone(), i.kind.clone()))
+        .collect();
+    let groups = score::injected_groups(&corpus, clusters, &kinds);
     println!("\n## Score against {}\n", truth.display());
-    println!("| injected | kind | tickets | SEVs | delay (tickets) | delay (minutes) | linked |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| injected | kind | tickets | SEVs | delay (tickets) | delay (minutes) | linked \
+         | largest cluster | its share | its label's share of that cluster |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for i in &s.injected {
+        let group = groups.iter().find(|g| g.label == i.label);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i.label,
             i.kind,
             i.tickets,
@@ -177,6 +192,9 @@ fn scored(
             i.delay_tickets.map_or("-".into(), |d| d.to_string()),
             i.delay_minutes.map_or("-".into(), |d| format!("{d:.1}")),
             i.linked,
+            group.map_or("-", |g| g.largest_cluster),
+            group.map_or("-".into(), |g| format!("{:.0}%", 100.0 * g.share)),
+            group.map_or("-".into(), |g| format!("{:.0}%", 100.0 * g.purity)),
         );
     }
     println!(
