@@ -188,6 +188,14 @@ pub struct Group<'a> {
     pub purity: f64,
 }
 
+/// The kind of each injected group, by label.
+pub fn kinds(injected: &[Injected]) -> BTreeMap<String, String> {
+    injected
+        .iter()
+        .map(|i| (i.label.clone(), i.kind.clone()))
+        .collect()
+}
+
 /// Each injected group's share in its largest cluster (`clusters_of`: each ticket's cluster at
 /// the end of a run), by label.
 pub fn injected_groups<'a>(

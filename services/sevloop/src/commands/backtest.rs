@@ -1,7 +1,6 @@
 //! `sevloop backtest`: which SEVs the detection rules would open on a ticket log, when, and on
 //! which tickets; each rule alone beside the combination; scored against a stream's truth.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -166,10 +165,7 @@ fn scored(
     let injected = score::read_incidents(&incidents)?;
     let corpus = evaluation::with_truth(tickets, truth)?;
     let s = score::score(&corpus, &injected, sevs);
-    let kinds: BTreeMap<String, String> = injected
-        .iter()
-        .map(|i| (i.label.clone(), i.kind.clone()))
-        .collect();
+    let kinds = score::kinds(&injected);
     let groups = score::injected_groups(&corpus, clusters, &kinds);
     println!("\n## Score against {}\n", truth.display());
     println!(

@@ -165,10 +165,7 @@ fn incident_kinds(truth: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     if !beside.exists() {
         return Ok(BTreeMap::new());
     }
-    Ok(score::read_incidents(&beside)?
-        .into_iter()
-        .map(|i| (i.label, i.kind))
-        .collect())
+    Ok(score::kinds(&score::read_incidents(&beside)?))
 }
 
 /// Incidents with at least [`MOSTLY`] of their tickets in one cluster, and incidents: none
