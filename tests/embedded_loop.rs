@@ -172,18 +172,41 @@ async fn the_demo_opens_a_sev_for_the_injected_incident_and_none_for_background(
             data.to_str().unwrap_or_default(),
             "--listen",
             &listen,
+            "--log-format",
+            "json",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("demo starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
     let stdout = child.stdout.take().expect("stdout");
     let lines: Vec<String> = std::io::BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
         .collect();
     let status = child.wait().expect("demo exits");
-    assert!(status.success(), "demo failed: {lines:#?}");
+    let logs = logs.join().expect("stderr read");
+    assert!(status.success(), "demo failed: {lines:#?} {logs:#?}");
+    // A newcomer's first run logs nothing alarming (it once logged the dispatcher failing on
+    // SQLite's lock while a batch was being embedded).
+    let alarming: Vec<&String> = logs
+        .iter()
+        .filter(|l| {
+            let level = serde_json::from_str::<Value>(l).map(|v| v["level"].clone());
+            !matches!(
+                level.as_ref().ok().and_then(Value::as_str),
+                Some("INFO" | "DEBUG")
+            )
+        })
+        .collect();
+    assert!(alarming.is_empty(), "the demo logged: {alarming:#?}");
     // How fast is a figure to report, not to assert: it depends on what else the machine runs.
     eprintln!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
     assert!(

@@ -93,6 +93,9 @@ enum Body {
 /// A record that cannot be processed, with the code and reason it is dead-lettered under.
 type Dead = (Record, &'static str, String);
 
+/// A record with what it carries, or the code and reason it cannot be processed.
+type Parsed = (Record, Result<Body, (&'static str, String)>);
+
 /// What a pipeline works with.
 pub struct Parts {
     pub store: Store,
@@ -215,9 +218,19 @@ impl Pipeline {
         &mut self,
         records: Vec<Record>,
     ) -> Result<Vec<(Position, i64)>, PipelineError> {
+        let parsed: Vec<Parsed> = records
+            .into_iter()
+            .map(|record| {
+                let body = parse(&record);
+                (record, body)
+            })
+            .collect();
+        // The encoder is the slow step (seconds for a full batch): it runs before the write
+        // transaction, so the dispatcher and the API never wait on SQLite's lock for it.
+        let mut dense = self.embed_new(&parsed).await?;
         let mut tx = self.store.begin().await?;
         let mut stored: BTreeMap<Position, Option<i64>> = BTreeMap::new();
-        for r in &records {
+        for (r, _) in &parsed {
             if let Entry::Vacant(slot) = stored.entry((r.topic.clone(), r.partition)) {
                 let next =
                     sevloop_store::read_offset(&mut tx, &self.consumer, &r.topic, r.partition)
@@ -228,7 +241,7 @@ impl Pipeline {
         let mut items = Vec::new();
         let mut dead = Vec::new();
         let mut next_of: BTreeMap<Position, i64> = BTreeMap::new();
-        for record in records {
+        for (record, body) in parsed {
             let pos = (record.topic.clone(), record.partition);
             let in_db = record.offset < stored[&pos].unwrap_or(0);
             let in_index = record.offset < self.index_fed.get(&pos).copied().unwrap_or(0);
@@ -237,7 +250,7 @@ impl Pipeline {
             if in_db && in_index {
                 continue;
             }
-            match parse(&record) {
+            match body {
                 Ok(body) => items.push(Item {
                     record,
                     body,
@@ -252,7 +265,6 @@ impl Pipeline {
             .filter_map(|i| ticket_of(i).map(|t| t.ticket_id.as_str()))
             .collect();
         let mut known = sevloop_store::known_tickets(&mut tx, &ids).await?;
-        let mut dense = self.embed_new(&items, &known).await?;
         let mut docs = Vec::with_capacity(items.len());
         let mut counted = 0u64;
         for item in &items {
@@ -321,20 +333,27 @@ impl Pipeline {
     }
 
     /// Sentence vectors for the tickets this batch sees for the first time (none when the
-    /// encoder is off). Identical texts are embedded once.
+    /// encoder is off). Identical texts are embedded once. Read outside the batch's transaction:
+    /// a ticket stored in between only leaves its vector unused.
     async fn embed_new(
         &self,
-        items: &[Item],
-        known: &BTreeMap<String, sevloop_store::KnownTicket>,
+        parsed: &[Parsed],
     ) -> Result<HashMap<String, Vec<f32>>, PipelineError> {
         let Some(embedder) = &self.embedder else {
             return Ok(HashMap::new());
         };
-        let mut seen = BTreeSet::new();
-        let new: Vec<&TicketEvent> = items
+        let tickets: Vec<&TicketEvent> = parsed
             .iter()
-            .filter(|i| !i.in_db)
-            .filter_map(ticket_of)
+            .filter_map(|(_, body)| match body {
+                Ok(Body::Ticket(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let ids: Vec<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
+        let known = sevloop_store::known_tickets(&mut *self.store.conn().await?, &ids).await?;
+        let mut seen = BTreeSet::new();
+        let new: Vec<&TicketEvent> = tickets
+            .into_iter()
             .filter(|t| !known.contains_key(&t.ticket_id) && seen.insert(t.ticket_id.as_str()))
             .collect();
         let texts = new
