@@ -316,18 +316,16 @@ impl Scope {
         let Some(cluster) = self.clusterer.get(seq) else {
             return Decision::Escalate(escalation);
         };
-        let threshold = self.clusterer.config().related_threshold;
         let related = self
             .detectors
             .iter()
             .filter(|(other, d)| **other != seq && d.active)
             .filter_map(|(other, d)| {
-                let sim = self
+                let (sim, related) = self
                     .clusterer
-                    .similarity_between(self.clusterer.get(*other)?, cluster);
-                Some((sim, d.sev_cluster.clone()?))
+                    .relatedness(self.clusterer.get(*other)?, cluster);
+                related.then(|| Some((sim, d.sev_cluster.clone()?)))?
             })
-            .filter(|(sim, _)| *sim >= threshold)
             .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
         match related {
             None => Decision::Escalate(escalation),
@@ -675,6 +673,58 @@ mod tests {
             v[2 + i] = 0.6258;
             v
         })
+    }
+
+    /// A complaint with an open SEV (cluster 1, along the first axis, its episode active) and a
+    /// quiet cluster 2 whose centroid is `alike` to it: what detection decides as a burst joins
+    /// cluster 2 (each ticket 0.95 alike to cluster 2).
+    fn burst_beside_an_open_sev(alike: f32) -> Vec<Decision> {
+        let watched = DetectorState {
+            history: crate::detect::History {
+                tickets: 20.0,
+                windows: 10.0,
+                until: Some(at(0)),
+            },
+            first_at: Some(at(-24 * 60)),
+            ..Default::default()
+        };
+        let open = DetectorState {
+            active: true,
+            sev_cluster: Some("cards:1".into()),
+            hot_at: Some(at(12)),
+            ..watched.clone()
+        };
+        let other = [alike, (1.0 - alike * alike).sqrt(), 0.0];
+        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+            vec![
+                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, open),
+                checkpoint(lsh, 2, &along(other), 500, -24 * 60, watched),
+            ]
+        };
+        burst(clusters, 2, |i| {
+            let mut v: Vec<f32> = along(other).iter().map(|x| x * 0.95).collect();
+            v[2 + i] = 0.312;
+            v
+        })
+    }
+
+    #[test]
+    fn a_burst_joins_an_open_sev_only_when_its_cluster_is_the_same_complaint() {
+        let fired = |alike: f32| {
+            burst_beside_an_open_sev(alike)
+                .into_iter()
+                .find(|d| *d != Decision::Quiet)
+        };
+        match fired(0.8) {
+            Some(Decision::Join { sev_cluster, .. }) => assert_eq!(sev_cluster, "cards:1"),
+            other => panic!("a fragment of the complaint joins its SEV, got {other:?}"),
+        }
+        // Two complaints of one product are often 0.3 to 0.5 alike in sentence space: a burst
+        // of the other is a SEV of its own, not news buried in the first one's.
+        match fired(0.4) {
+            Some(Decision::Escalate(e)) => assert_eq!(e.cluster_id, "cards:2"),
+            other => panic!("another complaint opens its own SEV, got {other:?}"),
+        }
     }
 
     /// A cluster watched for a day at 2 tickets per window (along the first axis) and a busy

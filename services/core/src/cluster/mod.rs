@@ -45,9 +45,13 @@ pub struct ClusterConfig {
     pub semantic_threshold: f32,
     /// What a sentence-vector similarity to a cluster is measured against.
     pub semantic_linkage: Linkage,
-    /// Cosine similarity between two centroids above which an escalating cluster joins the
-    /// other's open SEV instead of opening a duplicate.
+    /// Cosine similarity of idf-weighted terms between two centroids above which an escalating
+    /// cluster joins the other's open SEV instead of opening a duplicate.
     pub related_threshold: f32,
+    /// The same for sentence vectors, whose cosines run higher: over half of banking77's label
+    /// pairs are 0.3 alike, a fifth 0.5; an incident's fragments that fired on the streams were
+    /// all at least 0.55 (docs/MEASUREMENTS.md).
+    pub semantic_related_threshold: f32,
     /// Terms kept per centroid; also bounds the postings each cluster adds to the inverted index.
     pub centroid_terms: usize,
     /// At most this many candidate clusters are scored per ticket (bounded time per ticket).
@@ -76,6 +80,7 @@ impl Default for ClusterConfig {
             semantic_threshold: 0.65,
             semantic_linkage: Linkage::Centroid,
             related_threshold: 0.3,
+            semantic_related_threshold: 0.5,
             centroid_terms: 40,
             max_candidates: 64,
             exemplars: 3,
@@ -486,6 +491,19 @@ impl Clusterer {
                 _ => sparse_cosine(&a.centroid, &b.centroid),
             },
         }
+    }
+
+    /// How alike two clusters' centroids are, and whether that makes them one complaint for
+    /// SEVs (an escalating cluster joins the other's open SEV). Vectors and terms each have
+    /// their own threshold, as their cosines run on different scales.
+    pub fn relatedness(&self, a: &Cluster, b: &Cluster) -> (f32, bool) {
+        let sim = self.similarity_between(a, b);
+        let threshold = if a.dense.is_some() && b.dense.is_some() {
+            self.config.semantic_related_threshold
+        } else {
+            self.config.related_threshold
+        };
+        (sim, sim >= threshold)
     }
 
     /// The term index of `c` if it is one of this clusterer's live clusters (not a copy).

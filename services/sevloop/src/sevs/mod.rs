@@ -113,7 +113,8 @@ impl Sevs<'_> {
         Ok(true)
     }
 
-    /// The cluster crossed again while it has a SEV: the evidence joins it.
+    /// The cluster, or one related to it, crossed again while it has a SEV: the evidence joins
+    /// it and the team is told (`what` names the change in the timeline).
     async fn again(
         &self,
         conn: &mut Conn,
@@ -138,29 +139,18 @@ impl Sevs<'_> {
         Ok(false)
     }
 
-    /// A related cluster crossed while `sev_cluster`'s SEV is open: its evidence joins that SEV.
+    /// A related cluster crossed while `sev_cluster`'s SEV is open: its evidence joins that SEV,
+    /// and the team hears of it (the SEV may be mitigated and the complaint growing again).
     pub async fn join(
         &self,
         conn: &mut Conn,
         e: &Escalation,
         sev_cluster: &str,
     ) -> Result<(), StoreError> {
-        let Some(sev) = self.open_sev_of(conn, sev_cluster).await? else {
-            return Ok(());
-        };
-        let detail = json!({"cluster_id": e.cluster_id, "escalation_id": e.id,
-            "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers});
-        sevloop_store::add_sev_event(
-            conn,
-            &sev.id,
-            "cluster_joined",
-            "sevloop",
-            e.fired_at,
-            &detail,
-        )
-        .await?;
-        self.link(conn, &sev, &e.evidence, e.fired_at).await?;
-        tracing::info!(sev_id = %sev.id, cluster_id = %e.cluster_id, "related cluster joined a sev");
+        if let Some(sev) = self.open_sev_of(conn, sev_cluster).await? {
+            self.again(conn, &sev, e, "cluster_joined", NoticeKind::Updated)
+                .await?;
+        }
         Ok(())
     }
 
@@ -235,5 +225,117 @@ impl Sevs<'_> {
                 label,
             })
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sevloop_core::detect::{escalation_id, Verdict};
+
+    const CATALOG: &str = r#"
+default_team = "cards"
+[teams.cards]
+channels = ["cards-slack"]
+[channels.cards-slack]
+kind = "slack"
+url = "http://127.0.0.1:9/hook"
+"#;
+
+    fn escalation(cluster_id: &str, tickets: &[&str], minute: u32) -> Escalation {
+        let at = DateTime::parse_from_rfc3339(&format!("2024-01-03T14:{minute:02}:00Z"))
+            .map(|t| t.with_timezone(&Utc))
+            .expect("a valid time");
+        Escalation {
+            id: escalation_id(cluster_id, 1, "spike"),
+            cluster_id: cluster_id.into(),
+            rule: "spike".into(),
+            episode: 1,
+            window_start: at,
+            fired_at: at,
+            first_ticket_at: at,
+            ticket_count: tickets.len() as u64,
+            distinct_customers: tickets.len() as u64,
+            evidence: tickets.iter().map(|t| t.to_string()).collect(),
+            verdict: Verdict {
+                tickets: tickets.len() as u64,
+                customers: tickets.len() as u64,
+                customer_weight: tickets.len() as f64,
+                expected: 0.5,
+                p_value: 1e-9,
+                span_minutes: 10.0,
+                moved_in: 0,
+                floor: false,
+                spike: true,
+                cold_start: false,
+            },
+        }
+    }
+
+    /// The team hears of a related cluster's crossing joining its SEV, whatever state the SEV
+    /// is in (a mitigated SEV whose complaint grows again was once told nothing).
+    #[tokio::test]
+    async fn a_cluster_joining_a_sev_is_announced_to_its_team() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = sevloop_store::Store::connect(&url).await.expect("store");
+        let catalog = Catalog::parse(CATALOG, "catalog.toml").expect("catalog");
+        let redactor = Redactor::new();
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let ticket = |i: u32| {
+            TicketEvent::from_value(serde_json::json!({"ticket_id": format!("T-{i}"),
+                "event": "created", "event_time": "2024-01-03T14:00:00Z", "subject": "Card declined",
+                "body": "My card is declined", "product": "cards", "channel": "email",
+                "source": "test", "customer": {"id": format!("c-{i}"), "tier": "free"}}))
+            .expect("a valid ticket")
+        };
+        let mut tx = store.begin().await.expect("tx");
+        for i in 1..=4u32 {
+            let assignment = sevloop_core::Assignment {
+                cluster_id: format!("cards:{}", i.div_ceil(2)),
+                similarity: 0.9,
+                matched_terms: Vec::new(),
+                new_cluster: false,
+            };
+            sevloop_store::insert_ticket(&mut tx, &ticket(i), &assignment, None, 0, i64::from(i))
+                .await
+                .expect("ticket stored");
+        }
+        let first = escalation("cards:1", &["T-1", "T-2"], 10);
+        assert!(sevs
+            .escalate(&mut tx, &ticket(1), &first, &["card".into()])
+            .await
+            .expect("opened"));
+        let sev_id = sevloop_store::latest_sev_of_cluster(&mut tx, "cards:1")
+            .await
+            .expect("read")
+            .expect("a SEV")
+            .id;
+        let mitigate = sevloop_core::sev::SevAction::Mitigate;
+        sevloop_store::apply_transition(&mut tx, &sev_id, &mitigate, SevState::Mitigated, sevs.now)
+            .await
+            .expect("mitigated");
+        let joining = escalation("cards:2", &["T-3", "T-4"], 20);
+        sevs.join(&mut tx, &joining, "cards:1")
+            .await
+            .expect("joined");
+        tx.commit().await.expect("commit");
+
+        let to_team: Vec<String> = store
+            .notifications_of(&sev_id)
+            .await
+            .expect("notifications")
+            .into_iter()
+            .filter(|n| n.endpoint == "cards-slack")
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(to_team, ["opened", "updated"]);
+        let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
+        assert_eq!(sev.ticket_count, 4, "the joining evidence is linked");
     }
 }
