@@ -23,6 +23,10 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sevloop");
 
+/// Settings that switch the sentence encoder off: these tests are about the loop, not about
+/// which cluster a ticket joins, and terms alone keep them fast (tests of clustering turn it on).
+pub const TERMS_ONLY: &str = "[encoder]\nenabled = false\n";
+
 pub fn kafka_brokers() -> String {
     std::env::var("SEVLOOP_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -206,7 +210,10 @@ impl Sevloop {
         let catalog_file = dir.path().join("catalog.toml");
         std::fs::write(&catalog_file, catalog).expect("catalog written");
         let config = dir.path().join("sevloop.toml");
-        let settings = format!("catalog = {:?}\n", catalog_file.display().to_string());
+        let settings = format!(
+            "catalog = {:?}\n{TERMS_ONLY}",
+            catalog_file.display().to_string()
+        );
         std::fs::write(&config, settings).expect("config written");
         let sevloop = Sevloop::up(&dir.path().join("data"), &config, free_port());
         sevloop.wait_healthy().await;
@@ -378,6 +385,9 @@ impl Config {
             t.push_str(&format!(
                 "[kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nauto_offset_reset = \"earliest\"\ninstance_id = \"{group}-1\"\n"
             ));
+        }
+        if !self.extra.contains("[encoder]") {
+            t.push_str(TERMS_ONLY);
         }
         t.push_str(&self.extra);
         t

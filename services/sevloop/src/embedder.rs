@@ -10,7 +10,8 @@ use sevloop_embed::{EmbedError, Encoder};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncoderSettings {
-    /// Semantic features on or off. Off, clustering runs on terms alone.
+    /// Semantic features on (the default) or off. Off, clustering runs on terms alone: coarser
+    /// clusters and far noisier detection (docs/MEASUREMENTS.md).
     pub enabled: bool,
     /// Where `scripts/fetch-model.sh` put the model (default: its default directory).
     pub model_dir: Option<PathBuf>,
@@ -20,9 +21,27 @@ pub struct EncoderSettings {
 impl Default for EncoderSettings {
     fn default() -> Self {
         EncoderSettings {
-            enabled: false,
+            enabled: true,
             model_dir: None,
             batch_size: 64,
+        }
+    }
+}
+
+impl EncoderSettings {
+    /// For the embedded mode, which must run with no setup: terms alone when the model is not
+    /// installed, said on stdout. (`serve` refuses to start without it instead.)
+    pub fn or_terms_if_missing(&mut self) {
+        let dir = self
+            .model_dir
+            .clone()
+            .unwrap_or_else(sevloop_embed::default_model_dir);
+        if self.enabled && !dir.join("model.safetensors").exists() {
+            println!(
+                "note: no sentence encoder in {} (scripts/fetch-model.sh installs it); clustering on terms alone",
+                dir.display()
+            );
+            self.enabled = false;
         }
     }
 }

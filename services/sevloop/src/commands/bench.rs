@@ -28,7 +28,14 @@ struct Figures {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let background = background(args.tickets)?;
-    let mut results = vec![measure("embedded", Settings::default(), &background).await?];
+    // The loop's own cost, on terms alone: the encoder's (about 4 ms of CPU per ticket) is
+    // measured apart, in ../shared/MODELS.md and `eval`.
+    let terms_only = || {
+        let mut settings = Settings::default();
+        settings.encoder.enabled = false;
+        settings
+    };
+    let mut results = vec![measure("embedded", terms_only(), &background).await?];
     if let Some(brokers) = &args.kafka {
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let topic = format!("sevloop.bench.{stamp}");
@@ -44,7 +51,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 group_id: format!("sevloop-bench-{stamp}"),
                 ..KafkaSection::default()
             }),
-            ..Settings::default()
+            ..terms_only()
         };
         settings.database.url = db;
         settings.pipeline.tickets_topic = topic;

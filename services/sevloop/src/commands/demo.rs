@@ -32,14 +32,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     settings.catalog = Some(catalog);
     settings.data_dir = data_dir;
     settings.http.listen = args.listen;
-    let model = sevloop_embed::default_model_dir();
-    if settings.encoder.enabled && !model.join("model.safetensors").exists() {
-        println!(
-            "note: no sentence encoder in {} (scripts/fetch-model.sh installs it); clustering on terms alone",
-            model.display()
-        );
-        settings.encoder.enabled = false;
-    }
+    settings.encoder.or_terms_if_missing();
     let app = App::build(settings, &ALL_STAGES).await?;
     let url = app
         .local_addr()

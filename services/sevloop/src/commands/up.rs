@@ -9,6 +9,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     settings.data_dir = args.data_dir;
     settings.http.listen = args.listen;
     settings.kafka = None;
+    settings.encoder.or_terms_if_missing();
     let app = App::build(settings, &ALL_STAGES).await?;
     if let Some(addr) = app.local_addr() {
         println!("sevloop is up: dashboard and API on http://{addr}");
