@@ -16,6 +16,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use sevloop_core::redact::Personal;
 use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
 use sevloop_core::{SevState, Severity};
 use sevloop_store::{ActionRow, SevFilter, SevRow, SevSort};
@@ -227,7 +228,7 @@ pub(crate) async fn perform(
         .await?
         .ok_or_else(|| ApiError::not_found("SEV", id))?;
     actor.need(Need::ActOnSev { team: &sev.team })?;
-    let action = redacted(s, action);
+    let action = redacted(s, &sev.id, action).await?;
     let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
     state.after(&action).map_err(|e| match e {
         sevloop_core::sev::TransitionError::State { .. } => {
@@ -252,18 +253,35 @@ pub(crate) async fn perform(
     applied(s, request).await
 }
 
-/// Decline reasons and reroute notes stay visible on the SEV: personal data goes first.
-fn redacted(s: &AppState, action: SevAction) -> SevAction {
-    match action {
-        SevAction::Decline { reason } => SevAction::Decline {
-            reason: s.redactor.redact_all(&reason),
-        },
-        SevAction::Reroute { team, note } => SevAction::Reroute {
+/// Decline reasons and reroute notes stay visible on the SEV, to leadership too: personal data
+/// goes first, with the ids of the SEV's own customers, which no pattern knows.
+async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAction, ApiError> {
+    let text = match &action {
+        SevAction::Decline { reason } => reason,
+        SevAction::Reroute { note: Some(n), .. } => n,
+        _ => return Ok(action),
+    };
+    let lower = text.to_lowercase();
+    let customers = s.store.sev_customer_ids(sev_id).await?;
+    let mut clean = s.redactor.redact_all(text);
+    for id in customers
+        .iter()
+        .filter(|id| lower.contains(&id.to_lowercase()))
+    {
+        let personal = Personal {
+            customer_id: Some(id),
+            ..Personal::default()
+        };
+        clean = s.redactor.redact(&clean, &personal);
+    }
+    Ok(match action {
+        SevAction::Decline { .. } => SevAction::Decline { reason: clean },
+        SevAction::Reroute { team, .. } => SevAction::Reroute {
             team,
-            note: note.map(|n| s.redactor.redact_all(&n)),
+            note: Some(clean),
         },
         other => other,
-    }
+    })
 }
 
 /// Waits for the pipeline's verdict on an action.

@@ -389,6 +389,15 @@ impl Store {
         sev_ticket_ids(&mut *self.conn().await?, sev_id).await
     }
 
+    /// The ids of the customers whose tickets are linked to the SEV.
+    pub async fn sev_customer_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT customer_id FROM sev_customers WHERE sev_id = $1")
+            .bind(sev_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("read the customers of {sev_id}"), e))
+    }
+
     pub async fn sev_timeline(&self, sev_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT kind, actor_role, at, detail FROM sev_events WHERE sev_id = $1 ORDER BY id",
