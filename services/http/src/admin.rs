@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sevloop_core::access::{Need, Role};
 use sevloop_core::{CatalogError, CatalogSummary};
+use sevloop_store::Revoked;
 
 use crate::extract::{Body, Id, Raw};
 use crate::{auth, Actor, ApiError, AppState};
@@ -75,8 +76,16 @@ pub(crate) async fn revoke_token(
     Id(id): Id,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
-    if !s.store.revoke_token(&id, chrono::Utc::now()).await? {
-        return Err(ApiError::not_found("live token", &id));
+    match s.store.revoke_token(&id, chrono::Utc::now()).await? {
+        Revoked::Done => {}
+        Revoked::NoSuchToken => return Err(ApiError::not_found("live token", &id)),
+        Revoked::LastAdmin => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin_token",
+                format!("{id} is the last admin token; create another admin token first"),
+            ))
+        }
     }
     tracing::info!(token_id = %id, by = %actor.token_id, "token revoked");
     Ok(StatusCode::NO_CONTENT)

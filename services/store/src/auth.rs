@@ -23,6 +23,15 @@ pub struct TokenRow {
 
 const TOKEN_COLUMNS: &str = "t.token_id, t.role, t.team, t.label, t.created_at, t.revoked_at";
 
+/// What became of a request to revoke a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Done,
+    NoSuchToken,
+    /// Refused: the last live admin token.
+    LastAdmin,
+}
+
 impl Store {
     pub async fn create_token(
         &self,
@@ -71,26 +80,43 @@ impl Store {
         rows.iter().map(token_row).collect()
     }
 
-    /// Revokes a token and ends its sessions. Returns false when there is no such live token.
+    /// Revokes a token and ends its sessions, unless it is the last live admin token: revoked,
+    /// nobody could administer sevloop any more (no API call can make another).
     pub async fn revoke_token(
         &self,
         token_id: &str,
         at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Revoked, StoreError> {
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
+            "UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL \
+             AND (role <> 'admin' OR (SELECT COUNT(*) FROM tokens a \
+             WHERE a.role = 'admin' AND a.revoked_at IS NULL) > 1)",
         )
         .bind(to_ms(at))
         .bind(token_id)
         .execute(self.pool())
         .await
         .map_err(|e| StoreError::sql(format!("revoke token {token_id}"), e))?;
+        if done.rows_affected() == 0 {
+            let live_admin: Option<String> = sqlx::query_scalar(
+                "SELECT token_id FROM tokens WHERE token_id = $1 AND revoked_at IS NULL AND role = 'admin'",
+            )
+            .bind(token_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("read token {token_id}"), e))?;
+            return Ok(if live_admin.is_some() {
+                Revoked::LastAdmin
+            } else {
+                Revoked::NoSuchToken
+            });
+        }
         sqlx::query("DELETE FROM sessions WHERE token_id = $1")
             .bind(token_id)
             .execute(self.pool())
             .await
             .map_err(|e| StoreError::sql(format!("end the sessions of {token_id}"), e))?;
-        Ok(done.rows_affected() == 1)
+        Ok(Revoked::Done)
     }
 
     pub async fn create_session(

@@ -24,7 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Transaction};
 
-pub use auth::TokenRow;
+pub use auth::{Revoked, TokenRow};
 pub use clusters::{
     load_clusters, record_correction, save_clusters, set_ticket_cluster, ticket_members,
     ClusterDetail, ClusterFilter, ClusterRow, ClusterSort, CorrectionRow, Exemplar, LiveCluster,

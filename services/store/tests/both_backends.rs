@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sevloop_core::detect::Verdict;
 use sevloop_core::Escalation;
-use sevloop_store::{NewNotification, NewSev, StoreError};
+use sevloop_store::{NewNotification, NewSev, Revoked, StoreError};
 
 mod common;
 use common::stores;
@@ -475,11 +475,17 @@ async fn tokens_and_sessions_are_found_by_hash_until_revoked_or_expired() {
             store.session("s-1", expires).await.expect("read").is_none(),
             "{d:?}: expired"
         );
-        assert!(store.revoke_token("tok-1", t0()).await.expect("revoke"));
-        assert!(!store
-            .revoke_token("tok-1", t0())
-            .await
-            .expect("revoke twice"));
+        assert_eq!(
+            store.revoke_token("tok-1", t0()).await.expect("revoke"),
+            Revoked::Done
+        );
+        assert_eq!(
+            store
+                .revoke_token("tok-1", t0())
+                .await
+                .expect("revoke twice"),
+            Revoked::NoSuchToken
+        );
         assert!(store
             .token_by_secret("hash-1")
             .await
@@ -490,6 +496,26 @@ async fn tokens_and_sessions_are_found_by_hash_until_revoked_or_expired() {
             "{d:?}: sessions end with it"
         );
         assert_eq!(store.tokens().await.expect("list").len(), 1);
+        for (id, hash) in [("adm-1", "hash-a1"), ("adm-2", "hash-a2")] {
+            store
+                .create_token(id, hash, &Role::Admin, "admin", t0())
+                .await
+                .expect("create");
+        }
+        assert_eq!(
+            store.revoke_token("adm-1", t0()).await.expect("revoke"),
+            Revoked::Done
+        );
+        assert_eq!(
+            store.revoke_token("adm-2", t0()).await.expect("revoke"),
+            Revoked::LastAdmin,
+            "{d:?}: the last admin token stays"
+        );
+        assert!(store
+            .token_by_secret("hash-a2")
+            .await
+            .expect("read")
+            .is_some());
     }
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use sevloop_core::access::Role;
-use sevloop_store::Store;
+use sevloop_store::{Revoked, Store};
 
 use crate::cli::{DatabaseArgs, RoleName, TokenCommand, TokenCreateArgs};
 use crate::config::Settings;
@@ -26,11 +26,16 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke(args) => {
             let store = open(&args.database).await?;
-            if !store
+            match store
                 .revoke_token(&args.token_id, chrono::Utc::now())
                 .await?
             {
-                anyhow::bail!("there is no live token {}", args.token_id);
+                Revoked::Done => {}
+                Revoked::NoSuchToken => anyhow::bail!("there is no live token {}", args.token_id),
+                Revoked::LastAdmin => anyhow::bail!(
+                    "{} is the last admin token; create another admin token first",
+                    args.token_id
+                ),
             }
             eprintln!("revoked {}", args.token_id);
         }
