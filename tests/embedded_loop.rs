@@ -120,6 +120,23 @@ async fn bad_tickets_get_a_clear_error_naming_the_field_and_nothing_is_appended(
         "{body}"
     );
 
+    let mut future = good.clone();
+    future["ticket_id"] = json!("future-1");
+    future["event_time"] = json!("2999-01-01T11:00:00Z");
+    let resp = client
+        .post(&url)
+        .json(&future)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("event_time") && message.contains("2999"),
+        "a ticket from the future is refused naming its time: {body}"
+    );
+
     let resp = client.post(&url).json(&good).send().await.expect("answer");
     assert_eq!(resp.status(), 202);
     eventually(

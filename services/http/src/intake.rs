@@ -55,8 +55,9 @@ pub(crate) async fn post_tickets(
     }
     let mut records = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
+    let now = chrono::Utc::now();
     for (i, item) in items.into_iter().enumerate() {
-        match validate(item) {
+        match validate(item, now) {
             Ok(record) => records.push(record),
             Err(e) => errors.push(json!({"index": i, "code": e.code(), "message": e.to_string()})),
         }
@@ -93,7 +94,11 @@ pub(crate) fn intake_of(s: &AppState) -> Result<&Intake, ApiError> {
     })
 }
 
-fn validate(item: Value) -> Result<Outgoing, TicketError> {
+/// How far ahead of this server's clock a ticket's event time may be (clocks drift): a ticket
+/// from further on would skew every rate and chart its product has, for good.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::hours(24);
+
+fn validate(item: Value, now: chrono::DateTime<chrono::Utc>) -> Result<Outgoing, TicketError> {
     let payload = serde_json::to_vec(&item).unwrap_or_default();
     if payload.len() > MAX_TICKET_BYTES {
         return Err(TicketError::TooLarge {
@@ -102,6 +107,16 @@ fn validate(item: Value) -> Result<Outgoing, TicketError> {
         });
     }
     let ticket = TicketEvent::from_value(item)?;
+    if ticket.event_time > now + MAX_CLOCK_AHEAD {
+        return Err(TicketError::Field {
+            field: "event_time".into(),
+            problem: format!(
+                "is {}, more than a day after this server's clock ({})",
+                ticket.event_time.to_rfc3339(),
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        });
+    }
     Ok(Outgoing {
         key: Some(ticket.product.into_bytes()),
         payload,
