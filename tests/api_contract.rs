@@ -360,6 +360,24 @@ async fn every_endpoint_answers_every_role_as_the_table_and_the_document_say() {
         }
     }
 
+    // Teams read tickets redacted, so they may not look tickets up by personal data either.
+    let by_email = "/api/v1/search?q=walker5%40example.com";
+    let (status, _, answer) = w.call("team", "GET", by_email, None).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("personal_data_search")),
+        "{answer}"
+    );
+    check_against_document(
+        &doc,
+        "GET /api/v1/search",
+        status,
+        "application/json",
+        &answer,
+    );
+    let (status, _, answer) = w.call("support", "GET", by_email, None).await;
+    assert_eq!(status, 200, "support searches by email: {answer}");
+
     assert!(
         leadership_bodies.len() >= 4,
         "leadership read SEVs and the overview"

@@ -103,7 +103,7 @@ impl Role {
     pub fn parse(name: &str, team: Option<&str>) -> Option<Role> {
         match (name, team) {
             ("support", None) => Some(Role::Support),
-            ("team", Some(t)) if !t.is_empty() => Some(Role::Team {
+            ("team", Some(t)) if !t.trim().is_empty() && t.trim() == t => Some(Role::Team {
                 team: t.to_string(),
             }),
             ("leadership", None) => Some(Role::Leadership),
@@ -119,6 +119,17 @@ mod tests {
 
     fn team(t: &str) -> Role {
         Role::Team { team: t.into() }
+    }
+
+    #[test]
+    fn a_team_role_needs_a_team_name_and_no_other_role_takes_one() {
+        assert_eq!(Role::parse("team", Some("cards")), Some(team("cards")));
+        for blank in ["", "  ", " cards"] {
+            assert_eq!(Role::parse("team", Some(blank)), None, "{blank:?}");
+        }
+        assert_eq!(Role::parse("team", None), None);
+        assert_eq!(Role::parse("admin", Some("cards")), None);
+        assert_eq!(Role::parse("owner", None), None);
     }
 
     #[test]

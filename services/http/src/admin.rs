@@ -49,6 +49,15 @@ pub(crate) async fn create_token(
             "`role` must be support, leadership, admin, or team with a `team`",
         )
     })?;
+    if let (Role::Team { team }, Some(catalog)) = (&role, &s.catalog) {
+        if !catalog.summary().teams.iter().any(|t| &t.name == team) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_team",
+                format!("the catalog has no team {team:?}"),
+            ));
+        }
+    }
     if body.label.chars().count() > 200 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

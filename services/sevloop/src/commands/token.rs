@@ -54,13 +54,16 @@ pub async fn create(store: &Store, role: &Role, label: &str) -> anyhow::Result<(
 }
 
 fn role_of(args: &TokenCreateArgs) -> anyhow::Result<Role> {
-    Ok(match args.role {
-        RoleName::Support => Role::Support,
-        RoleName::Leadership => Role::Leadership,
-        RoleName::Admin => Role::Admin,
-        RoleName::Team => Role::Team {
-            team: args.team.clone().context("--role team needs --team NAME")?,
-        },
+    let name = match args.role {
+        RoleName::Support => "support",
+        RoleName::Team => "team",
+        RoleName::Leadership => "leadership",
+        RoleName::Admin => "admin",
+    };
+    Role::parse(name, args.team.as_deref()).with_context(|| match (name, &args.team) {
+        ("team", None) => "--role team needs --team NAME".to_string(),
+        ("team", Some(t)) => format!("--team {t:?} is not a team name"),
+        _ => format!("--team is only for --role team, not --role {name}"),
     })
 }
 
