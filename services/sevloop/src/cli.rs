@@ -286,3 +286,40 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// An error and its causes on one line, for the person at the terminal. Each layer's message
+/// often quotes its source already ("failed to read X: No such file"), so a cause that the line
+/// already says is not repeated.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: "/nowhere.toml".into(),
+            source: io,
+        })
+        .context("cannot start");
+        assert_eq!(
+            report(&error),
+            "cannot start: failed to read config file /nowhere.toml: No such file or directory"
+        );
+    }
+}

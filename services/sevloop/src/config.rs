@@ -186,6 +186,13 @@ impl Settings {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+            settings
+                .clustering
+                .validate()
+                .map_err(|message| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
         }
         if let Ok(url) = std::env::var("SEVLOOP_DATABASE_URL") {
             settings.database.url = url;
@@ -260,6 +267,25 @@ mod tests {
         std::fs::write(&path, "[detection.floor]\nmin_tickts = 3\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("min_tickts"), "{err}");
+    }
+
+    #[test]
+    fn settings_nothing_could_work_with_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        for (text, named) in [
+            (
+                "[clustering]\nsemantic_threshold = 5.0\n",
+                "semantic_threshold",
+            ),
+            ("[clustering.consolidation]\nevery = \"0s\"\n", "every"),
+            ("[detection.floor]\nmin_tickets = 0\n", "min_tickets"),
+            ("[detection.floor]\nmin_customers = -3\n", "min_customers"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Settings::load(Some(&path)).unwrap_err().to_string();
+            assert!(err.contains(named), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -29,7 +29,16 @@ pub struct Corpus {
 /// A labelled file (`{"id","text","label"}` lines) as a stream: one product, tickets
 /// `3600 / per_hour` seconds apart from a fixed start, each from its own customer.
 pub fn load_labelled(path: &Path, per_hour: u32) -> anyhow::Result<Corpus> {
-    let rows = sevloop_eval::read_labelled(path)?;
+    let rows = sevloop_eval::read_labelled(path).map_err(|e| {
+        let hint = matches!(&e, sevloop_eval::EvalError::BadLine { message, .. }
+            if message.contains("missing field `id`"));
+        let e = anyhow::Error::new(e);
+        if hint {
+            e.context("a ticket stream is scored with its labels: pass --truth STREAM.truth.jsonl")
+        } else {
+            e
+        }
+    })?;
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")?.with_timezone(&Utc);
     let gap_ms = 3_600_000 / i64::from(per_hour.max(1));
     let mut corpus = Corpus {

@@ -30,7 +30,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", sevloop::cli::report(&e));
             std::process::ExitCode::FAILURE
         }
     }

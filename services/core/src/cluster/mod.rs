@@ -73,6 +73,31 @@ pub struct ClusterConfig {
     pub consolidation: ConsolidationConfig,
 }
 
+impl ClusterConfig {
+    /// Settings no clustering could work with, named: a cosine threshold outside -1..=1 (no
+    /// ticket would ever join a cluster, or every one would), or consolidation every 0 s.
+    pub fn validate(&self) -> Result<(), String> {
+        let cosines = [
+            ("similarity_threshold", self.similarity_threshold),
+            ("semantic_threshold", self.semantic_threshold),
+            ("related_threshold", self.related_threshold),
+            (
+                "semantic_related_threshold",
+                self.semantic_related_threshold,
+            ),
+        ];
+        if let Some((name, value)) = cosines.iter().find(|(_, v)| !(-1.0..=1.0).contains(v)) {
+            return Err(format!(
+                "clustering.{name} is {value}; a cosine similarity is between -1 and 1"
+            ));
+        }
+        if self.consolidation.enabled && self.consolidation.every.is_zero() {
+            return Err("clustering.consolidation.every must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {

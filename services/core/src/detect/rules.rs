@@ -258,6 +258,12 @@ impl Rules {
         if self.floor.window.is_zero() {
             return bad("floor.window must be longer than zero");
         }
+        if self.floor.min_tickets == 0
+            || self.floor.min_customers.is_nan()
+            || self.floor.min_customers <= 0.0
+        {
+            return bad("floor.min_tickets and floor.min_customers must be above zero");
+        }
         if !(self.spike.max_false_alarm > 0.0 && self.spike.max_false_alarm < 1.0) {
             return bad("spike.max_false_alarm must be between 0 and 1");
         }

@@ -20,9 +20,24 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
 
 fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
     let (config, rules, catalog) = settings(args)?;
+    // The truth's incidents are read first: a wrong path should not cost a whole replay.
+    let injected = match &args.truth {
+        Some(truth) => Some(read_injected(args, truth)?),
+        None => None,
+    };
     let log = evaluation::load_log(&args.file)?;
     for refused in &log.refused {
         eprintln!("backtest: refused {refused}");
+    }
+    if log.tickets.is_empty() {
+        anyhow::bail!(
+            "{} holds no valid ticket ({} lines refused{})",
+            args.file.display(),
+            log.refused.len(),
+            log.refused
+                .first()
+                .map_or(String::new(), |r| format!("; the first: {r}"))
+        );
     }
     eprintln!(
         "backtest: {} tickets ({} lines refused) from {}",
@@ -58,9 +73,15 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         println!("\n### {}: {} SEVs\n", rule.as_str(), alone.len());
         print_sevs(&alone, args.show);
     }
-    let score = match &args.truth {
-        Some(truth) => Some(scored(args, truth, log.tickets, &sevs, &combined.clusters)?),
-        None => None,
+    let score = match (&args.truth, injected) {
+        (Some(truth), Some(injected)) => Some(scored(
+            truth,
+            &injected,
+            log.tickets,
+            &sevs,
+            &combined.clusters,
+        )?),
+        _ => None,
     };
     if args.json {
         let sevs: Vec<_> = sevs
@@ -148,24 +169,34 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
     }
 }
 
-/// Scores the SEVs against the stream's truth and prints, beside each injected group, where
-/// the clustering left it (`clusters`: each ticket's cluster at the end): a pure cluster that
-/// held most of a missed incident is the rules' miss, a blended or split one clustering's.
-fn scored(
-    args: &BacktestArgs,
-    truth: &Path,
-    tickets: Vec<sevloop_core::TicketEvent>,
-    sevs: &[WouldOpen],
-    clusters: &[String],
-) -> anyhow::Result<Score> {
+/// The incidents injected into the stream `truth` belongs to: `--incidents`, or the file the
+/// stream generator writes beside the truth.
+fn read_injected(args: &BacktestArgs, truth: &Path) -> anyhow::Result<Vec<score::Injected>> {
     let incidents = args
         .incidents
         .clone()
         .unwrap_or_else(|| score::incidents_beside(truth));
-    let injected = score::read_incidents(&incidents)?;
+    score::read_incidents(&incidents).with_context(|| {
+        format!(
+            "--truth {} needs the stream's incidents file (give it with --incidents FILE)",
+            truth.display()
+        )
+    })
+}
+
+/// Scores the SEVs against the stream's truth and prints, beside each injected group, where
+/// the clustering left it (`clusters`: each ticket's cluster at the end): a pure cluster that
+/// held most of a missed incident is the rules' miss, a blended or split one clustering's.
+fn scored(
+    truth: &Path,
+    injected: &[score::Injected],
+    tickets: Vec<sevloop_core::TicketEvent>,
+    sevs: &[WouldOpen],
+    clusters: &[String],
+) -> anyhow::Result<Score> {
     let corpus = evaluation::with_truth(tickets, truth)?;
-    let s = score::score(&corpus, &injected, sevs);
-    let kinds = score::kinds(&injected);
+    let s = score::score(&corpus, injected, sevs);
+    let kinds = score::kinds(injected);
     let groups = score::injected_groups(&corpus, clusters, &kinds);
     println!("\n## Score against {}\n", truth.display());
     println!(
