@@ -99,7 +99,8 @@ pub struct TokenRevokeArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Where the embedded log, database and index live.
+    /// Where the embedded log, database and index live (and the ownership catalog, as
+    /// `catalog.toml`, when the settings name none).
     #[arg(long, default_value = "sevloop-data")]
     pub data_dir: PathBuf,
     /// Address of the API and dashboard.
