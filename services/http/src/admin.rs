@@ -39,9 +39,10 @@ pub(crate) struct NewToken {
 pub(crate) async fn create_token(
     actor: Actor,
     State(s): State<AppState>,
-    Body(body): Body<NewToken>,
+    body: Body<NewToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
+    let body = body.parsed()?;
     let role = Role::parse(&body.role, body.team.as_deref()).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

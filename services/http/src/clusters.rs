@@ -84,8 +84,10 @@ pub(crate) async fn merge(
     actor: Actor,
     State(s): State<AppState>,
     Id(id): Id,
-    Body(body): Body<MergeBody>,
+    body: Body<MergeBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::CorrectClusters)?;
+    let body = body.parsed()?;
     Ok(accepted(request_merge(&s, &actor, id, body.with).await?))
 }
 
@@ -121,8 +123,10 @@ pub(crate) async fn split(
     actor: Actor,
     State(s): State<AppState>,
     Id(id): Id,
-    Body(body): Body<SplitBody>,
+    body: Body<SplitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::CorrectClusters)?;
+    let body = body.parsed()?;
     Ok(accepted(
         request_split(&s, &actor, id, body.ticket_ids).await?,
     ))
@@ -172,9 +176,10 @@ pub(crate) async fn move_ticket(
     actor: Actor,
     State(s): State<AppState>,
     Id(ticket_id): Id,
-    Body(body): Body<MoveBody>,
+    body: Body<MoveBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::CorrectClusters)?;
+    let body = body.parsed()?;
     let ticket = s
         .store
         .ticket(&ticket_id)

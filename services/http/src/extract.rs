@@ -12,17 +12,25 @@ use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
-/// A JSON request body.
-pub struct Body<T>(pub T);
+/// A JSON request body, read by the handler once it has checked the caller's role: a caller
+/// who may not make the request is told so (403) whatever they sent.
+pub struct Body<T>(Result<T, ApiError>);
+
+impl<T> Body<T> {
+    /// The body, or the error that names what is wrong with it.
+    pub fn parsed(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
+        Ok(Body(match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(value),
             Err(rejection) => Err(body_error(rejection.status(), rejection.body_text())),
-        }
+        }))
     }
 }
 
@@ -114,7 +122,11 @@ mod tests {
     }
 
     async fn body_error(content_type: &str, body: &str) -> (StatusCode, String) {
-        let Err(e) = Body::<Reason>::from_request(request(content_type, body), &()).await else {
+        let Ok(extracted) = Body::<Reason>::from_request(request(content_type, body), &()).await
+        else {
+            panic!("the extractor itself never rejects: the handler reads the body later");
+        };
+        let Err(e) = extracted.parsed() else {
             panic!("{body} was accepted");
         };
         (e.status(), e.message().to_string())

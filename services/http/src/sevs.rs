@@ -156,8 +156,10 @@ pub(crate) async fn decline(
     actor: Actor,
     s: State<AppState>,
     id: Id,
-    Body(body): Body<DeclineBody>,
+    body: Body<DeclineBody>,
 ) -> Result<Response, ApiError> {
+    actionable(&s.0, &actor, &id.0).await?;
+    let body = body.parsed()?;
     let action = SevAction::Decline {
         reason: body.reason,
     };
@@ -168,8 +170,10 @@ pub(crate) async fn reroute(
     actor: Actor,
     s: State<AppState>,
     id: Id,
-    Body(body): Body<RerouteBody>,
+    body: Body<RerouteBody>,
 ) -> Result<Response, ApiError> {
+    actionable(&s.0, &actor, &id.0).await?;
+    let body = body.parsed()?;
     let action = SevAction::Reroute {
         team: body.team,
         note: body.note,
@@ -181,8 +185,10 @@ pub(crate) async fn merge(
     actor: Actor,
     s: State<AppState>,
     id: Id,
-    Body(body): Body<MergeBody>,
+    body: Body<MergeBody>,
 ) -> Result<Response, ApiError> {
+    actionable(&s.0, &actor, &id.0).await?;
+    let body = body.parsed()?;
     act(actor, s, id, SevAction::Merge { into: body.into }).await
 }
 
@@ -213,6 +219,20 @@ pub(crate) enum Outcome {
     Pending(SevActionRequest),
 }
 
+/// The SEV `id`, if `actor` may act on it. A role that may act on no SEV is refused before the
+/// SEV is looked up or the request's body read: 403, whatever it asked.
+async fn actionable(s: &AppState, actor: &Actor, id: &str) -> Result<SevRow, ApiError> {
+    let own = actor.role.team().unwrap_or_default();
+    actor.need(Need::ActOnSev { team: own })?;
+    let sev = s
+        .store
+        .sev(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SEV", id))?;
+    actor.need(Need::ActOnSev { team: &sev.team })?;
+    Ok(sev)
+}
+
 /// Checks an action (with personal data removed from what was typed) against the SEV as it is
 /// now, appends it to the ticket log and waits for the pipeline: the one path of the API and of
 /// the dashboard's forms.
@@ -222,12 +242,7 @@ pub(crate) async fn perform(
     id: &str,
     action: SevAction,
 ) -> Result<Outcome, ApiError> {
-    let sev = s
-        .store
-        .sev(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("SEV", id))?;
-    actor.need(Need::ActOnSev { team: &sev.team })?;
+    let sev = actionable(s, actor, id).await?;
     let action = redacted(s, &sev.id, action).await?;
     let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
     state.after(&action).map_err(|e| match e {
