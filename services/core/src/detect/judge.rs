@@ -16,7 +16,7 @@ use crate::ticket::Tier;
 
 /// How a window looks against the rules when a ticket is counted: what the backtest prints
 /// and what an escalation carries as its reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Verdict {
     pub tickets: u64,
     pub customers: u64,

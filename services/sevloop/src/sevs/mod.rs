@@ -260,14 +260,8 @@ url = "http://127.0.0.1:9/hook"
             verdict: Verdict {
                 tickets: tickets.len() as u64,
                 customers: tickets.len() as u64,
-                customer_weight: tickets.len() as f64,
-                expected: 0.5,
-                p_value: 1e-9,
-                span_minutes: 10.0,
-                moved_in: 0,
-                floor: false,
                 spike: true,
-                cold_start: false,
+                ..Verdict::default()
             },
         }
     }
