@@ -216,7 +216,7 @@ impl Scope {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
             None => Decision::Quiet,
         };
-        self.join_related(seq, decision)
+        self.join_related(seq, decision, end, rules)
     }
 
     fn states(&self, seqs: &[u64]) -> Vec<&DetectorState> {
@@ -306,10 +306,16 @@ impl Scope {
         }
     }
 
-    /// Turns an escalation into a join when a closely related cluster already has an open SEV
-    /// (the same complaint split across two clusters), so one complaint gets one SEV. The number
-    /// of open episodes is small, so this looks at each.
-    fn join_related(&mut self, seq: u64, decision: Decision) -> Decision {
+    /// Turns an escalation into a join when a closely related cluster bursting at the same time
+    /// already has an open SEV (the same complaint split across two clusters), so one complaint
+    /// gets one SEV. The number of open episodes is small, so this looks at each.
+    fn join_related(
+        &mut self,
+        seq: u64,
+        decision: Decision,
+        end: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Decision {
         let Decision::Escalate(escalation) = decision else {
             return decision;
         };
@@ -319,7 +325,7 @@ impl Scope {
         let related = self
             .detectors
             .iter()
-            .filter(|(other, d)| **other != seq && d.active)
+            .filter(|(other, d)| **other != seq && d.open_to_join(end, rules))
             .filter_map(|(other, d)| {
                 let (sim, related) = self
                     .clusterer
@@ -675,10 +681,10 @@ mod tests {
         })
     }
 
-    /// A complaint with an open SEV (cluster 1, along the first axis, its episode active) and a
-    /// quiet cluster 2 whose centroid is `alike` to it: what detection decides as a burst joins
-    /// cluster 2 (each ticket 0.95 alike to cluster 2).
-    fn burst_beside_an_open_sev(alike: f32) -> Vec<Decision> {
+    /// A complaint with an open SEV (cluster 1, along the first axis, its episode active and last
+    /// hot at minute `hot`) and a quiet cluster 2 whose centroid is `alike` to it: what detection
+    /// decides as a burst joins cluster 2 (each ticket 0.95 alike to cluster 2, minutes 1 to 12).
+    fn burst_beside_an_open_sev(alike: f32, hot: i64) -> Vec<Decision> {
         let watched = DetectorState {
             history: crate::detect::History {
                 tickets: 20.0,
@@ -691,7 +697,7 @@ mod tests {
         let open = DetectorState {
             active: true,
             sev_cluster: Some("cards:1".into()),
-            hot_at: Some(at(12)),
+            hot_at: Some(at(hot)),
             ..watched.clone()
         };
         let other = [alike, (1.0 - alike * alike).sqrt(), 0.0];
@@ -710,20 +716,25 @@ mod tests {
 
     #[test]
     fn a_burst_joins_an_open_sev_only_when_its_cluster_is_the_same_complaint() {
-        let fired = |alike: f32| {
-            burst_beside_an_open_sev(alike)
+        let fired = |alike: f32, hot: i64| {
+            burst_beside_an_open_sev(alike, hot)
                 .into_iter()
                 .find(|d| *d != Decision::Quiet)
         };
-        match fired(0.8) {
+        match fired(0.8, 0) {
             Some(Decision::Join { sev_cluster, .. }) => assert_eq!(sev_cluster, "cards:1"),
             other => panic!("a fragment of the complaint joins its SEV, got {other:?}"),
         }
         // Two complaints of one product are often 0.3 to 0.5 alike in sentence space: a burst
         // of the other is a SEV of its own, not news buried in the first one's.
-        match fired(0.4) {
+        match fired(0.4, 0) {
             Some(Decision::Escalate(e)) => assert_eq!(e.cluster_id, "cards:2"),
             other => panic!("another complaint opens its own SEV, got {other:?}"),
+        }
+        // A SEV whose complaint has been quiet for an hour is not what a new burst is part of.
+        match fired(0.8, -60) {
+            Some(Decision::Escalate(e)) => assert_eq!(e.cluster_id, "cards:2"),
+            other => panic!("a burst an hour later opens its own SEV, got {other:?}"),
         }
     }
 

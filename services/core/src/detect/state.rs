@@ -58,8 +58,17 @@ pub struct DetectorState {
 }
 
 impl DetectorState {
-    /// Decides for this cluster on how its neighbourhood was judged (see [`super::judge()`])
-    /// when one of its tickets was counted at event time `end`.
+    /// Whether a related cluster crossing at `end` may join the SEV this cluster's episode is
+    /// linked to: only while the episode was hot within the floor's window, so the two burst
+    /// together. (An episode whose cluster gets no more tickets never ends by itself: without
+    /// this, distinct complaints hours apart chained into one SEV.)
+    pub fn open_to_join(&self, end: DateTime<Utc>, rules: &Rules) -> bool {
+        self.active
+            && self
+                .hot_at
+                .is_some_and(|hot| end - hot <= super::event_span(rules.floor.window))
+    }
+
     pub fn decide(
         &mut self,
         cluster_id: &str,
