@@ -704,10 +704,15 @@ async fn reroute_to_fraud(lp: &Loop, product: &str) -> String {
 async fn a_rerouted_sev_stays_with_its_new_team_when_the_complaint_comes_back() {
     let started = Instant::now();
     // Both products belong to payments by route; people reroute their SEVs to fraud.
-    let catalog = "default_team = \"triage\"\n[teams.triage]\n[teams.payments]\n[teams.fraud]\n\
-                   [[routes]]\nteam = \"payments\"\nproduct = \"wallet\"\n\
-                   [[routes]]\nteam = \"payments\"\nproduct = \"rewards\"\n"
-        .to_string();
+    let payments = Receiver::start().await;
+    let catalog = format!(
+        "default_team = \"triage\"\n[teams.triage]\n[teams.fraud]\n\
+         [teams.payments]\nchannels = [\"payments-hook\"]\n\
+         [channels.payments-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [[routes]]\nteam = \"payments\"\nproduct = \"wallet\"\n\
+         [[routes]]\nteam = \"payments\"\nproduct = \"rewards\"\n",
+        payments.url
+    );
     let lp = Loop::start(catalog).await;
     let mut tickets = quiet("wallet", 0, 2 * HOUR + 30 * MINUTE);
     tickets.extend(quiet("rewards", 0, 2 * HOUR + 30 * MINUTE));
@@ -728,6 +733,29 @@ async fn a_rerouted_sev_stays_with_its_new_team_when_the_complaint_comes_back() 
         )
         .await;
     assert_eq!(declined["sev"]["state"], "declined", "{declined:#}");
+    // Payments was paged for both SEVs; the reroutes tell its channel they left it, so its
+    // alerting tool closes what it raised.
+    let heard = |sev: &str, kind: &str| {
+        payments
+            .bodies()
+            .iter()
+            .any(|b| b["type"] == kind && b["data"]["sev_id"] == json!(sev))
+    };
+    eventually(
+        "payments to hear both SEVs left it",
+        Duration::from_secs(30),
+        || async {
+            [&wallet_sev, &rewards_sev]
+                .iter()
+                .all(|s| heard(s, "sev.opened") && heard(s, "sev.rerouted_away"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !heard(&wallet_sev, "sev.resolved"),
+        "what fraud does after the reroute is fraud's to hear, not payments'"
+    );
 
     // Five hours later in event time both complaints come back, each as a new episode.
     let mut later = quiet("wallet", 2 * HOUR + 30 * MINUTE, 7 * HOUR + 30 * MINUTE);

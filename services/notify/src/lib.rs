@@ -29,6 +29,9 @@ pub enum NoticeKind {
     Reopened,
     /// It moved to another team; `previous_team` is where it was.
     Rerouted,
+    /// The same move, as the previous team's own channels are told: no longer theirs, so their
+    /// alerting tools close the alert they raised.
+    ReroutedAway,
     /// It was merged into `merged_into`.
     Merged,
     /// Nobody acknowledged it within the team's ack timeout; it went to `escalated_to`.
@@ -37,7 +40,7 @@ pub enum NoticeKind {
 
 impl NoticeKind {
     /// Every kind, for code and tests that must cover them all.
-    pub const ALL: [NoticeKind; 10] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::Opened,
         NoticeKind::Updated,
         NoticeKind::Acknowledged,
@@ -46,16 +49,21 @@ impl NoticeKind {
         NoticeKind::Declined,
         NoticeKind::Reopened,
         NoticeKind::Rerouted,
+        NoticeKind::ReroutedAway,
         NoticeKind::Merged,
         NoticeKind::Escalated,
     ];
 
     /// True when the change ends the SEV for the people paged about it: alerting tools close
-    /// their alert. A merged SEV lives on in the one it was merged into.
+    /// their alert. A merged SEV lives on in the one it was merged into, a rerouted one with
+    /// another team.
     pub fn closes(self) -> bool {
         matches!(
             self,
-            NoticeKind::Resolved | NoticeKind::Declined | NoticeKind::Merged
+            NoticeKind::Resolved
+                | NoticeKind::Declined
+                | NoticeKind::Merged
+                | NoticeKind::ReroutedAway
         )
     }
 
@@ -69,6 +77,7 @@ impl NoticeKind {
             NoticeKind::Declined => "declined",
             NoticeKind::Reopened => "reopened",
             NoticeKind::Rerouted => "rerouted",
+            NoticeKind::ReroutedAway => "rerouted_away",
             NoticeKind::Merged => "merged",
             NoticeKind::Escalated => "escalated",
         }

@@ -111,6 +111,7 @@ fn alertmanager_resolves_exactly_when_the_sev_is_resolved_declined_or_merged() {
         NoticeKind::Resolved,
         NoticeKind::Declined,
         NoticeKind::Merged,
+        NoticeKind::ReroutedAway,
     ];
     assert!(NoticeKind::ALL
         .iter()

@@ -51,7 +51,10 @@ fn event_action(kind: NoticeKind) -> &'static str {
         | NoticeKind::Rerouted
         | NoticeKind::Escalated => TRIGGER,
         NoticeKind::Acknowledged | NoticeKind::Mitigated => ACKNOWLEDGE,
-        NoticeKind::Resolved | NoticeKind::Declined | NoticeKind::Merged => RESOLVE,
+        NoticeKind::Resolved
+        | NoticeKind::Declined
+        | NoticeKind::Merged
+        | NoticeKind::ReroutedAway => RESOLVE,
     }
 }
 

@@ -42,7 +42,7 @@ pub fn notice(kind: NoticeKind) -> SevNotice {
         NoticeKind::Declined => {
             n.reason = Some("expected: scheduled card network maintenance".into())
         }
-        NoticeKind::Rerouted => {
+        NoticeKind::Rerouted | NoticeKind::ReroutedAway => {
             n.previous_team = Some("payments".into());
             n.team = "fraud".into();
             n.reason = Some("declines come from the new fraud rules".into());

@@ -142,9 +142,19 @@ impl Sevs<'_> {
         } else {
             Vec::new()
         };
-        self.announcer()
+        let announcer = self.announcer();
+        announcer
             .announce(conn, &sev, &change, &sev.team, &tickets)
             .await?;
+        if let SevAction::Reroute { .. } = action {
+            // The team it left closes the alert it was paged with.
+            let away = Change {
+                kind: NoticeKind::ReroutedAway,
+                event_id: format!("{}.away", request.action_id),
+                ..change
+            };
+            announcer.tell_team(conn, &sev, &away, &before.team).await?;
+        }
         Ok(ActionOutcome::Applied {
             ended: kind.closes().then(|| before.cluster_id.clone()),
         })

@@ -84,10 +84,41 @@ impl Announcer<'_> {
         team: &str,
         helpdesk: &[String],
     ) -> Result<(), StoreError> {
-        let notice = self.notice(sev, change);
-        let payload = json!({ "notice": notice });
         let mut endpoints = self.catalog.channels_of(team);
         endpoints.push(SEV_EVENTS);
+        let notice = self.to_endpoints(conn, sev, change, &endpoints).await?;
+        self.write_back(conn, sev, &notice, change.kind.as_str(), helpdesk)
+            .await
+    }
+
+    /// Queues the change for `team`'s own channels alone: what a team hears when a SEV leaves
+    /// it (the broadcast channels and the topic hear of the move once, from the new team's
+    /// announcement).
+    pub async fn tell_team(
+        &self,
+        conn: &mut Conn,
+        sev: &SevRow,
+        change: &Change<'_>,
+        team: &str,
+    ) -> Result<(), StoreError> {
+        let own: Vec<&str> = self
+            .catalog
+            .team(team)
+            .map(|t| t.channels.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        self.to_endpoints(conn, sev, change, &own).await.map(|_| ())
+    }
+
+    /// One outbox row of the change per endpoint; returns the notice they carry.
+    async fn to_endpoints(
+        &self,
+        conn: &mut Conn,
+        sev: &SevRow,
+        change: &Change<'_>,
+        endpoints: &[&str],
+    ) -> Result<SevNotice, StoreError> {
+        let notice = self.notice(sev, change);
+        let payload = json!({ "notice": notice });
         for endpoint in endpoints {
             let id = format!("{}.{endpoint}", change.event_id);
             let order = format!("{}/{endpoint}", sev.id);
@@ -102,8 +133,7 @@ impl Announcer<'_> {
             )
             .await?;
         }
-        self.write_back(conn, sev, &notice, change.kind.as_str(), helpdesk)
-            .await
+        Ok(notice)
     }
 
     /// Queues, for each newly linked ticket, its link event on the topic and its write-back.
