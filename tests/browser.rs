@@ -53,8 +53,13 @@ async fn support_sees_the_sev_a_team_resolves_it_and_leadership_sees_the_numbers
     );
     let (sevloop, dir) = Sevloop::embedded(TWO_TEAMS).await;
 
-    // Six hours of background up to ten minutes ago; the burst is filed by the browser flow.
-    let now = chrono::Utc::now();
+    // Six hours of background up to ten minutes before the last full hour; the burst, filed by
+    // the browser flow, ends on that hour. A fixed phase, because consolidation runs on 15-minute
+    // rounds of event time: with the burst ending 3.5 minutes past a round, a consolidation in
+    // the middle of the burst kept it from opening a SEV, and the test failed in two CI runs.
+    let now =
+        chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::TimeDelta::hours(1))
+            .expect("the clock is within chrono's range");
     let background = dated_until(background(1440, 15), now - chrono::Duration::minutes(10));
     let file = write_jsonl(dir.path(), "background.jsonl", &to_lines(&background));
     sevloop.replay_api(&file);
