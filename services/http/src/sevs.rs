@@ -133,7 +133,7 @@ pub(crate) async fn acknowledge(
     s: State<AppState>,
     id: Id,
 ) -> Result<Response, ApiError> {
-    act(actor, s, id, SevAction::Acknowledge).await
+    act(actor, s, id, |()| SevAction::Acknowledge, Ok(())).await
 }
 
 pub(crate) async fn mitigate(
@@ -141,7 +141,7 @@ pub(crate) async fn mitigate(
     s: State<AppState>,
     id: Id,
 ) -> Result<Response, ApiError> {
-    act(actor, s, id, SevAction::Mitigate).await
+    act(actor, s, id, |()| SevAction::Mitigate, Ok(())).await
 }
 
 pub(crate) async fn resolve(
@@ -149,7 +149,7 @@ pub(crate) async fn resolve(
     s: State<AppState>,
     id: Id,
 ) -> Result<Response, ApiError> {
-    act(actor, s, id, SevAction::Resolve).await
+    act(actor, s, id, |()| SevAction::Resolve, Ok(())).await
 }
 
 pub(crate) async fn decline(
@@ -158,12 +158,10 @@ pub(crate) async fn decline(
     id: Id,
     body: Body<DeclineBody>,
 ) -> Result<Response, ApiError> {
-    actionable(&s.0, &actor, &id.0).await?;
-    let body = body.parsed()?;
-    let action = SevAction::Decline {
+    let decline = |body: DeclineBody| SevAction::Decline {
         reason: body.reason,
     };
-    act(actor, s, id, action).await
+    act(actor, s, id, decline, body.parsed()).await
 }
 
 pub(crate) async fn reroute(
@@ -172,13 +170,11 @@ pub(crate) async fn reroute(
     id: Id,
     body: Body<RerouteBody>,
 ) -> Result<Response, ApiError> {
-    actionable(&s.0, &actor, &id.0).await?;
-    let body = body.parsed()?;
-    let action = SevAction::Reroute {
+    let reroute = |body: RerouteBody| SevAction::Reroute {
         team: body.team,
         note: body.note,
     };
-    act(actor, s, id, action).await
+    act(actor, s, id, reroute, body.parsed()).await
 }
 
 pub(crate) async fn merge(
@@ -187,18 +183,23 @@ pub(crate) async fn merge(
     id: Id,
     body: Body<MergeBody>,
 ) -> Result<Response, ApiError> {
-    actionable(&s.0, &actor, &id.0).await?;
-    let body = body.parsed()?;
-    act(actor, s, id, SevAction::Merge { into: body.into }).await
+    let merge = |body: MergeBody| SevAction::Merge { into: body.into };
+    act(actor, s, id, merge, body.parsed()).await
 }
 
-async fn act(
+/// An action on SEV `id`, made of the request's body by `action` once the caller is known to
+/// be allowed to act on it: a caller who may not is refused (403) whatever body it sent (the
+/// body's error waits in `body` until then).
+async fn act<B>(
     actor: Actor,
     State(s): State<AppState>,
     Id(id): Id,
-    action: SevAction,
+    action: impl FnOnce(B) -> SevAction,
+    body: Result<B, ApiError>,
 ) -> Result<Response, ApiError> {
-    Ok(match perform(&s, &actor, &id, action).await? {
+    let sev = actionable(&s, &actor, &id).await?;
+    let action = action(body?);
+    Ok(match perform(&s, &actor, sev, action).await? {
         Outcome::Applied { action, sev } => {
             Json(json!({"action": action, "sev": sev})).into_response()
         }
@@ -221,7 +222,7 @@ pub(crate) enum Outcome {
 
 /// The SEV `id`, if `actor` may act on it. A role that may act on no SEV is refused before the
 /// SEV is looked up or the request's body read: 403, whatever it asked.
-async fn actionable(s: &AppState, actor: &Actor, id: &str) -> Result<SevRow, ApiError> {
+pub(crate) async fn actionable(s: &AppState, actor: &Actor, id: &str) -> Result<SevRow, ApiError> {
     let own = actor.role.team().unwrap_or_default();
     actor.need(Need::ActOnSev { team: own })?;
     let sev = s
@@ -239,10 +240,9 @@ async fn actionable(s: &AppState, actor: &Actor, id: &str) -> Result<SevRow, Api
 pub(crate) async fn perform(
     s: &AppState,
     actor: &Actor,
-    id: &str,
+    sev: SevRow,
     action: SevAction,
 ) -> Result<Outcome, ApiError> {
-    let sev = actionable(s, actor, id).await?;
     let action = redacted(s, &sev.id, action).await?;
     let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
     state.after(&action).map_err(|e| match e {

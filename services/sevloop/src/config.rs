@@ -182,17 +182,12 @@ impl Settings {
             if let Some(catalog) = settings.catalog.as_mut().filter(|c| c.is_relative()) {
                 *catalog = path.parent().unwrap_or(Path::new(".")).join(&catalog);
             }
-            settings.rule_book().map_err(|e| ConfigError::Invalid {
+            let invalid = |message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            settings
-                .clustering
-                .validate()
-                .map_err(|message| ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    message,
-                })?;
+                message,
+            };
+            settings.rule_book().map_err(|e| invalid(e.to_string()))?;
+            settings.clustering.validate().map_err(invalid)?;
         }
         if let Ok(url) = std::env::var("SEVLOOP_DATABASE_URL") {
             settings.database.url = url;

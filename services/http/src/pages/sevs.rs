@@ -18,7 +18,7 @@ use super::{
 };
 use crate::charts::{self, Svg};
 use crate::extract::{Id, Params};
-use crate::sevs::{perform, Outcome};
+use crate::sevs::{actionable, perform, Outcome};
 use crate::{views, ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -361,10 +361,12 @@ pub(crate) async fn act(
 ) -> Response {
     let v = Viewer(form.actor);
     let back = format!("/sevs/{}", segment(&id));
-    let outcome = match action_of(&form.fields) {
-        Ok(action) => perform(&s, &v.0, &id, action).await,
-        Err(e) => Err(e),
-    };
+    let outcome = async {
+        let action = action_of(&form.fields)?;
+        let sev = actionable(&s, &v.0, &id).await?;
+        perform(&s, &v.0, sev, action).await
+    }
+    .await;
     match outcome {
         Ok(Outcome::Applied { action, .. }) => see(&format!("{back}?done={}", action.kind)),
         Ok(Outcome::Pending(_)) => see(&format!("{back}?done=pending")),

@@ -21,10 +21,11 @@ pub async fn run(args: BacktestArgs) -> anyhow::Result<()> {
 fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
     let (config, rules, catalog) = settings(args)?;
     // The truth's incidents are read first: a wrong path should not cost a whole replay.
-    let injected = match &args.truth {
-        Some(truth) => Some(read_injected(args, truth)?),
-        None => None,
-    };
+    let truth = args
+        .truth
+        .as_deref()
+        .map(|truth| read_injected(args, truth).map(|injected| (truth, injected)))
+        .transpose()?;
     let log = evaluation::load_log(&args.file)?;
     for refused in &log.refused {
         eprintln!("backtest: refused {refused}");
@@ -73,15 +74,15 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         println!("\n### {}: {} SEVs\n", rule.as_str(), alone.len());
         print_sevs(&alone, args.show);
     }
-    let score = match (&args.truth, injected) {
-        (Some(truth), Some(injected)) => Some(scored(
+    let score = match truth {
+        Some((truth, injected)) => Some(scored(
             truth,
             &injected,
             log.tickets,
             &sevs,
             &combined.clusters,
         )?),
-        _ => None,
+        None => None,
     };
     if args.json {
         let sevs: Vec<_> = sevs
