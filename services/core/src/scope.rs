@@ -640,21 +640,27 @@ mod tests {
             .collect()
     }
 
+    /// A cluster watched for a day, its history `per_window` tickets a window up to minute
+    /// `until`.
+    fn watched(per_window: f64, until: i64) -> DetectorState {
+        DetectorState {
+            history: crate::detect::History {
+                tickets: per_window * 10.0,
+                windows: 10.0,
+                until: Some(at(until)),
+            },
+            first_at: Some(at(-24 * 60)),
+            ..Default::default()
+        }
+    }
+
     /// A busy complaint watched for a day (about 10 tickets per window, along the first axis),
     /// and a young cluster born an hour ago along `young`: what detection decides as the burst
     /// reaches the young cluster. Each ticket is 0.78 alike to the young cluster's direction,
     /// the rest its own, so none comes near enough to the busy cluster to be counted toward it.
     /// `carried` of the busy cluster's 16 latest tickets lie along `young` too.
     fn burst_in_a_young_cluster(young: [f32; 3], carried: usize) -> Vec<Decision> {
-        let busy = DetectorState {
-            history: crate::detect::History {
-                tickets: 100.0,
-                windows: 10.0,
-                until: Some(at(0)),
-            },
-            first_at: Some(at(-24 * 60)),
-            ..Default::default()
-        };
+        let busy = watched(10.0, 0);
         let fresh = DetectorState {
             first_at: Some(at(-60)),
             ..Default::default()
@@ -685,26 +691,18 @@ mod tests {
     /// hot at minute `hot`) and a quiet cluster 2 whose centroid is `alike` to it: what detection
     /// decides as a burst joins cluster 2 (each ticket 0.95 alike to cluster 2, minutes 1 to 12).
     fn burst_beside_an_open_sev(alike: f32, hot: i64) -> Vec<Decision> {
-        let watched = DetectorState {
-            history: crate::detect::History {
-                tickets: 20.0,
-                windows: 10.0,
-                until: Some(at(0)),
-            },
-            first_at: Some(at(-24 * 60)),
-            ..Default::default()
-        };
+        let quiet = watched(2.0, 0);
         let open = DetectorState {
             active: true,
             sev_cluster: Some("cards:1".into()),
             hot_at: Some(at(hot)),
-            ..watched.clone()
+            ..quiet.clone()
         };
         let other = [alike, (1.0 - alike * alike).sqrt(), 0.0];
         let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
             vec![
                 checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, open),
-                checkpoint(lsh, 2, &along(other), 500, -24 * 60, watched),
+                checkpoint(lsh, 2, &along(other), 500, -24 * 60, quiet),
             ]
         };
         burst(clusters, 2, |i| {
@@ -744,17 +742,11 @@ mod tests {
     /// and 0.56 to the busy one: not near enough to count toward it, but where it would have
     /// gone otherwise (its source).
     fn traffic_moving_in(source_window: Vec<Member>) -> Vec<Decision> {
-        let watched = |per_window: f64, window: Vec<Member>| DetectorState {
-            history: crate::detect::History {
-                tickets: per_window * 10.0,
-                windows: 10.0,
-                until: Some(at(-30)),
-            },
-            first_at: Some(at(-24 * 60)),
-            window: window.into(),
-            ..Default::default()
+        let quiet = watched(2.0, -30);
+        let busy = DetectorState {
+            window: source_window.into(),
+            ..watched(30.0, -30)
         };
-        let (quiet, busy) = (watched(2.0, vec![]), watched(30.0, source_window));
         let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
             vec![
                 checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, quiet),
