@@ -544,6 +544,14 @@ async fn pagerduty_gets_events_api_v2_bodies_with_one_dedup_key_per_sev_and_the_
             .get(&a.key())
             .unwrap_or_else(|| panic!("a request with an unknown idempotency key {}", a.key()));
         let sev = str_of(n, "sev_id").to_string();
+        let installation = key
+            .strip_prefix("sevloop/")
+            .and_then(|k| k.strip_suffix(&format!("/{sev}")))
+            .unwrap_or_default();
+        assert!(
+            installation.len() == 12 && installation.bytes().all(|b| b.is_ascii_hexdigit()),
+            "the dedup_key names this installation and the SEV: {key:?}"
+        );
         dedup
             .entry(sev.clone())
             .or_default()
@@ -809,6 +817,151 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
     assert!(
         fine_kinds.contains("sev.opened") && fine_kinds.contains("sev.acknowledged"),
         "the other channel of the team still hears: {fine_kinds:?}"
+    );
+
+    // The team moves the channel to a new receiver: the 410 was about the old address, so
+    // the channel is called again without anyone enabling it by hand.
+    let moved = Capture::start(Behaviour::Healthy).await;
+    let catalog = catalog(
+        &[
+            ("gone", webhook_channel(&moved.url("/hook"), &[])),
+            ("fine", webhook_channel(&fine.url("/hook"), &[])),
+        ],
+        &["gone", "fine"],
+    );
+    let put = client_with(&run.token)
+        .put(format!("{}/api/v1/catalog", run.url))
+        .header(reqwest::header::CONTENT_TYPE, "application/toml")
+        .body(catalog)
+        .send()
+        .await
+        .expect("sevloop answers");
+    assert_eq!(put.status(), 200, "the admin replaces the catalog");
+    run.act(sev, "resolve", None).await;
+    let all = run.settled(&ids, Duration::from_secs(60)).await;
+    let resolved = to_endpoint(&all, "gone")
+        .into_values()
+        .find(|n| n["kind"] == "resolved")
+        .expect("the resolution was queued for the moved channel");
+    assert_eq!(resolved["state"], "delivered", "{resolved:#}");
+    assert_eq!(
+        types_heard(&moved.arrivals()),
+        BTreeSet::from(["sev.resolved".to_string()])
+    );
+    assert_eq!(
+        gone.arrivals().len(),
+        1,
+        "the old address is never called again"
+    );
+    let (_, disabled) = run.get("/api/v1/endpoints/disabled").await;
+    assert_eq!(disabled["items"], json!([]), "nothing is disabled any more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_enables_an_endpoint_that_answered_410_and_it_is_called_again() {
+    let receiver = Capture::start(Behaviour::Gone).await;
+    let run = start(one_webhook(&receiver.url("/hook"), &[]), &["statements"]).await;
+    let ids = run.sev_ids(&["statements"]).await;
+    run.settled(&ids, Duration::from_secs(60)).await;
+    let (status, disabled) = run.get("/api/v1/endpoints/disabled").await;
+    assert_eq!(status, 200, "{disabled}");
+    let items = disabled["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{disabled:#}");
+    assert_eq!(items[0]["name"], "hook");
+    assert!(str_of(&items[0], "reason").contains("410"), "{disabled:#}");
+    assert!(
+        !disabled.to_string().contains(&receiver.base),
+        "the list never shows the URL: {disabled}"
+    );
+
+    let (status, answer) = run.post("/api/v1/endpoints/hook/enable", None).await;
+    assert_eq!(status, 204, "{answer}");
+    let (status, answer) = run.post("/api/v1/endpoints/hook/enable", None).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("not_found")),
+        "enabling twice: {answer}"
+    );
+    run.act(&ids[0], "acknowledge", None).await;
+    eventually(
+        "the enabled endpoint to be called again",
+        Duration::from_secs(60),
+        || async { (receiver.arrivals().len() == 2).then_some(()) },
+    )
+    .await;
+    let kinds = types_heard(&receiver.arrivals());
+    assert!(kinds.contains("sev.acknowledged"), "{kinds:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A receiver that hangs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_hangs_holds_up_no_other_channel() {
+    let hung = Capture::start(Behaviour::Hang).await;
+    let fine = Capture::start(Behaviour::Healthy).await;
+    let products = ["cards", "transfers", "login", "statements"];
+    // The hung channel is listed first, so its notification of each SEV is queued first.
+    let run = start(
+        catalog(
+            &[
+                ("hung", webhook_channel(&hung.url("/hook"), &[])),
+                ("fine", webhook_channel(&fine.url("/hook"), &[])),
+            ],
+            &["hung", "fine"],
+        ),
+        &products,
+    )
+    .await;
+    let ids = run.sev_ids(&products).await;
+    let notifications = eventually(
+        "the healthy channel to hear every opening, and a hung request to time out",
+        Duration::from_secs(60),
+        || async {
+            let mut rows = Vec::new();
+            for id in &ids {
+                let sev = run.sev(id).await;
+                rows.extend(sev["notifications"].as_array()?.iter().cloned());
+            }
+            let timed_out = rows
+                .iter()
+                .any(|n| n["endpoint"] == "hung" && n["attempts"].as_i64() >= Some(1));
+            let heard = rows
+                .iter()
+                .filter(|n| n["endpoint"] == "fine" && n["kind"] == "opened")
+                .filter(|n| n["state"] == "delivered")
+                .count();
+            (timed_out && heard == ids.len()).then_some(rows)
+        },
+    )
+    .await;
+    // sevloop waits 10 s for an answer: delivered one after another, the healthy channel's
+    // notifications would each wait for a hung request before them.
+    for n in notifications.iter().filter(|n| n["endpoint"] == "fine") {
+        let queued = chrono::DateTime::parse_from_rfc3339(str_of(n, "created_at")).expect("time");
+        let delivered =
+            chrono::DateTime::parse_from_rfc3339(str_of(n, "delivered_at")).expect("time");
+        assert!(
+            delivered - queued < chrono::Duration::seconds(5),
+            "{} to the healthy channel took {:?} from queued to delivered",
+            str_of(n, "id"),
+            delivered - queued
+        );
+    }
+    let hung_rows: Vec<&Value> = notifications
+        .iter()
+        .filter(|n| n["endpoint"] == "hung")
+        .collect();
+    assert!(
+        hung_rows.iter().any(|n| n["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("request failed")),
+        "the hung requests failed by timing out: {hung_rows:#?}"
+    );
+    assert!(
+        hung_rows.iter().all(|n| n["state"] == "pending"),
+        "and are retried: {hung_rows:#?}"
     );
 }
 

@@ -27,7 +27,12 @@ pub enum Behaviour {
     Gone,
     /// 200 to everything, after taking its time (so changes queue up behind each delivery).
     Slow,
+    /// Holds every request for [`HANG`], longer than sevloop waits for an answer.
+    Hang,
 }
+
+/// How long a hanging receiver holds a request.
+pub const HANG: Duration = Duration::from_secs(30);
 
 /// One answer of a receiver.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,8 +156,10 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let arrived = Instant::now();
-    if behaviour == Behaviour::Slow {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    match behaviour {
+        Behaviour::Slow => tokio::time::sleep(Duration::from_millis(400)).await,
+        Behaviour::Hang => tokio::time::sleep(HANG).await,
+        _ => {}
     }
     let key = headers
         .get("idempotency-key")
@@ -161,7 +168,7 @@ async fn receive(
         .to_string();
     let mut l = ledger.lock().expect("ledger lock");
     let answer = match behaviour {
-        Behaviour::Healthy | Behaviour::Slow => Answer::Ok,
+        Behaviour::Healthy | Behaviour::Slow | Behaviour::Hang => Answer::Ok,
         Behaviour::Gone => Answer::Gone,
         Behaviour::Flaky if l.failures.get(&key).copied().unwrap_or(0) >= MAX_FAILURES_PER_KEY => {
             Answer::Ok

@@ -1,4 +1,4 @@
-//! Admin: tokens and the ownership catalog. A new token's secret is in the answer once; only
+//! Admin: tokens, the ownership catalog, and endpoints a 410 disabled. A new token's secret is in the answer once; only
 //! its hash is kept. The catalog is shown without URLs or secrets, and replaced whole: the new
 //! file is validated first (an error names the line) and only then written and swapped in.
 
@@ -98,6 +98,29 @@ pub(crate) async fn revoke_token(
         }
     }
     tracing::info!(token_id = %id, by = %actor.token_id, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Endpoints a 410 Gone disabled.
+pub(crate) async fn list_disabled_endpoints(
+    actor: Actor,
+    State(s): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::Administer)?;
+    Ok(Json(json!({"items": s.store.disabled_endpoints().await?})))
+}
+
+/// Calls a disabled endpoint again; later notifications go to it.
+pub(crate) async fn enable_endpoint(
+    actor: Actor,
+    State(s): State<AppState>,
+    Id(name): Id,
+) -> Result<impl IntoResponse, ApiError> {
+    actor.need(Need::Administer)?;
+    if !s.store.enable_endpoint(&name, None).await? {
+        return Err(ApiError::not_found("disabled endpoint", &name));
+    }
+    tracing::info!(endpoint = %name, by = %actor.token_id, "endpoint enabled");
     Ok(StatusCode::NO_CONTENT)
 }
 

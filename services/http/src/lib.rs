@@ -81,6 +81,14 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route(
+            "/api/v1/endpoints/disabled",
+            get(admin::list_disabled_endpoints),
+        )
+        .route(
+            "/api/v1/endpoints/{id}/enable",
+            post(admin::enable_endpoint),
+        )
+        .route(
             "/api/v1/catalog",
             get(admin::get_catalog).put(admin::put_catalog),
         )

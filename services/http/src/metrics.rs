@@ -20,6 +20,8 @@ pub struct Metrics {
     pub sevs_opened: Counter,
     pub notifications_delivered: Counter,
     pub notifications_failed: Counter,
+    pub notifications_given_up: Counter,
+    pub endpoints_disabled: Counter,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
     dead_letters: Family<CodeLabel, Counter>,
@@ -40,6 +42,8 @@ impl Default for Metrics {
             sevs_opened: Counter::default(),
             notifications_delivered: Counter::default(),
             notifications_failed: Counter::default(),
+            notifications_given_up: Counter::default(),
+            endpoints_disabled: Counter::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             dead_letters: Family::default(),
@@ -70,6 +74,16 @@ impl Default for Metrics {
             "notifications_failed",
             "Failed notification attempts",
             m.notifications_failed.clone(),
+        );
+        registry.register(
+            "notifications_given_up",
+            "Notifications given up for good (a 4xx, a disabled endpoint, or past give_up_after)",
+            m.notifications_given_up.clone(),
+        );
+        registry.register(
+            "endpoints_disabled",
+            "Endpoints disabled because they answered 410 Gone",
+            m.endpoints_disabled.clone(),
         );
         registry.register(
             "consumer_lag",

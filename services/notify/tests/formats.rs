@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{notice, ROUTING_KEY};
+use common::{notice, INSTALLATION, ROUTING_KEY};
 use insta::assert_json_snapshot;
 use serde_json::Value;
 use sevloop_notify::{alertmanager, helpdesk_note, pagerduty, slack, webhook, NoticeKind};
@@ -18,7 +18,7 @@ fn am(kind: NoticeKind) -> Value {
 #[test]
 fn an_opened_sev_renders_for_every_channel() {
     let n = notice(NoticeKind::Opened);
-    assert_json_snapshot!("pagerduty_opened", pagerduty(&n, ROUTING_KEY));
+    assert_json_snapshot!("pagerduty_opened", pagerduty(&n, ROUTING_KEY, INSTALLATION));
     assert_json_snapshot!("alertmanager_opened", am(NoticeKind::Opened));
     assert_json_snapshot!("slack_opened", slack(&n));
     assert_json_snapshot!("webhook_opened", webhook(&n));
@@ -28,7 +28,10 @@ fn an_opened_sev_renders_for_every_channel() {
 #[test]
 fn an_acknowledged_sev_renders_for_the_alerting_channels() {
     let n = notice(NoticeKind::Acknowledged);
-    assert_json_snapshot!("pagerduty_acknowledged", pagerduty(&n, ROUTING_KEY));
+    assert_json_snapshot!(
+        "pagerduty_acknowledged",
+        pagerduty(&n, ROUTING_KEY, INSTALLATION)
+    );
     assert_json_snapshot!("alertmanager_acknowledged", am(NoticeKind::Acknowledged));
     assert_json_snapshot!("slack_acknowledged", slack(&n));
 }
@@ -36,7 +39,10 @@ fn an_acknowledged_sev_renders_for_the_alerting_channels() {
 #[test]
 fn a_resolved_sev_renders_for_the_alerting_channels() {
     let n = notice(NoticeKind::Resolved);
-    assert_json_snapshot!("pagerduty_resolved", pagerduty(&n, ROUTING_KEY));
+    assert_json_snapshot!(
+        "pagerduty_resolved",
+        pagerduty(&n, ROUTING_KEY, INSTALLATION)
+    );
     assert_json_snapshot!("alertmanager_resolved", am(NoticeKind::Resolved));
     assert_json_snapshot!("slack_resolved", slack(&n));
 }

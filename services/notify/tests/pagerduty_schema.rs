@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{notice, ROUTING_KEY};
+use common::{notice, INSTALLATION, ROUTING_KEY};
 use jsonschema::Validator;
 use serde_json::Value;
 use sevloop_notify::{pagerduty, NoticeKind};
@@ -29,7 +29,7 @@ fn errors(validator: &Validator, payload: &Value) -> Vec<String> {
 fn payloads_for_every_kind_match_the_events_api_v2_schema() {
     let validator = validator();
     for kind in NoticeKind::ALL {
-        let payload = pagerduty(&notice(kind), ROUTING_KEY);
+        let payload = pagerduty(&notice(kind), ROUTING_KEY, INSTALLATION);
         let errors = errors(&validator, &payload);
         assert!(errors.is_empty(), "{kind:?}: {errors:?}\n{payload:#}");
     }
@@ -37,13 +37,13 @@ fn payloads_for_every_kind_match_the_events_api_v2_schema() {
 
 #[test]
 fn every_event_of_a_sev_shares_routing_and_dedup_keys() {
-    let opened = pagerduty(&notice(NoticeKind::Opened), ROUTING_KEY);
+    let opened = pagerduty(&notice(NoticeKind::Opened), ROUTING_KEY, INSTALLATION);
     for kind in NoticeKind::ALL {
-        let payload = pagerduty(&notice(kind), ROUTING_KEY);
+        let payload = pagerduty(&notice(kind), ROUTING_KEY, INSTALLATION);
         assert_eq!(payload["dedup_key"], opened["dedup_key"], "{kind:?}");
         assert_eq!(payload["routing_key"], ROUTING_KEY, "{kind:?}");
     }
-    assert_eq!(opened["dedup_key"], "sevloop/SEV-12");
+    assert_eq!(opened["dedup_key"], "sevloop/5e1f00c0ffee/SEV-12");
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn acknowledge_and_resolve_carry_only_routing_key_action_and_dedup_key() {
         (NoticeKind::Merged, "resolve"),
     ];
     for (kind, action) in expected {
-        let payload = pagerduty(&notice(kind), ROUTING_KEY);
+        let payload = pagerduty(&notice(kind), ROUTING_KEY, INSTALLATION);
         let object = payload.as_object().expect("an object");
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort_unstable();
@@ -73,7 +73,7 @@ fn acknowledge_and_resolve_carry_only_routing_key_action_and_dedup_key() {
 fn a_very_long_title_still_gives_a_valid_summary() {
     let mut n = notice(NoticeKind::Opened);
     n.title = "ß".repeat(5000);
-    let payload = pagerduty(&n, ROUTING_KEY);
+    let payload = pagerduty(&n, ROUTING_KEY, INSTALLATION);
     let summary = payload["payload"]["summary"].as_str().expect("a summary");
     assert_eq!(summary.chars().count(), 1024);
     let errors = errors(&validator(), &payload);
@@ -83,8 +83,8 @@ fn a_very_long_title_still_gives_a_valid_summary() {
 #[test]
 fn the_schema_rejects_what_pagerduty_would_reject() {
     let validator = validator();
-    let trigger = pagerduty(&notice(NoticeKind::Opened), ROUTING_KEY);
-    let resolve = pagerduty(&notice(NoticeKind::Resolved), ROUTING_KEY);
+    let trigger = pagerduty(&notice(NoticeKind::Opened), ROUTING_KEY, INSTALLATION);
+    let resolve = pagerduty(&notice(NoticeKind::Resolved), ROUTING_KEY, INSTALLATION);
     let broken = [
         ("no routing_key", without(&trigger, "/routing_key")),
         (

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
 use crate::config::Settings;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, Origin};
 use crate::embedder::Embedder;
 use crate::pipeline::{Parts, Pipeline};
 use crate::runner::{run_embedded, run_kafka, Restarts};
@@ -184,11 +184,15 @@ impl App {
             });
         }
         if self.stages.contains(&Stage::Dispatcher) {
+            let origin = Origin {
+                public_url: self.settings.http.public_url(),
+                installation: self.store.installation().await?,
+            };
             let dispatcher = Dispatcher::new(
                 self.store.clone(),
                 self.settings.notify.clone(),
                 self.catalog.clone(),
-                self.settings.http.public_url(),
+                origin,
                 self.writer.clone(),
                 self.metrics.clone(),
             );

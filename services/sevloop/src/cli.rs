@@ -45,6 +45,26 @@ pub enum Command {
     /// Create, list and revoke API tokens (run `token create --role admin` for the first one).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// List the notification endpoints disabled by a 410 Gone, and enable one again.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// The endpoints disabled by a 410 Gone, with when and why.
+    List(DatabaseArgs),
+    /// Call a disabled endpoint again (pointing its channel at another URL in the catalog does
+    /// this by itself).
+    Enable(EndpointEnableArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointEnableArgs {
+    /// The channel's name in the catalog (or `helpdesk`).
+    pub name: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,7 @@ async fn main() -> std::process::ExitCode {
         Command::Digest(args) => commands::digest::run(args).await,
         Command::Backtest(args) => commands::backtest::run(args).await,
         Command::Token(command) => commands::token::run(command).await,
+        Command::Endpoint(command) => commands::endpoint::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -173,7 +173,8 @@ impl Store {
     ) -> Result<BTreeMap<String, (String, String)>, StoreError> {
         let rows = self
             .rows_in(
-                "SELECT cluster_id, sev_id, state FROM sevs WHERE cluster_id IN ({ids}) ORDER BY number",
+                "SELECT k.cluster_id, s.sev_id, s.state FROM sev_clusters k \
+                 JOIN sevs s ON s.sev_id = k.sev_id WHERE k.cluster_id IN ({ids}) ORDER BY s.number",
                 cluster_ids,
                 "read the SEVs of clusters",
             )

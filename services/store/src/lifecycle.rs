@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sevloop_core::sev::SevAction;
 use sevloop_core::SevState;
+use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use crate::sevs::{sev_row, SevRow, SEV_COLUMNS};
@@ -182,6 +183,9 @@ pub async fn mark_escalated(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisabledEndpoint {
     pub name: String,
+    /// A fingerprint of the URL that answered 410 (never the URL: it may hold a secret).
+    #[serde(skip)]
+    pub target: String,
     pub disabled_at: DateTime<Utc>,
     pub reason: String,
 }
@@ -224,17 +228,24 @@ impl Store {
         }))
     }
 
-    /// Stops calling an endpoint. Disabling twice keeps the first time and reason.
+    /// Stops calling an endpoint at `target`. Disabling it again at the same target keeps the
+    /// first time and reason; at another target (its URL changed, then that one answered 410
+    /// too) records the new one.
     pub async fn disable_endpoint(
         &self,
         name: &str,
+        target: &str,
         at: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO endpoints (name, disabled_at, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO endpoints (name, target, disabled_at, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET target = excluded.target, \
+             disabled_at = excluded.disabled_at, reason = excluded.reason \
+             WHERE endpoints.target <> excluded.target",
         )
         .bind(name)
+        .bind(target)
         .bind(to_ms(at))
         .bind(reason)
         .execute(self.pool())
@@ -243,22 +254,56 @@ impl Store {
         Ok(())
     }
 
+    /// Calls an endpoint again; with `moved_from`, only if it was disabled at another target
+    /// than `moved_from` (so a 410 just recorded at the current URL stays). Returns whether it
+    /// was disabled.
+    pub async fn enable_endpoint(
+        &self,
+        name: &str,
+        moved_from: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let query = match moved_from {
+            None => sqlx::query("DELETE FROM endpoints WHERE name = $1").bind(name),
+            Some(target) => sqlx::query("DELETE FROM endpoints WHERE name = $1 AND target <> $2")
+                .bind(name)
+                .bind(target),
+        };
+        let done = query
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("enable endpoint {name}"), e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn disabled_endpoint(
         &self,
         name: &str,
     ) -> Result<Option<DisabledEndpoint>, StoreError> {
-        let row = sqlx::query("SELECT name, disabled_at, reason FROM endpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| StoreError::sql(format!("read endpoint {name}"), e))?;
-        row.map(|r| {
-            Ok(DisabledEndpoint {
-                name: get(&r, "name")?,
-                disabled_at: from_ms(get(&r, "disabled_at")?),
-                reason: get(&r, "reason")?,
-            })
-        })
-        .transpose()
+        let row =
+            sqlx::query("SELECT name, target, disabled_at, reason FROM endpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| StoreError::sql(format!("read endpoint {name}"), e))?;
+        row.as_ref().map(disabled_endpoint).transpose()
     }
+
+    /// Every disabled endpoint, by name.
+    pub async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, target, disabled_at, reason FROM endpoints ORDER BY name")
+                .fetch_all(self.pool())
+                .await
+                .map_err(|e| StoreError::sql("list disabled endpoints", e))?;
+        rows.iter().map(disabled_endpoint).collect()
+    }
+}
+
+fn disabled_endpoint(r: &AnyRow) -> Result<DisabledEndpoint, StoreError> {
+    Ok(DisabledEndpoint {
+        name: get(r, "name")?,
+        target: get(r, "target")?,
+        disabled_at: from_ms(get(r, "disabled_at")?),
+        reason: get(r, "reason")?,
+    })
 }

@@ -85,26 +85,35 @@ impl Store {
     /// Takes up to `limit` due notifications under a lease, so two dispatchers never send the
     /// same one at once (a crashed dispatcher's lease simply expires). Only the oldest pending
     /// notification of each ordering key is due: the next waits until it is delivered or given
-    /// up. Returned in the order they were queued.
+    /// up. Endpoints in `busy` are skipped, so one slow receiver's backlog cannot fill the
+    /// batch. Returned in the order they were queued.
     pub async fn lease_due(
         &self,
         now: DateTime<Utc>,
         lease: std::time::Duration,
         limit: i64,
+        busy: &[String],
     ) -> Result<Vec<Notification>, StoreError> {
         let now_ms = to_ms(now);
         let until = now_ms + lease.as_millis() as i64;
+        let skip = if busy.is_empty() {
+            String::new()
+        } else {
+            let marks: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 4)).collect();
+            format!("AND o.endpoint NOT IN ({}) ", marks.join(", "))
+        };
         let sql = format!(
             "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT o.id FROM outbox o \
-             WHERE o.state = 'pending' AND o.next_attempt_at <= $2 AND o.lease_until <= $2 \
+             WHERE o.state = 'pending' AND o.next_attempt_at <= $2 AND o.lease_until <= $2 {skip}\
              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
              AND e.state = 'pending' AND e.seq < o.seq) ORDER BY o.seq LIMIT $3) \
              AND lease_until <= $2 RETURNING {COLUMNS}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(until)
-            .bind(now_ms)
-            .bind(limit)
+        let mut query = sqlx::query(&sql).bind(until).bind(now_ms).bind(limit);
+        for endpoint in busy {
+            query = query.bind(endpoint);
+        }
+        let rows = query
             .fetch_all(self.pool())
             .await
             .map_err(|e| StoreError::sql("lease due notifications", e))?;
@@ -115,6 +124,24 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         leased.sort_by_key(|(seq, _)| *seq);
         Ok(leased.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// This installation's name (empty for one that had SEVs before it was named).
+    pub async fn installation(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT id FROM installation")
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| StoreError::sql("read the installation's name", e))
+    }
+
+    /// Hands a leased notification back unattempted: it is due again at once.
+    pub async fn release(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET lease_until = 0 WHERE id = $1 AND state = 'pending'")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("release {id}"), e))?;
+        Ok(())
     }
 
     pub async fn mark_delivered(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -74,7 +74,30 @@ pub async fn open_sev(
     .execute(&mut *conn)
     .await
     .map_err(|err| StoreError::sql(format!("open {sev_id}"), err))?;
-    Ok((inserted.rows_affected() == 1).then_some(sev_id))
+    if inserted.rows_affected() == 0 {
+        return Ok(None);
+    }
+    cover_cluster(conn, &sev_id, &e.cluster_id, e.fired_at).await?;
+    Ok(Some(sev_id))
+}
+
+/// Records that `sev_id` covers `cluster_id` (its own, or one that joined it).
+pub async fn cover_cluster(
+    conn: &mut AnyConnection,
+    sev_id: &str,
+    cluster_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sev_clusters (cluster_id, sev_id, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(cluster_id)
+    .bind(sev_id)
+    .bind(to_ms(at))
+    .execute(conn)
+    .await
+    .map_err(|err| StoreError::sql(format!("record {sev_id} covering {cluster_id}"), err))?;
+    Ok(())
 }
 
 /// Links tickets to a SEV and counts them; linking twice is a no-op. Returns the tickets that

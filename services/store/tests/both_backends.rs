@@ -171,7 +171,7 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
         let leaser = &store;
         let lease = |at| async move {
             leaser
-                .lease_due(at, std::time::Duration::from_secs(60), 10)
+                .lease_due(at, std::time::Duration::from_secs(60), 10, &[])
                 .await
                 .expect("lease")
         };
@@ -375,20 +375,52 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
         );
         tx.commit().await.expect("commit");
         assert!(store.unacknowledged().await.expect("list").is_empty());
+        let later = t0() + chrono::Duration::minutes(5);
         store
-            .disable_endpoint("ops", t0(), "410")
+            .disable_endpoint("ops", "url-1", t0(), "410")
             .await
             .expect("disable");
         store
-            .disable_endpoint("ops", t0(), "again")
+            .disable_endpoint("ops", "url-1", later, "again")
             .await
             .expect("disable twice");
-        let gone = store
-            .disabled_endpoint("ops")
+        let gone = store.disabled_endpoint("ops").await.expect("read");
+        let gone = gone.expect("disabled");
+        assert_eq!(
+            (gone.target.as_str(), gone.reason.as_str()),
+            ("url-1", "410"),
+            "{d:?}"
+        );
+        store
+            .disable_endpoint("ops", "url-2", later, "moved, then gone")
             .await
-            .expect("read")
-            .expect("disabled");
-        assert_eq!(gone.reason, "410", "{d:?}");
+            .expect("disable at a new url");
+        let listed = store.disabled_endpoints().await.expect("list");
+        assert_eq!(listed.len(), 1, "{d:?}");
+        assert_eq!(
+            (listed[0].target.as_str(), listed[0].disabled_at),
+            ("url-2", later),
+            "{d:?}: a 410 at the new url replaces the record"
+        );
+        let moved = store.enable_endpoint("ops", Some("url-2")).await;
+        assert!(!moved.expect("enable if moved"), "{d:?}: still at url-2");
+        let moved = store.enable_endpoint("ops", Some("url-3")).await;
+        assert!(moved.expect("enable if moved"), "{d:?}: moved to url-3");
+        store
+            .disable_endpoint("ops", "url-3", later, "gone again")
+            .await
+            .expect("disable");
+        assert!(
+            store.enable_endpoint("ops", None).await.expect("enable"),
+            "{d:?}"
+        );
+        let again = store.enable_endpoint("ops", None).await;
+        assert!(!again.expect("enable again"), "{d:?}");
+        assert_eq!(
+            store.disabled_endpoint("ops").await.expect("read"),
+            None,
+            "{d:?}"
+        );
     }
 }
 
@@ -424,7 +456,7 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
         let lease = std::time::Duration::from_secs(60);
         let mut delivered = Vec::new();
         for round in 0..3 {
-            let due = store.lease_due(t0(), lease, 10).await.expect("lease");
+            let due = store.lease_due(t0(), lease, 10, &[]).await.expect("lease");
             let ids: Vec<&str> = due.iter().map(|n| n.id.as_str()).collect();
             let expected: &[&str] = match round {
                 0 => &["z-opened", "w-other"],
@@ -439,6 +471,73 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
         }
         assert_eq!(delivered.len(), 4);
     }
+}
+
+#[tokio::test]
+async fn a_busy_endpoint_is_skipped_and_a_released_notification_is_due_again_at_once() {
+    let (stores, _dir) = stores("busy").await;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
+            .await
+            .expect("open")
+            .expect("new");
+        for (id, endpoint) in [("1.slow", "slow"), ("1.pager", "pager"), ("1.chat", "chat")] {
+            let n = NewNotification {
+                id: id.into(),
+                sev_id: &sev,
+                endpoint,
+                ordering_key: format!("{sev}/{endpoint}"),
+                kind: "opened",
+                payload: serde_json::json!({}),
+                created_at: t0(),
+            };
+            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+        let lease = std::time::Duration::from_secs(60);
+        let ids = |due: Vec<sevloop_store::Notification>| -> Vec<String> {
+            due.into_iter().map(|n| n.id).collect()
+        };
+        let due = store
+            .lease_due(t0(), lease, 10, &["slow".into(), "chat".into()])
+            .await;
+        assert_eq!(ids(due.expect("lease")), ["1.pager"], "{d:?}");
+        let due = store.lease_due(t0(), lease, 10, &[]).await;
+        assert_eq!(ids(due.expect("lease")), ["1.slow", "1.chat"], "{d:?}");
+        store.release("1.chat").await.expect("release");
+        let due = store.lease_due(t0(), lease, 10, &[]).await;
+        assert_eq!(
+            ids(due.expect("lease")),
+            ["1.chat"],
+            "{d:?} released is due"
+        );
+        let state = store.notifications_of(&sev).await.expect("state");
+        assert!(
+            state.iter().all(|n| n.attempts == 0),
+            "{d:?}: a lease or a release is no attempt: {state:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_installation_is_named_with_twelve_hex_digits_of_its_own() {
+    let (stores, _dir) = stores("installation").await;
+    let mut names = Vec::new();
+    for store in stores {
+        let name = store.installation().await.expect("named");
+        assert_eq!(name.len(), 12, "{:?}: {name:?}", store.dialect());
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{:?}: {name:?}",
+            store.dialect()
+        );
+        assert_eq!(store.installation().await.expect("again"), name, "stable");
+        names.push(name);
+    }
+    assert_ne!(names[0], names[1], "each database its own name");
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
 
 /// Clusters cards:1 (6 tickets, 2 in the last day, 2 the day before), cards:2 (3 tickets, all in
 /// the last day), cards:3 merged into cards:1 (2 tickets in the last day); SEV-1 on cards:1
-/// links 5 tickets over three hours and has notifications in every state.
+/// links 5 tickets over three hours and has notifications in every state; cards:2 joined it.
 async fn seed(store: &Store) {
     let mut tx = store.begin().await.expect("tx");
     let hours = [-60, -50, -40, -30, -2, -1, -3, -2, -1, -5, -4];
@@ -110,6 +110,9 @@ async fn seed(store: &Store) {
     sevloop_store::link_tickets(&mut tx, &id, &linked, t0())
         .await
         .expect("link");
+    sevloop_store::cover_cluster(&mut tx, &id, "cards:2", t0())
+        .await
+        .expect("cards:2 joins SEV-1");
     for (n, endpoint) in ["slack", "slack", "slack", "pager"].iter().enumerate() {
         let row = NewNotification {
             id: format!("{id}.{n}"),
@@ -138,7 +141,7 @@ async fn seed(store: &Store) {
         .await
         .expect("gave up");
     store
-        .disable_endpoint("pager", t0(), "410 Gone")
+        .disable_endpoint("pager", "pager-url", t0(), "410 Gone")
         .await
         .expect("disable");
 }
@@ -191,6 +194,11 @@ async fn a_page_of_clusters_agrees_with_each_clusters_detail_and_counts_merged_t
             "merged-in tickets count"
         );
         assert_eq!(one.sev_id.as_deref(), Some("SEV-1"));
+        assert_eq!(
+            (rows[1].cluster_id.as_str(), rows[1].sev_id.as_deref()),
+            ("cards:2", Some("SEV-1")),
+            "a cluster that joined a SEV shows it"
+        );
         let none = ClusterFilter {
             product: Some("nope".into()),
             sort: ClusterSort::Size,

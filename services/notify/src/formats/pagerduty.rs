@@ -19,9 +19,10 @@ const ACKNOWLEDGE: &str = "acknowledge";
 const RESOLVE: &str = "resolve";
 
 /// The Events API v2 body for this notice, sent with the integration's `routing_key`.
-pub fn pagerduty(n: &SevNotice, routing_key: &str) -> Value {
+/// `installation` names this sevloop (see [`dedup_key`]).
+pub fn pagerduty(n: &SevNotice, routing_key: &str, installation: &str) -> Value {
     let action = event_action(n.kind);
-    let dedup_key = dedup_key(&n.sev_id);
+    let dedup_key = dedup_key(installation, &n.sev_id);
     if action != TRIGGER {
         // Acknowledge and resolve take only these three fields.
         return json!({
@@ -58,14 +59,23 @@ fn event_action(kind: NoticeKind) -> &'static str {
     }
 }
 
-/// `sevloop/<sev_id>`. An id too long for the limit (never the case for `SEV-<n>`) becomes its
-/// SHA-256 instead of being cut, since a cut key could collide with another SEV's.
-fn dedup_key(sev_id: &str) -> String {
-    let key = format!("sevloop/{sev_id}");
+/// `sevloop/<installation>/<sev_id>`: SEV numbers start at 1 in every installation, so two
+/// sevloops sharing an integration (staging and production, or a reinstall) would otherwise
+/// fold their SEVs into each other's alerts. An installation that had SEVs before it was named
+/// keeps `sevloop/<sev_id>` (an empty name), so its open alerts still resolve. A key too long
+/// for the limit (never the case for `SEV-<n>`) becomes a SHA-256 instead of being cut, since a
+/// cut key could collide with another SEV's.
+fn dedup_key(installation: &str, sev_id: &str) -> String {
+    let scoped = if installation.is_empty() {
+        sev_id.to_string()
+    } else {
+        format!("{installation}/{sev_id}")
+    };
+    let key = format!("sevloop/{scoped}");
     if key.chars().count() <= DEDUP_KEY_MAX_CHARS {
         return key;
     }
-    format!("sevloop/sha256:{}", sev_digest_hex(sev_id, 32))
+    format!("sevloop/sha256:{}", sev_digest_hex(&scoped, 32))
 }
 
 fn payload(n: &SevNotice) -> Value {
@@ -120,16 +130,23 @@ mod tests {
     }
 
     #[test]
-    fn dedup_key_names_the_sev() {
-        assert_eq!(dedup_key("SEV-12"), "sevloop/SEV-12");
+    fn dedup_key_names_the_installation_and_the_sev() {
+        assert_eq!(dedup_key("7f3a9c", "SEV-12"), "sevloop/7f3a9c/SEV-12");
+        assert_eq!(
+            dedup_key("", "SEV-12"),
+            "sevloop/SEV-12",
+            "an installation from before"
+        );
+        assert_ne!(dedup_key("7f3a9c", "SEV-12"), dedup_key("0b1d2e", "SEV-12"));
     }
 
     #[test]
     fn an_overlong_sev_id_still_gives_a_stable_dedup_key_within_the_limit() {
         let id = "S".repeat(300);
-        let key = dedup_key(&id);
+        let key = dedup_key("7f3a9c", &id);
         assert!(key.chars().count() <= DEDUP_KEY_MAX_CHARS, "{key}");
-        assert_eq!(key, dedup_key(&id));
-        assert_ne!(key, dedup_key(&"S".repeat(301)));
+        assert_eq!(key, dedup_key("7f3a9c", &id));
+        assert_ne!(key, dedup_key("7f3a9c", &"S".repeat(301)));
+        assert_ne!(key, dedup_key("0b1d2e", &id));
     }
 }

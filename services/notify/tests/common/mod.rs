@@ -9,6 +9,8 @@ use sevloop_notify::{NoticeKind, SevNotice};
 
 /// A made-up integration key of the length PagerDuty requires.
 pub const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+/// What a fresh installation is named (12 hex digits).
+pub const INSTALLATION: &str = "5e1f00c0ffee";
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("fixture timestamp parses")

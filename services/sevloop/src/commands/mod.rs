@@ -4,6 +4,7 @@ pub mod bench_clustering;
 pub mod bench_pages;
 pub mod demo;
 pub mod digest;
+pub mod endpoint;
 pub mod eval;
 pub mod replay;
 pub mod serve;

@@ -50,7 +50,7 @@ impl Dispatcher {
         let catalog = self.catalog.get();
         let announcer = Announcer {
             catalog: &catalog,
-            public_url: &self.public_url,
+            public_url: &self.origin.public_url,
             now,
         };
         let change = Change {

@@ -1,22 +1,29 @@
 //! The outbox dispatcher: delivers queued notifications at least once, each with its stable
 //! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`;
 //! and the ack-timeout sweep that escalates SEVs nobody acknowledged in time.
+//!
+//! Deliveries run concurrently, at most [`PER_ENDPOINT`] at a time to one endpoint, so a
+//! receiver that hangs or times out holds up only its own notifications.
 
 mod escalation;
 pub mod render;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use sevloop_bus::{LogWriter, Outgoing};
-use sevloop_store::{Notification, Store, StoreError};
+use sevloop_store::{DisabledEndpoint, Notification, Store, StoreError};
+use sha2::{Digest, Sha256};
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
 use crate::config::NotifySettings;
+pub use render::Origin;
 use render::{Delivery, Request};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -24,16 +31,33 @@ const LEASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// How often unacknowledged SEVs are checked against their team's ack timeout.
 const SWEEP: Duration = Duration::from_secs(5);
+/// Deliveries under way at once, in all and to one endpoint.
+const MAX_IN_FLIGHT: usize = 32;
+const PER_ENDPOINT: usize = 4;
+/// On shutdown, deliveries under way get this long to finish and record their outcome; the
+/// rest are abandoned to their lease (and sent again, under the same key, after it ends).
+const LANDING: Duration = Duration::from_secs(5);
+/// Every request's limit; well under [`LEASE`], so no lease ends while its request runs.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+#[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
     settings: NotifySettings,
     catalog: CatalogHandle,
-    public_url: String,
+    origin: Origin,
     /// Where SEV events are published.
     log: LogWriter,
     client: reqwest::Client,
     metrics: Arc<sevloop_http::Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a delivery task failed: {0}")]
+    Task(#[from] JoinError),
 }
 
 /// What one attempt came to.
@@ -47,8 +71,58 @@ enum Outcome {
     GiveUp {
         error: String,
     },
-    /// 410 Gone: the receiver asked never to be called again.
-    Gone,
+    /// 410 Gone: the receiver asked never to be called again (at the URL `target` fingerprints).
+    Gone {
+        target: String,
+    },
+}
+
+/// Deliveries under way, and how many go to each endpoint.
+#[derive(Default)]
+struct Flights {
+    tasks: JoinSet<(String, Result<(), StoreError>)>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Flights {
+    fn free(&self) -> usize {
+        MAX_IN_FLIGHT.saturating_sub(self.tasks.len())
+    }
+
+    /// Endpoints that take no more deliveries now.
+    fn busy(&self) -> Vec<String> {
+        let full = self
+            .per_endpoint
+            .iter()
+            .filter(|(_, n)| **n >= PER_ENDPOINT);
+        full.map(|(endpoint, _)| endpoint.clone()).collect()
+    }
+
+    /// Counts a delivery to `endpoint` in, unless the endpoint is full.
+    fn admit(&mut self, endpoint: &str) -> bool {
+        let n = self.per_endpoint.entry(endpoint.to_string()).or_default();
+        *n += 1;
+        if *n > PER_ENDPOINT {
+            *n -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Counts a finished delivery out; passes on its outcome.
+    fn landed(
+        &mut self,
+        joined: Result<(String, Result<(), StoreError>), JoinError>,
+    ) -> Result<(), DispatchError> {
+        let (endpoint, outcome) = joined?;
+        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_endpoint.remove(&endpoint);
+            }
+        }
+        Ok(outcome?)
+    }
 }
 
 impl Dispatcher {
@@ -56,56 +130,83 @@ impl Dispatcher {
         store: Store,
         settings: NotifySettings,
         catalog: CatalogHandle,
-        public_url: String,
+        origin: Origin,
         log: LogWriter,
         metrics: Arc<sevloop_http::Metrics>,
     ) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT / 2)
             .build()
             .unwrap_or_default();
         Dispatcher {
             store,
             settings,
             catalog,
-            public_url,
+            origin,
             log,
             client,
             metrics,
         }
     }
 
-    pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+    pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), DispatchError> {
         let mut last_sweep = tokio::time::Instant::now() - SWEEP;
+        let mut flights = Flights::default();
         loop {
             if last_sweep.elapsed() >= SWEEP {
                 self.escalate_overdue().await?;
                 last_sweep = tokio::time::Instant::now();
             }
-            let due = self.store.lease_due(Utc::now(), LEASE, 50).await?;
-            if due.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(POLL) => continue,
-                }
-            }
-            for n in due {
-                self.deliver(&n).await?;
+            self.take_off(&mut flights).await?;
+            // A landing frees a slot: lease again at once rather than after the poll.
+            let landed = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(joined) = flights.tasks.join_next() => Some(joined),
+                _ = tokio::time::sleep(POLL) => None,
+            };
+            if let Some(joined) = landed {
+                flights.landed(joined)?;
             }
         }
+        let _ = tokio::time::timeout(LANDING, async {
+            while let Some(joined) = flights.tasks.join_next().await {
+                if let Err(e) = flights.landed(joined) {
+                    tracing::warn!(error = %e, "a delivery failed during shutdown");
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Starts the due notifications there is room for.
+    async fn take_off(&self, flights: &mut Flights) -> Result<(), StoreError> {
+        let free = flights.free();
+        if free == 0 {
+            return Ok(());
+        }
+        let busy = flights.busy();
+        let due = self
+            .store
+            .lease_due(Utc::now(), LEASE, free as i64, &busy)
+            .await?;
+        for n in due {
+            if !flights.admit(&n.endpoint) {
+                self.store.release(&n.id).await?;
+                continue;
+            }
+            let this = self.clone();
+            flights.tasks.spawn(async move {
+                let outcome = this.deliver(&n).await;
+                (n.endpoint, outcome)
+            });
+        }
+        Ok(())
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), StoreError> {
-        let outcome = match self.store.disabled_endpoint(&n.endpoint).await? {
-            Some(d) => Outcome::GiveUp {
-                error: format!(
-                    "endpoint disabled since {}: {}",
-                    d.disabled_at.to_rfc3339(),
-                    d.reason
-                ),
-            },
-            None => self.attempt(n).await,
-        };
+        let outcome = self.attempt(n).await?;
         let now = Utc::now();
         match outcome {
             Outcome::Delivered => {
@@ -120,64 +221,105 @@ impl Dispatcher {
                 let deadline = n.created_at
                     + chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
                 let retry_at = (retry_at <= deadline).then_some(retry_at);
+                if retry_at.is_none() {
+                    self.metrics.notifications_given_up.inc();
+                }
                 tracing::warn!(notification = %n.id, endpoint = %n.endpoint, %error, gave_up = retry_at.is_none(), "notification attempt failed");
                 self.store.mark_failed(&n.id, &error, retry_at).await
             }
             Outcome::GiveUp { error } => {
                 self.metrics.notifications_failed.inc();
+                self.metrics.notifications_given_up.inc();
                 tracing::warn!(notification = %n.id, endpoint = %n.endpoint, %error, "notification given up");
                 self.store.mark_failed(&n.id, &error, None).await
             }
-            Outcome::Gone => {
+            Outcome::Gone { target } => {
                 self.metrics.notifications_failed.inc();
+                self.metrics.notifications_given_up.inc();
+                self.metrics.endpoints_disabled.inc();
                 let reason = "the receiver answered 410 Gone; endpoint disabled";
                 tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
                 self.store
-                    .disable_endpoint(&n.endpoint, now, reason)
+                    .disable_endpoint(&n.endpoint, &target, now, reason)
                     .await?;
                 self.store.mark_failed(&n.id, reason, None).await
             }
         }
     }
 
-    async fn attempt(&self, n: &Notification) -> Outcome {
+    async fn attempt(&self, n: &Notification) -> Result<Outcome, StoreError> {
         let catalog = self.catalog.get();
-        let rendered = render::render(n, &catalog, &self.public_url, Utc::now().timestamp());
+        let rendered = render::render(n, &catalog, &self.origin, Utc::now().timestamp());
+        let target = render::endpoint_url(&n.endpoint, &catalog).map(fingerprint);
         match rendered {
-            Err(e) => Outcome::GiveUp {
+            Err(e) => Ok(Outcome::GiveUp {
                 error: e.to_string(),
-            },
-            Ok(Delivery::Http(request)) => self.send(request).await,
+            }),
+            Ok(Delivery::Http(request)) => {
+                let target = target.unwrap_or_default();
+                Ok(match self.disabled(&n.endpoint, &target).await? {
+                    Some(d) => Outcome::GiveUp {
+                        error: format!(
+                            "endpoint disabled since {}: {}",
+                            d.disabled_at.to_rfc3339(),
+                            d.reason
+                        ),
+                    },
+                    None => self.send(request, target).await,
+                })
+            }
             Ok(Delivery::Topic { key, message }) => {
                 let record = Outgoing {
                     key: Some(key.into_bytes()),
                     payload: message.to_string().into_bytes(),
                     headers: Vec::new(),
                 };
-                match self
+                let sent = self
                     .log
                     .send(&self.settings.sev_events_topic, vec![record])
-                    .await
-                {
+                    .await;
+                Ok(match sent {
                     Ok(()) => Outcome::Delivered,
                     Err(e) => Outcome::Retry {
                         error: format!("failed to publish the SEV event: {e}"),
                         after: None,
                     },
-                }
+                })
             }
         }
     }
 
-    async fn send(&self, r: Request) -> Outcome {
+    /// The endpoint's 410 record, if it still applies. One made at another URL no longer does:
+    /// the catalog has pointed the channel elsewhere since, so the record goes.
+    async fn disabled(
+        &self,
+        endpoint: &str,
+        target: &str,
+    ) -> Result<Option<DisabledEndpoint>, StoreError> {
+        let Some(d) = self.store.disabled_endpoint(endpoint).await? else {
+            return Ok(None);
+        };
+        if d.target == target {
+            return Ok(Some(d));
+        }
+        if self.store.enable_endpoint(endpoint, Some(target)).await? {
+            tracing::info!(
+                endpoint,
+                "endpoint enabled again: its URL changed since its 410"
+            );
+        }
+        Ok(None)
+    }
+
+    async fn send(&self, r: Request, target: String) -> Outcome {
         let mut request = self.client.request(r.method, &r.url).body(r.body);
         for (name, value) in &r.headers {
             request = request.header(name, value);
         }
         match request.send().await {
             Ok(resp) if resp.status().is_success() => Outcome::Delivered,
-            Ok(resp) if resp.status() == StatusCode::GONE => Outcome::Gone,
-            Ok(resp) => classify(resp.status(), resp.headers()),
+            Ok(resp) if resp.status() == StatusCode::GONE => Outcome::Gone { target },
+            Ok(resp) => classify(resp.status(), resp.headers(), SystemTime::now()),
             // without_url: webhook URLs often carry a secret token.
             Err(e) => Outcome::Retry {
                 error: format!("request failed: {}", e.without_url()),
@@ -187,8 +329,15 @@ impl Dispatcher {
     }
 }
 
+/// Names an endpoint's URL without holding it (Slack and webhook URLs are secrets).
+fn fingerprint(url: &str) -> String {
+    let digest = Sha256::digest(url.as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// 408 and 429 and 5xx are worth retrying; other 4xx mean the request itself is wrong.
-fn classify(status: StatusCode, headers: &HeaderMap) -> Outcome {
+/// `Retry-After` is honoured in both its forms, seconds and an HTTP date (read against `now`).
+fn classify(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Outcome {
     let error = format!("receiver answered {status}");
     let retryable = status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -199,9 +348,17 @@ fn classify(status: StatusCode, headers: &HeaderMap) -> Outcome {
     let after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v.trim(), now));
     Outcome::Retry { error, after }
+}
+
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    // A date already past means "now".
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// 1 s, 2 s, 4 s … capped at 15 min, with up to 25% jitter derived from the key (so retries
@@ -222,19 +379,23 @@ mod tests {
     fn client_errors_other_than_408_and_429_are_not_retried() {
         let h = HeaderMap::new();
         assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, &h),
+            classify(StatusCode::BAD_REQUEST, &h, SystemTime::UNIX_EPOCH),
             Outcome::GiveUp { .. }
         ));
         assert!(matches!(
-            classify(StatusCode::GONE, &h),
+            classify(StatusCode::GONE, &h, SystemTime::UNIX_EPOCH),
             Outcome::GiveUp { .. }
         ));
         assert!(matches!(
-            classify(StatusCode::REQUEST_TIMEOUT, &h),
+            classify(StatusCode::REQUEST_TIMEOUT, &h, SystemTime::UNIX_EPOCH),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify(StatusCode::INTERNAL_SERVER_ERROR, &h),
+            classify(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &h,
+                SystemTime::UNIX_EPOCH
+            ),
             Outcome::Retry { .. }
         ));
     }
@@ -244,12 +405,67 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &h),
+            classify(StatusCode::TOO_MANY_REQUESTS, &h, SystemTime::UNIX_EPOCH),
             Outcome::Retry {
                 error: "receiver answered 429 Too Many Requests".into(),
                 after: Some(Duration::from_secs(7))
             }
         );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_waits_until_then_in_each_format() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, as RFC 9110 writes it in its three formats.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 - 90);
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                retry_after(date, now),
+                Some(Duration::from_secs(90)),
+                "{date}"
+            );
+        }
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", later),
+            Some(Duration::ZERO),
+            "a date already past means now"
+        );
+        assert_eq!(
+            retry_after("soon", now),
+            None,
+            "unreadable: the usual backoff"
+        );
+        assert_eq!(retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn one_endpoint_takes_at_most_its_share_of_the_deliveries_under_way() {
+        let mut flights = Flights::default();
+        let admitted = (0..PER_ENDPOINT + 3)
+            .filter(|_| flights.admit("hung"))
+            .count();
+        assert_eq!(admitted, PER_ENDPOINT);
+        assert_eq!(flights.busy(), ["hung"]);
+        assert!(
+            flights.admit("healthy"),
+            "another endpoint still gets a slot"
+        );
+        let landed = flights.landed(Ok(("hung".into(), Ok(()))));
+        assert!(landed.is_ok());
+        assert!(flights.busy().is_empty(), "a landing frees the endpoint");
+        assert!(flights.admit("hung"));
+        let failed = flights.landed(Ok((
+            "healthy".into(),
+            Err(StoreError::UnsupportedUrl {
+                scheme: "test".into(),
+            }),
+        )));
+        assert!(failed.is_err(), "a delivery's store error is passed on");
+        assert_eq!(flights.per_endpoint.get("healthy"), None);
     }
 
     #[test]

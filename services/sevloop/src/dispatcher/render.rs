@@ -51,11 +51,18 @@ pub enum RenderError {
     Channel(String, String),
 }
 
+/// Who sends: where people follow a SEV's link, and the installation's name.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub public_url: String,
+    pub installation: String,
+}
+
 /// Renders a row for its endpoint. `now` is the signing timestamp (unix seconds).
 pub fn render(
     n: &Notification,
     catalog: &Catalog,
-    public_url: &str,
+    origin: &Origin,
     now: i64,
 ) -> Result<Delivery, RenderError> {
     let payload: Payload =
@@ -71,8 +78,18 @@ pub fn render(
                 .channels
                 .get(name)
                 .ok_or_else(|| RenderError::Unknown(name.to_string()))?;
-            channel_request(n, name, channel, &payload.notice, public_url, now).map(Delivery::Http)
+            channel_request(n, name, channel, &payload.notice, origin, now).map(Delivery::Http)
         }
+    }
+}
+
+/// The URL an endpoint is called at (its base, for the helpdesk); none for the SEV events
+/// topic or an endpoint the catalog no longer has.
+pub fn endpoint_url<'a>(endpoint: &str, catalog: &'a Catalog) -> Option<&'a str> {
+    match endpoint {
+        SEV_EVENTS => None,
+        HELPDESK => catalog.helpdesk.as_ref().map(|h| h.url.as_str()),
+        name => catalog.channels.get(name).map(|c| c.url.as_str()),
     }
 }
 
@@ -126,15 +143,15 @@ fn channel_request(
     name: &str,
     channel: &Channel,
     notice: &SevNotice,
-    public_url: &str,
+    origin: &Origin,
     now: i64,
 ) -> Result<Request, RenderError> {
     let body = match channel.kind {
         ChannelKind::Pagerduty => {
             let key = channel.routing_key.as_ref().map_or("", |k| k.expose());
-            sevloop_notify::pagerduty(notice, key)
+            sevloop_notify::pagerduty(notice, key, &origin.installation)
         }
-        ChannelKind::Alertmanager => sevloop_notify::alertmanager(notice, name, public_url),
+        ChannelKind::Alertmanager => sevloop_notify::alertmanager(notice, name, &origin.public_url),
         ChannelKind::Slack => sevloop_notify::slack(notice),
         ChannelKind::Webhook => sevloop_notify::webhook(notice),
     };
@@ -265,12 +282,19 @@ id_prefix = "ZD-"
         }
     }
 
+    fn origin() -> Origin {
+        Origin {
+            public_url: "http://sevloop".into(),
+            installation: "5e1f00c0ffee".into(),
+        }
+    }
+
     fn http(endpoint: &str) -> Request {
         let catalog = Catalog::parse(CATALOG, "test").unwrap();
         match render(
             &row(endpoint, "opened", Some("ZD-48213")),
             &catalog,
-            "http://sevloop",
+            &origin(),
             1_700_000_000,
         ) {
             Ok(Delivery::Http(r)) => r,
@@ -316,6 +340,7 @@ id_prefix = "ZD-"
             (pd["routing_key"].as_str(), pd["event_action"].as_str()),
             (Some("RK"), Some("trigger"))
         );
+        assert_eq!(pd["dedup_key"], "sevloop/5e1f00c0ffee/SEV-7");
         let am: Value = serde_json::from_slice(&http("am").body).unwrap();
         assert_eq!(am["version"], "4");
         assert_eq!(am["receiver"], "am");
@@ -341,12 +366,9 @@ id_prefix = "ZD-"
         let validator = jsonschema::validator_for(&schema).unwrap();
         let catalog = Catalog::parse(CATALOG, "test").unwrap();
         for (kind, ticket) in [("opened", None), ("ticket_linked", Some("ZD-1"))] {
-            let Ok(Delivery::Topic { key, message }) = render(
-                &row(SEV_EVENTS, kind, ticket),
-                &catalog,
-                "http://sevloop",
-                0,
-            ) else {
+            let Ok(Delivery::Topic { key, message }) =
+                render(&row(SEV_EVENTS, kind, ticket), &catalog, &origin(), 0)
+            else {
                 panic!("expected a topic message");
             };
             assert_eq!(key, "SEV-7");
@@ -356,7 +378,12 @@ id_prefix = "ZD-"
                 .collect();
             assert!(errors.is_empty(), "{kind}: {errors:?}");
         }
-        let mut broken = render(&row(SEV_EVENTS, "ticket_linked", None), &catalog, "x", 0);
+        let mut broken = render(
+            &row(SEV_EVENTS, "ticket_linked", None),
+            &catalog,
+            &origin(),
+            0,
+        );
         if let Ok(Delivery::Topic { message, .. }) = &mut broken {
             assert!(
                 !validator.is_valid(message),
@@ -368,7 +395,7 @@ id_prefix = "ZD-"
     #[test]
     fn an_endpoint_missing_from_the_catalog_is_named() {
         let catalog = Catalog::parse(CATALOG, "test").unwrap();
-        let err = render(&row("gone", "opened", None), &catalog, "x", 0).unwrap_err();
+        let err = render(&row("gone", "opened", None), &catalog, &origin(), 0).unwrap_err();
         assert_eq!(err.to_string(), "endpoint `gone` is not in the catalog");
     }
 }

@@ -148,6 +148,7 @@ impl Sevs<'_> {
         sev_cluster: &str,
     ) -> Result<(), StoreError> {
         if let Some(sev) = self.open_sev_of(conn, sev_cluster).await? {
+            sevloop_store::cover_cluster(conn, &sev.id, &e.cluster_id, e.fired_at).await?;
             self.again(conn, &sev, e, "cluster_joined", NoticeKind::Updated)
                 .await?;
         }

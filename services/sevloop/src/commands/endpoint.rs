@@ -1,0 +1,25 @@
+//! `endpoint`: the notification endpoints a 410 Gone disabled, and enabling one again.
+
+use crate::cli::EndpointCommand;
+use crate::commands::token::open;
+
+pub async fn run(command: EndpointCommand) -> anyhow::Result<()> {
+    match command {
+        EndpointCommand::List(database) => {
+            for e in open(&database).await?.disabled_endpoints().await? {
+                println!("{}\tdisabled {}\t{}", e.name, e.disabled_at, e.reason);
+            }
+        }
+        EndpointCommand::Enable(args) => {
+            let store = open(&args.database).await?;
+            if !store.enable_endpoint(&args.name, None).await? {
+                anyhow::bail!("endpoint {} is not disabled", args.name);
+            }
+            eprintln!(
+                "enabled {}: later notifications are sent to it again",
+                args.name
+            );
+        }
+    }
+    Ok(())
+}
