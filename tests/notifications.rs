@@ -936,13 +936,13 @@ async fn a_receiver_that_hangs_holds_up_no_other_channel() {
     )
     .await;
     // sevloop waits 10 s for an answer: delivered one after another, the healthy channel's
-    // notifications would each wait for a hung request before them.
+    // notifications would each wait for a hung request (10 s) before them.
     for n in notifications.iter().filter(|n| n["endpoint"] == "fine") {
         let queued = chrono::DateTime::parse_from_rfc3339(str_of(n, "created_at")).expect("time");
         let delivered =
             chrono::DateTime::parse_from_rfc3339(str_of(n, "delivered_at")).expect("time");
         assert!(
-            delivered - queued < chrono::Duration::seconds(5),
+            delivered - queued < chrono::Duration::seconds(9),
             "{} to the healthy channel took {:?} from queued to delivered",
             str_of(n, "id"),
             delivered - queued

@@ -7,4 +7,16 @@ CREATE TABLE sev_clusters (
     PRIMARY KEY (cluster_id, sev_id)
 );
 
+-- Each SEV's own cluster, the clusters that joined it, then those of the SEVs merged into it.
 INSERT INTO sev_clusters (cluster_id, sev_id, since) SELECT cluster_id, sev_id, opened_at FROM sevs;
+
+INSERT INTO sev_clusters (cluster_id, sev_id, since)
+SELECT (e.detail::json)->>'cluster_id', e.sev_id, e.at FROM sev_events e
+WHERE e.kind = 'cluster_joined' AND (e.detail::json)->>'cluster_id' IS NOT NULL
+ON CONFLICT DO NOTHING;
+
+INSERT INTO sev_clusters (cluster_id, sev_id, since)
+SELECT k.cluster_id, s.merged_into, COALESCE(s.resolved_at, s.opened_at)
+FROM sevs s JOIN sev_clusters k ON k.sev_id = s.sev_id
+WHERE s.merged_into IS NOT NULL
+ON CONFLICT DO NOTHING;

@@ -6,6 +6,7 @@ use sevloop_core::{ClusterCheckpoint, TicketEvent};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
+use crate::sevs::COVERING_FIRST;
 use crate::tickets::{get, Filer};
 use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
@@ -262,9 +263,9 @@ impl Store {
                WHERE COALESCE(m.merged_into, m.cluster_id) = c.cluster_id \
                AND t.created_at > $2 AND t.created_at <= $1) AS previous, \
              (SELECT s.sev_id FROM sev_clusters k JOIN sevs s ON s.sev_id = k.sev_id \
-               WHERE k.cluster_id = c.cluster_id ORDER BY s.number DESC LIMIT 1) AS sev_id, \
+               WHERE k.cluster_id = c.cluster_id ORDER BY {COVERING_FIRST} LIMIT 1) AS sev_id, \
              (SELECT s.state FROM sev_clusters k JOIN sevs s ON s.sev_id = k.sev_id \
-               WHERE k.cluster_id = c.cluster_id ORDER BY s.number DESC LIMIT 1) AS sev_state \
+               WHERE k.cluster_id = c.cluster_id ORDER BY {COVERING_FIRST} LIMIT 1) AS sev_state \
              FROM clusters c WHERE c.merged_into IS NULL AND ($3 = '' OR c.product = $3) \
              AND ($6 = '' OR c.cluster_id = $6) \
              ORDER BY {order}, c.cluster_id LIMIT $4 OFFSET $5"

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use crate::clusters::{ClusterFilter, ClusterRow, ClusterSort};
+use crate::sevs::COVERING_FIRST;
 use crate::tickets::{get, Filer};
 use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
@@ -171,18 +172,20 @@ impl Store {
         &self,
         cluster_ids: &[String],
     ) -> Result<BTreeMap<String, (String, String)>, StoreError> {
+        let sql = format!(
+            "SELECT k.cluster_id, s.sev_id, s.state FROM sev_clusters k \
+             JOIN sevs s ON s.sev_id = k.sev_id WHERE k.cluster_id IN ({{ids}}) \
+             ORDER BY {COVERING_FIRST}"
+        );
         let rows = self
-            .rows_in(
-                "SELECT k.cluster_id, s.sev_id, s.state FROM sev_clusters k \
-                 JOIN sevs s ON s.sev_id = k.sev_id WHERE k.cluster_id IN ({ids}) ORDER BY s.number",
-                cluster_ids,
-                "read the SEVs of clusters",
-            )
+            .rows_in(&sql, cluster_ids, "read the SEVs of clusters")
             .await?;
-        // Ascending, so the newest is inserted last and stays.
-        rows.iter()
-            .map(|r| Ok((get(r, "cluster_id")?, (get(r, "sev_id")?, get(r, "state")?))))
-            .collect()
+        let mut latest = BTreeMap::new();
+        for r in &rows {
+            let sev = (get(r, "sev_id")?, get(r, "state")?);
+            latest.entry(get(r, "cluster_id")?).or_insert(sev);
+        }
+        Ok(latest)
     }
 
     /// The SEV's linked tickets per bucket of event time (when they were filed).

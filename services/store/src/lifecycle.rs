@@ -230,15 +230,15 @@ impl Store {
 
     /// Stops calling an endpoint at `target`. Disabling it again at the same target keeps the
     /// first time and reason; at another target (its URL changed, then that one answered 410
-    /// too) records the new one.
+    /// too) records the new one. Returns whether the record changed.
     pub async fn disable_endpoint(
         &self,
         name: &str,
         target: &str,
         at: DateTime<Utc>,
         reason: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "INSERT INTO endpoints (name, target, disabled_at, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET target = excluded.target, \
              disabled_at = excluded.disabled_at, reason = excluded.reason \
@@ -251,18 +251,17 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(|e| StoreError::sql(format!("disable endpoint {name}"), e))?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
-    /// Calls an endpoint again; with `moved_from`, only if it was disabled at another target
-    /// than `moved_from` (so a 410 just recorded at the current URL stays). Returns whether it
-    /// was disabled.
+    /// Calls an endpoint again; with `unless_at`, only if it was disabled at another target
+    /// (so a 410 just recorded at the current URL stays). Returns whether it was disabled.
     pub async fn enable_endpoint(
         &self,
         name: &str,
-        moved_from: Option<&str>,
+        unless_at: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let query = match moved_from {
+        let query = match unless_at {
             None => sqlx::query("DELETE FROM endpoints WHERE name = $1").bind(name),
             Some(target) => sqlx::query("DELETE FROM endpoints WHERE name = $1 AND target <> $2")
                 .bind(name)

@@ -85,13 +85,15 @@ impl Store {
     /// Takes up to `limit` due notifications under a lease, so two dispatchers never send the
     /// same one at once (a crashed dispatcher's lease simply expires). Only the oldest pending
     /// notification of each ordering key is due: the next waits until it is delivered or given
-    /// up. Endpoints in `busy` are skipped, so one slow receiver's backlog cannot fill the
-    /// batch. Returned in the order they were queued.
+    /// up. At most `per_endpoint` go to one endpoint, and endpoints in `busy` are skipped, so
+    /// one slow receiver's backlog cannot fill the batch. Returned in the order they were
+    /// queued.
     pub async fn lease_due(
         &self,
         now: DateTime<Utc>,
         lease: std::time::Duration,
         limit: i64,
+        per_endpoint: i64,
         busy: &[String],
     ) -> Result<Vec<Notification>, StoreError> {
         let now_ms = to_ms(now);
@@ -99,17 +101,24 @@ impl Store {
         let skip = if busy.is_empty() {
             String::new()
         } else {
-            let marks: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 4)).collect();
+            let marks: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 5)).collect();
             format!("AND o.endpoint NOT IN ({}) ", marks.join(", "))
         };
         let sql = format!(
-            "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT o.id FROM outbox o \
-             WHERE o.state = 'pending' AND o.next_attempt_at <= $2 AND o.lease_until <= $2 {skip}\
+            "UPDATE outbox SET lease_until = $1 WHERE id IN (SELECT d.id FROM \
+             (SELECT o.id, o.seq, ROW_NUMBER() OVER (PARTITION BY o.endpoint ORDER BY o.seq) AS nth \
+             FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $2 \
+             AND o.lease_until <= $2 {skip}\
              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
-             AND e.state = 'pending' AND e.seq < o.seq) ORDER BY o.seq LIMIT $3) \
+             AND e.state = 'pending' AND e.seq < o.seq)) d \
+             WHERE d.nth <= $4 ORDER BY d.seq LIMIT $3) \
              AND lease_until <= $2 RETURNING {COLUMNS}"
         );
-        let mut query = sqlx::query(&sql).bind(until).bind(now_ms).bind(limit);
+        let mut query = sqlx::query(&sql)
+            .bind(until)
+            .bind(now_ms)
+            .bind(limit)
+            .bind(per_endpoint);
         for endpoint in busy {
             query = query.bind(endpoint);
         }

@@ -81,6 +81,31 @@ pub async fn open_sev(
     Ok(Some(sev_id))
 }
 
+/// A merged SEV's clusters are covered by the SEV it went into.
+pub async fn cover_clusters_of(
+    conn: &mut AnyConnection,
+    merged: &str,
+    into: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sev_clusters (cluster_id, sev_id, since) \
+         SELECT cluster_id, $1, $2 FROM sev_clusters WHERE sev_id = $3 ON CONFLICT DO NOTHING",
+    )
+    .bind(into)
+    .bind(to_ms(at))
+    .bind(merged)
+    .execute(conn)
+    .await
+    .map_err(|err| StoreError::sql(format!("carry {merged}'s clusters over to {into}"), err))?;
+    Ok(())
+}
+
+/// The order in which a cluster's SEVs are read, the one to show first: a SEV still covering
+/// it (not resolved, declined or merged), then the newest.
+pub(crate) const COVERING_FIRST: &str =
+    "CASE WHEN s.state IN ('resolved', 'declined', 'merged') THEN 1 ELSE 0 END, s.number DESC";
+
 /// Records that `sev_id` covers `cluster_id` (its own, or one that joined it).
 pub async fn cover_cluster(
     conn: &mut AnyConnection,

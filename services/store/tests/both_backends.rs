@@ -171,7 +171,7 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
         let leaser = &store;
         let lease = |at| async move {
             leaser
-                .lease_due(at, std::time::Duration::from_secs(60), 10, &[])
+                .lease_due(at, std::time::Duration::from_secs(60), 10, 10, &[])
                 .await
                 .expect("lease")
         };
@@ -376,14 +376,13 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
         tx.commit().await.expect("commit");
         assert!(store.unacknowledged().await.expect("list").is_empty());
         let later = t0() + chrono::Duration::minutes(5);
-        store
-            .disable_endpoint("ops", "url-1", t0(), "410")
-            .await
-            .expect("disable");
-        store
-            .disable_endpoint("ops", "url-1", later, "again")
-            .await
-            .expect("disable twice");
+        let first = store.disable_endpoint("ops", "url-1", t0(), "410").await;
+        assert!(first.expect("disable"), "{d:?}");
+        let again = store.disable_endpoint("ops", "url-1", later, "again").await;
+        assert!(
+            !again.expect("disable twice"),
+            "{d:?}: the first record stays"
+        );
         let gone = store.disabled_endpoint("ops").await.expect("read");
         let gone = gone.expect("disabled");
         assert_eq!(
@@ -391,10 +390,10 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
             ("url-1", "410"),
             "{d:?}"
         );
-        store
+        let moved = store
             .disable_endpoint("ops", "url-2", later, "moved, then gone")
-            .await
-            .expect("disable at a new url");
+            .await;
+        assert!(moved.expect("disable at a new url"), "{d:?}");
         let listed = store.disabled_endpoints().await.expect("list");
         assert_eq!(listed.len(), 1, "{d:?}");
         assert_eq!(
@@ -456,7 +455,10 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
         let lease = std::time::Duration::from_secs(60);
         let mut delivered = Vec::new();
         for round in 0..3 {
-            let due = store.lease_due(t0(), lease, 10, &[]).await.expect("lease");
+            let due = store
+                .lease_due(t0(), lease, 10, 10, &[])
+                .await
+                .expect("lease");
             let ids: Vec<&str> = due.iter().map(|n| n.id.as_str()).collect();
             let expected: &[&str] = match round {
                 0 => &["z-opened", "w-other"],
@@ -474,7 +476,7 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
 }
 
 #[tokio::test]
-async fn a_busy_endpoint_is_skipped_and_a_released_notification_is_due_again_at_once() {
+async fn a_busy_endpoint_is_skipped_one_takes_its_share_and_a_release_is_due_again_at_once() {
     let (stores, _dir) = stores("busy").await;
     for store in stores {
         let d = store.dialect();
@@ -483,12 +485,18 @@ async fn a_busy_endpoint_is_skipped_and_a_released_notification_is_due_again_at_
             .await
             .expect("open")
             .expect("new");
-        for (id, endpoint) in [("1.slow", "slow"), ("1.pager", "pager"), ("1.chat", "chat")] {
+        // The helpdesk orders per ticket: two heads to one endpoint.
+        for (id, endpoint, key) in [
+            ("1.slow", "slow", "slow"),
+            ("1.pager", "pager", "pager"),
+            ("1.desk.a", "desk", "desk/a"),
+            ("1.desk.b", "desk", "desk/b"),
+        ] {
             let n = NewNotification {
                 id: id.into(),
                 sev_id: &sev,
                 endpoint,
-                ordering_key: format!("{sev}/{endpoint}"),
+                ordering_key: format!("{sev}/{key}"),
                 kind: "opened",
                 payload: serde_json::json!({}),
                 created_at: t0(),
@@ -500,17 +508,16 @@ async fn a_busy_endpoint_is_skipped_and_a_released_notification_is_due_again_at_
         let ids = |due: Vec<sevloop_store::Notification>| -> Vec<String> {
             due.into_iter().map(|n| n.id).collect()
         };
-        let due = store
-            .lease_due(t0(), lease, 10, &["slow".into(), "chat".into()])
-            .await;
-        assert_eq!(ids(due.expect("lease")), ["1.pager"], "{d:?}");
-        let due = store.lease_due(t0(), lease, 10, &[]).await;
-        assert_eq!(ids(due.expect("lease")), ["1.slow", "1.chat"], "{d:?}");
-        store.release("1.chat").await.expect("release");
-        let due = store.lease_due(t0(), lease, 10, &[]).await;
+        let busy = ["slow".to_string()];
+        let due = store.lease_due(t0(), lease, 10, 1, &busy).await;
+        assert_eq!(ids(due.expect("lease")), ["1.pager", "1.desk.a"], "{d:?}");
+        let due = store.lease_due(t0(), lease, 10, 1, &[]).await;
+        assert_eq!(ids(due.expect("lease")), ["1.slow", "1.desk.b"], "{d:?}");
+        store.release("1.desk.b").await.expect("release");
+        let due = store.lease_due(t0(), lease, 10, 1, &[]).await;
         assert_eq!(
             ids(due.expect("lease")),
-            ["1.chat"],
+            ["1.desk.b"],
             "{d:?} released is due"
         );
         let state = store.notifications_of(&sev).await.expect("state");

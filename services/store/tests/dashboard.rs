@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sevloop_core::detect::Verdict;
-use sevloop_core::{Assignment, ClusterCheckpoint, Escalation, TicketEvent};
+use sevloop_core::sev::SevAction;
+use sevloop_core::{Assignment, ClusterCheckpoint, Escalation, SevState, TicketEvent};
 use sevloop_store::{ClusterFilter, ClusterSort, NewNotification, NewSev, Store};
 
 mod common;
@@ -264,6 +265,72 @@ async fn a_sevs_growth_tickets_and_deliveries_add_up() {
         assert_eq!(
             (facets.teams, facets.products),
             (vec!["cards".to_string()], vec!["cards".to_string()])
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_shows_the_sev_that_covers_it_its_own_joined_or_merged_into() {
+    let (stores, _dir) = stores("covering").await;
+    for store in stores {
+        let d = store.dialect();
+        seed(&store).await;
+        let shown = |store: Store| async move {
+            let f = ClusterFilter {
+                product: None,
+                sort: ClusterSort::Size,
+                limit: 50,
+                offset: 0,
+            };
+            let (rows, _) = store.clusters_page(&f).await.expect("page");
+            let row = rows.into_iter().find(|r| r.cluster_id == "cards:2");
+            let detail = store.cluster("cards:2").await.expect("detail");
+            let detail = detail.expect("cards:2").row;
+            assert_eq!(
+                row.as_ref(),
+                Some(&detail),
+                "the page agrees with the detail"
+            );
+            (detail.sev_id, detail.sev_state)
+        };
+        let joined = (Some("SEV-1".to_string()), Some("open".to_string()));
+        assert_eq!(
+            shown(store.clone()).await,
+            joined,
+            "{d:?}: the SEV it joined"
+        );
+
+        let mut tx = store.begin().await.expect("tx");
+        let e = escalation(2, "cards:2", vec![]);
+        let new = NewSev {
+            escalation: &e,
+            title: "t",
+            team: "cards",
+            product: "cards",
+            created_at: t0(),
+            previous_sev: None,
+        };
+        let own = sevloop_store::open_sev(&mut tx, &new).await.expect("open");
+        let own = own.expect("new");
+        tx.commit().await.expect("commit");
+        let opened = (Some(own.clone()), Some("open".to_string()));
+        assert_eq!(shown(store.clone()).await, opened, "{d:?}: its own, newer");
+
+        let mut tx = store.begin().await.expect("tx");
+        let merge = SevAction::Merge {
+            into: "SEV-1".into(),
+        };
+        sevloop_store::apply_transition(&mut tx, &own, &merge, SevState::Merged, t0())
+            .await
+            .expect("merged");
+        sevloop_store::cover_clusters_of(&mut tx, &own, "SEV-1", t0())
+            .await
+            .expect("covered");
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            shown(store.clone()).await,
+            joined,
+            "{d:?}: once its own SEV is merged, the SEV it went into"
         );
     }
 }

@@ -12,13 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use sevloop_bus::{LogWriter, Outgoing};
 use sevloop_store::{DisabledEndpoint, Notification, Store, StoreError};
 use sha2::{Digest, Sha256};
-use tokio::task::{JoinError, JoinSet};
+use std::future::Future;
+
+use tokio::task::{self, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogHandle;
@@ -34,11 +36,15 @@ const SWEEP: Duration = Duration::from_secs(5);
 /// Deliveries under way at once, in all and to one endpoint.
 const MAX_IN_FLIGHT: usize = 32;
 const PER_ENDPOINT: usize = 4;
-/// On shutdown, deliveries under way get this long to finish and record their outcome; the
-/// rest are abandoned to their lease (and sent again, under the same key, after it ends).
+/// On shutdown, deliveries under way get this long to finish and record their outcome.
 const LANDING: Duration = Duration::from_secs(5);
-/// Every request's limit; well under [`LEASE`], so no lease ends while its request runs.
+/// Every HTTP request's limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole delivery's limit (request, publish and bookkeeping): under [`LEASE`], so a row is
+/// never leased again while its delivery still runs.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(45);
+/// The shortest wait before a retry, whatever `Retry-After` says (0, or a date already past).
+const MIN_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -52,12 +58,12 @@ pub struct Dispatcher {
     metrics: Arc<sevloop_http::Metrics>,
 }
 
+/// What stops the dispatcher (and restarts it): the outbox or the sweep failing. A single
+/// delivery's failure never does; its lease ends and it is tried again.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("a delivery task failed: {0}")]
-    Task(#[from] JoinError),
 }
 
 /// What one attempt came to.
@@ -80,7 +86,8 @@ enum Outcome {
 /// Deliveries under way, and how many go to each endpoint.
 #[derive(Default)]
 struct Flights {
-    tasks: JoinSet<(String, Result<(), StoreError>)>,
+    tasks: JoinSet<Result<(), StoreError>>,
+    endpoints: HashMap<task::Id, String>,
     per_endpoint: HashMap<String, usize>,
 }
 
@@ -109,21 +116,36 @@ impl Flights {
         true
     }
 
-    /// Counts a finished delivery out; passes on its outcome.
-    fn landed(
+    fn start(
         &mut self,
-        joined: Result<(String, Result<(), StoreError>), JoinError>,
-    ) -> Result<(), DispatchError> {
-        let (endpoint, outcome) = joined?;
+        endpoint: String,
+        delivery: impl Future<Output = DeliveryResult> + Send + 'static,
+    ) {
+        let id = self.tasks.spawn(delivery).id();
+        self.endpoints.insert(id, endpoint);
+    }
+
+    /// Counts a finished delivery out. Its failure is logged, not passed on: the row's lease
+    /// ends and it is tried again, while the other deliveries carry on.
+    fn landed(&mut self, joined: Result<(task::Id, DeliveryResult), JoinError>) {
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, outcome.map_err(|e| e.to_string())),
+            Err(e) => (e.id(), Err(format!("the delivery task failed: {e}"))),
+        };
+        let endpoint = self.endpoints.remove(&id).unwrap_or_default();
         if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
             *n -= 1;
             if *n == 0 {
                 self.per_endpoint.remove(&endpoint);
             }
         }
-        Ok(outcome?)
+        if let Err(error) = outcome {
+            tracing::warn!(%endpoint, %error, "a delivery's outcome was not recorded; it is retried when its lease ends");
+        }
     }
 }
+
+type DeliveryResult = Result<(), StoreError>;
 
 impl Dispatcher {
     pub fn new(
@@ -153,31 +175,32 @@ impl Dispatcher {
     pub async fn run(&self, shutdown: &CancellationToken) -> Result<(), DispatchError> {
         let mut last_sweep = tokio::time::Instant::now() - SWEEP;
         let mut flights = Flights::default();
-        loop {
+        let outcome = loop {
             if last_sweep.elapsed() >= SWEEP {
-                self.escalate_overdue().await?;
+                if let Err(e) = self.escalate_overdue().await {
+                    break Err(e);
+                }
                 last_sweep = tokio::time::Instant::now();
             }
-            self.take_off(&mut flights).await?;
-            // A landing frees a slot: lease again at once rather than after the poll.
-            let landed = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(joined) = flights.tasks.join_next() => Some(joined),
-                _ = tokio::time::sleep(POLL) => None,
-            };
-            if let Some(joined) = landed {
-                flights.landed(joined)?;
+            if let Err(e) = self.take_off(&mut flights).await {
+                break Err(e);
             }
-        }
+            // A landing frees a slot: lease again at once rather than after the poll.
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(joined) = flights.tasks.join_next_with_id() => flights.landed(joined),
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        };
+        // Deliveries under way get a moment to record their outcome; the rest are abandoned to
+        // their lease (and sent again, under the same key, after it ends).
         let _ = tokio::time::timeout(LANDING, async {
-            while let Some(joined) = flights.tasks.join_next().await {
-                if let Err(e) = flights.landed(joined) {
-                    tracing::warn!(error = %e, "a delivery failed during shutdown");
-                }
+            while let Some(joined) = flights.tasks.join_next_with_id().await {
+                flights.landed(joined);
             }
         })
         .await;
-        Ok(())
+        Ok(outcome?)
     }
 
     /// Starts the due notifications there is room for.
@@ -189,7 +212,7 @@ impl Dispatcher {
         let busy = flights.busy();
         let due = self
             .store
-            .lease_due(Utc::now(), LEASE, free as i64, &busy)
+            .lease_due(Utc::now(), LEASE, free as i64, PER_ENDPOINT as i64, &busy)
             .await?;
         for n in due {
             if !flights.admit(&n.endpoint) {
@@ -197,9 +220,15 @@ impl Dispatcher {
                 continue;
             }
             let this = self.clone();
-            flights.tasks.spawn(async move {
-                let outcome = this.deliver(&n).await;
-                (n.endpoint, outcome)
+            flights.start(n.endpoint.clone(), async move {
+                // Well within the lease, so no other delivery of the row can start meanwhile.
+                match tokio::time::timeout(DELIVERY_LIMIT, this.deliver(&n)).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        tracing::warn!(notification = %n.id, endpoint = %n.endpoint, "delivery took too long; retried when its lease ends");
+                        Ok(())
+                    }
+                }
             });
         }
         Ok(())
@@ -216,11 +245,7 @@ impl Dispatcher {
             }
             Outcome::Retry { error, after } => {
                 self.metrics.notifications_failed.inc();
-                let wait = after.unwrap_or_else(|| backoff(n.attempts as u32 + 1, &n.id));
-                let retry_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                let deadline = n.created_at
-                    + chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
-                let retry_at = (retry_at <= deadline).then_some(retry_at);
+                let retry_at = retry_at(n, now, after, self.settings.give_up_after);
                 if retry_at.is_none() {
                     self.metrics.notifications_given_up.inc();
                 }
@@ -236,12 +261,14 @@ impl Dispatcher {
             Outcome::Gone { target } => {
                 self.metrics.notifications_failed.inc();
                 self.metrics.notifications_given_up.inc();
-                self.metrics.endpoints_disabled.inc();
                 let reason = "the receiver answered 410 Gone; endpoint disabled";
-                tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
-                self.store
-                    .disable_endpoint(&n.endpoint, &target, now, reason)
-                    .await?;
+                let disabled = self
+                    .store
+                    .disable_endpoint(&n.endpoint, &target, now, reason);
+                if disabled.await? {
+                    self.metrics.endpoints_disabled.inc();
+                    tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
+                }
                 self.store.mark_failed(&n.id, reason, None).await
             }
         }
@@ -361,6 +388,25 @@ fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or_default())
 }
 
+/// When to try again: after `Retry-After` if the receiver said (at least [`MIN_RETRY`]), else
+/// after the backoff; never, once that is past `give_up_after` from when it was queued.
+fn retry_at(
+    n: &Notification,
+    now: DateTime<Utc>,
+    after: Option<Duration>,
+    give_up_after: Duration,
+) -> Option<DateTime<Utc>> {
+    let wait = after
+        .map_or_else(
+            || backoff(n.attempts as u32 + 1, &n.id),
+            |a| a.max(MIN_RETRY),
+        )
+        .min(give_up_after + MIN_RETRY);
+    let deadline = n.created_at + chrono::Duration::from_std(give_up_after).ok()?;
+    let retry_at = now.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
+    (retry_at <= deadline).then_some(retry_at)
+}
+
 /// 1 s, 2 s, 4 s … capped at 15 min, with up to 25% jitter derived from the key (so retries
 /// of many notifications spread out, without a random source).
 fn backoff(attempt: u32, key: &str) -> Duration {
@@ -442,8 +488,8 @@ mod tests {
         assert_eq!(retry_after("-5", now), None);
     }
 
-    #[test]
-    fn one_endpoint_takes_at_most_its_share_of_the_deliveries_under_way() {
+    #[tokio::test]
+    async fn one_endpoint_takes_at_most_its_share_and_every_landing_frees_its_slot() {
         let mut flights = Flights::default();
         let admitted = (0..PER_ENDPOINT + 3)
             .filter(|_| flights.admit("hung"))
@@ -454,18 +500,70 @@ mod tests {
             flights.admit("healthy"),
             "another endpoint still gets a slot"
         );
-        let landed = flights.landed(Ok(("hung".into(), Ok(()))));
-        assert!(landed.is_ok());
-        assert!(flights.busy().is_empty(), "a landing frees the endpoint");
-        assert!(flights.admit("hung"));
-        let failed = flights.landed(Ok((
-            "healthy".into(),
+        assert!(flights.admit("broken"));
+        for _ in 0..PER_ENDPOINT {
+            flights.start("hung".into(), async { Ok(()) });
+        }
+        flights.start("healthy".into(), async {
             Err(StoreError::UnsupportedUrl {
                 scheme: "test".into(),
-            }),
-        )));
-        assert!(failed.is_err(), "a delivery's store error is passed on");
-        assert_eq!(flights.per_endpoint.get("healthy"), None);
+            })
+        });
+        flights.start("broken".into(), async { panic!("a delivery that panics") });
+        assert_eq!(flights.free(), MAX_IN_FLIGHT - PER_ENDPOINT - 2);
+        while let Some(joined) = flights.tasks.join_next_with_id().await {
+            flights.landed(joined);
+        }
+        assert!(
+            flights.per_endpoint.is_empty() && flights.endpoints.is_empty(),
+            "a delivery that failed or panicked frees its slot too"
+        );
+        assert_eq!(flights.free(), MAX_IN_FLIGHT);
+    }
+
+    fn queued(attempts: i64) -> Notification {
+        let at = DateTime::UNIX_EPOCH;
+        Notification {
+            id: "esc-1.opened.ops".into(),
+            sev_id: "SEV-1".into(),
+            endpoint: "ops".into(),
+            kind: "opened".into(),
+            payload: String::new(),
+            state: "pending".into(),
+            attempts,
+            next_attempt_at: at,
+            last_error: None,
+            created_at: at,
+            delivered_at: None,
+        }
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_a_second_and_never_past_the_give_up_time() {
+        let day = Duration::from_secs(24 * 3600);
+        let n = queued(2);
+        let now = n.created_at + chrono::Duration::minutes(1);
+        let at = |after| retry_at(&n, now, after, day);
+        assert_eq!(
+            at(Some(Duration::from_secs(7))),
+            Some(now + chrono::Duration::seconds(7))
+        );
+        assert_eq!(
+            at(Some(Duration::ZERO)),
+            Some(now + chrono::Duration::seconds(1)),
+            "`Retry-After: 0` (or a date already past) is no licence to resend at once"
+        );
+        for absurd in [10_000_000_000_000, u64::MAX] {
+            assert_eq!(
+                at(Some(Duration::from_secs(absurd))),
+                None,
+                "{absurd} s: given up"
+            );
+        }
+        let backoff = at(None).expect("a backoff retry");
+        assert!(backoff >= now + chrono::Duration::seconds(4), "{backoff}");
+        let late = n.created_at + chrono::Duration::hours(24);
+        assert_eq!(retry_at(&n, late, None, day), None, "past give_up_after");
     }
 
     #[test]

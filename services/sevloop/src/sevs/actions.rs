@@ -172,7 +172,7 @@ impl Sevs<'_> {
         let target = self.reread(conn, into).await?;
         let detail = json!({"merged": from.id, "tickets": tickets.len()});
         sevloop_store::add_sev_event(conn, into, "sev_merged_in", "sevloop", at, &detail).await?;
-        sevloop_store::cover_cluster(conn, into, &from.cluster_id, at).await?;
+        sevloop_store::cover_clusters_of(conn, &from.id, into, at).await?;
         self.link(conn, &target, &tickets, at).await
     }
 }
