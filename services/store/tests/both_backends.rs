@@ -53,6 +53,16 @@ fn new_sev(escalation: &Escalation) -> NewSev<'_> {
     }
 }
 
+/// A transaction on `store` with one SEV opened in it, and the SEV's id.
+async fn open_one(store: &sevloop_store::Store) -> (sevloop_store::Tx, String) {
+    let mut tx = store.begin().await.expect("tx");
+    let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
+        .await
+        .expect("open")
+        .expect("new");
+    (tx, sev)
+}
+
 #[tokio::test]
 async fn offsets_move_only_by_compare_and_set() {
     let (stores, _dir) = stores("offsets").await;
@@ -339,11 +349,7 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
     let (stores, _dir) = stores("escalate").await;
     for store in stores {
         let d = store.dialect();
-        let mut tx = store.begin().await.expect("tx");
-        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
-            .await
-            .expect("open")
-            .expect("new");
+        let (tx, sev) = open_one(&store).await;
         tx.commit().await.expect("commit");
         assert_eq!(
             store.unacknowledged().await.expect("list").len(),
@@ -428,11 +434,7 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
     let (stores, _dir) = stores("ordering").await;
     for store in stores {
         let d = store.dialect();
-        let mut tx = store.begin().await.expect("tx");
-        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
-            .await
-            .expect("open")
-            .expect("new");
+        let (mut tx, sev) = open_one(&store).await;
         // Queued in this order within one transaction; ids sort the other way.
         for (id, key) in [
             ("z-opened", "a"),
@@ -480,11 +482,7 @@ async fn a_busy_endpoint_is_skipped_one_takes_its_share_and_a_release_is_due_aga
     let (stores, _dir) = stores("busy").await;
     for store in stores {
         let d = store.dialect();
-        let mut tx = store.begin().await.expect("tx");
-        let sev = sevloop_store::open_sev(&mut tx, &new_sev(&escalation()))
-            .await
-            .expect("open")
-            .expect("new");
+        let (mut tx, sev) = open_one(&store).await;
         // The helpdesk orders per ticket: two heads to one endpoint.
         for (id, endpoint, key) in [
             ("1.slow", "slow", "slow"),

@@ -64,6 +64,21 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
     }
 }
 
+/// Opens SEV number `n` of the cards team on `cluster`; returns its id.
+async fn open(tx: &mut sevloop_store::Tx, n: u32, cluster: &str) -> String {
+    let e = escalation(n, cluster, vec![]);
+    let new = NewSev {
+        escalation: &e,
+        title: "t",
+        team: "cards",
+        product: "cards",
+        created_at: t0(),
+        previous_sev: None,
+    };
+    let id = sevloop_store::open_sev(tx, &new).await.expect("open");
+    id.expect("new")
+}
+
 /// Clusters cards:1 (6 tickets, 2 in the last day, 2 the day before), cards:2 (3 tickets, all in
 /// the last day), cards:3 merged into cards:1 (2 tickets in the last day); SEV-1 on cards:1
 /// links 5 tickets over three hours and has notifications in every state; cards:2 joined it.
@@ -94,19 +109,7 @@ async fn seed(store: &Store) {
     sevloop_store::save_clusters(&mut tx, &cps)
         .await
         .expect("clusters");
-    let e = escalation(1, "cards:1", vec![]);
-    let new = NewSev {
-        escalation: &e,
-        title: "t",
-        team: "cards",
-        product: "cards",
-        created_at: t0(),
-        previous_sev: None,
-    };
-    let id = sevloop_store::open_sev(&mut tx, &new)
-        .await
-        .expect("open")
-        .expect("new");
+    let id = open(&mut tx, 1, "cards:1").await;
     let linked: Vec<String> = [0, 3, 4, 5, 9].iter().map(|i| format!("T-{i}")).collect();
     sevloop_store::link_tickets(&mut tx, &id, &linked, t0())
         .await
@@ -301,17 +304,7 @@ async fn a_cluster_shows_the_sev_that_covers_it_its_own_joined_or_merged_into() 
         );
 
         let mut tx = store.begin().await.expect("tx");
-        let e = escalation(2, "cards:2", vec![]);
-        let new = NewSev {
-            escalation: &e,
-            title: "t",
-            team: "cards",
-            product: "cards",
-            created_at: t0(),
-            previous_sev: None,
-        };
-        let own = sevloop_store::open_sev(&mut tx, &new).await.expect("open");
-        let own = own.expect("new");
+        let own = open(&mut tx, 2, "cards:2").await;
         tx.commit().await.expect("commit");
         let opened = (Some(own.clone()), Some("open".to_string()));
         assert_eq!(shown(store.clone()).await, opened, "{d:?}: its own, newer");
