@@ -874,8 +874,19 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_it_is_called_again()
         "the list never shows the URL: {disabled}"
     );
 
+    let listed = run.cli(&["endpoint", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.starts_with("hook\tdisabled "),
+        "the CLI lists it too: {listed:?}"
+    );
+
     let (status, answer) = run.post("/api/v1/endpoints/hook/enable", None).await;
     assert_eq!(status, 204, "{answer}");
+    let again = run.cli(&["endpoint", "enable", "hook"]);
+    assert!(!again.status.success(), "the CLI says it is not disabled");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("endpoint hook is not disabled"), "{said}");
     let (status, answer) = run.post("/api/v1/endpoints/hook/enable", None).await;
     assert_eq!(
         (status, answer["code"].as_str()),

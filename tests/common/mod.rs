@@ -179,6 +179,15 @@ impl Sevloop {
         }
     }
 
+    /// Runs `sevloop ARGS` against this instance's database; returns its output.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .args(&self.database)
+            .output()
+            .expect("sevloop runs")
+    }
+
     /// A token of another role (`&["--role", "team", "--team", "cards"]`) on this instance.
     pub fn token_for(&self, role: &[&str]) -> String {
         create_token(&self.database, role)
