@@ -360,10 +360,16 @@ impl RawCatalog {
             team_known(&route.team, &format!("route {}", i + 1))?;
         }
         for (name, channel) in &self.channels {
-            channel.validate().map_err(|message| CatalogError {
+            // The name goes out in headers (idempotency keys) and admin URLs.
+            let named = if name.is_empty() || name.chars().any(char::is_control) {
+                Err("a channel's name must be non-empty, without control characters".to_string())
+            } else {
+                channel.validate()
+            };
+            named.map_err(|message| CatalogError {
                 file: source.to_string(),
                 line: find_table(text, "channels", name),
-                message: format!("channel `{name}`: {message}"),
+                message: format!("channel `{}`: {message}", name.escape_debug()),
             })?;
         }
         Ok(self.into_catalog())

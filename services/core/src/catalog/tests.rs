@@ -158,3 +158,16 @@ fn the_summary_shows_ownership_and_escalation_but_no_url_or_secret() {
     assert_eq!(summary.routes, c.routes);
     assert!(summary.teams.iter().all(|t| t.ack_timeout_seconds > 0));
 }
+
+#[test]
+fn a_channel_named_with_a_control_character_is_refused() {
+    let text = EXAMPLE
+        .replace("[channels.cards-pd]", "[channels.\"cards\\u0000pd\"]")
+        .replace("\"cards-pd\"", "\"cards\\u0000pd\"");
+    let err = error_of(&text);
+    assert!(err.message.contains("control characters"), "{err}");
+    assert!(
+        err.message.contains("cards\\0pd"),
+        "the name is shown escaped: {err}"
+    );
+}

@@ -19,7 +19,8 @@ const ACKNOWLEDGE: &str = "acknowledge";
 const RESOLVE: &str = "resolve";
 
 /// The Events API v2 body for this notice, sent with the integration's `routing_key`.
-/// `installation` names this sevloop (see [`dedup_key`]).
+/// `installation` names this sevloop: it scopes the `dedup_key`, as SEV numbers repeat across
+/// installations.
 pub fn pagerduty(n: &SevNotice, routing_key: &str, installation: &str) -> Value {
     let action = event_action(n.kind);
     let dedup_key = dedup_key(installation, &n.sev_id);

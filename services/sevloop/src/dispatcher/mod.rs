@@ -2,8 +2,8 @@
 //! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`;
 //! and the ack-timeout sweep that escalates SEVs nobody acknowledged in time.
 //!
-//! Deliveries run concurrently, at most [`PER_ENDPOINT`] at a time to one endpoint, so a
-//! receiver that hangs or times out holds up only its own notifications.
+//! Deliveries run concurrently, at most four at a time to one endpoint, so a receiver that
+//! hangs or times out holds up only its own notifications.
 
 mod escalation;
 pub mod render;
@@ -389,22 +389,26 @@ fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// When to try again: after `Retry-After` if the receiver said (at least [`MIN_RETRY`]), else
-/// after the backoff; never, once that is past `give_up_after` from when it was queued.
+/// after the backoff, but no later than `give_up_after` from when it was queued, so a receiver
+/// asking for more still gets a last try then; never, once that time has passed.
 fn retry_at(
     n: &Notification,
     now: DateTime<Utc>,
     after: Option<Duration>,
     give_up_after: Duration,
 ) -> Option<DateTime<Utc>> {
+    let deadline = n.created_at + chrono::Duration::from_std(give_up_after).ok()?;
+    if now >= deadline {
+        return None;
+    }
     let wait = after
         .map_or_else(
             || backoff(n.attempts as u32 + 1, &n.id),
             |a| a.max(MIN_RETRY),
         )
-        .min(give_up_after + MIN_RETRY);
-    let deadline = n.created_at + chrono::Duration::from_std(give_up_after).ok()?;
+        .min(give_up_after);
     let retry_at = now.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
-    (retry_at <= deadline).then_some(retry_at)
+    Some(retry_at.min(deadline))
 }
 
 /// 1 s, 2 s, 4 s … capped at 15 min, with up to 25% jitter derived from the key (so retries
@@ -539,7 +543,7 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_waits_at_least_a_second_and_never_past_the_give_up_time() {
+    fn a_retry_waits_at_least_a_second_and_at_most_until_the_give_up_time() {
         let day = Duration::from_secs(24 * 3600);
         let n = queued(2);
         let now = n.created_at + chrono::Duration::minutes(1);
@@ -553,17 +557,21 @@ mod tests {
             Some(now + chrono::Duration::seconds(1)),
             "`Retry-After: 0` (or a date already past) is no licence to resend at once"
         );
-        for absurd in [10_000_000_000_000, u64::MAX] {
+        let deadline = n.created_at + chrono::Duration::hours(24);
+        for more in [25 * 3600, 10_000_000_000_000, u64::MAX] {
             assert_eq!(
-                at(Some(Duration::from_secs(absurd))),
-                None,
-                "{absurd} s: given up"
+                at(Some(Duration::from_secs(more))),
+                Some(deadline),
+                "{more} s: a last try when the retries end, not a page given up at once"
             );
         }
         let backoff = at(None).expect("a backoff retry");
         assert!(backoff >= now + chrono::Duration::seconds(4), "{backoff}");
-        let late = n.created_at + chrono::Duration::hours(24);
-        assert_eq!(retry_at(&n, late, None, day), None, "past give_up_after");
+        assert_eq!(
+            retry_at(&n, deadline, None, day),
+            None,
+            "past give_up_after"
+        );
     }
 
     #[test]
