@@ -415,11 +415,16 @@ impl Channel {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err("`url` must start with http:// or https://".into());
         }
-        match self.kind {
-            ChannelKind::Pagerduty if self.routing_key.is_none() => {
-                Err("a pagerduty channel needs `routing_key`".into())
+        match (self.kind, &self.routing_key) {
+            (ChannelKind::Pagerduty, None) => Err("a pagerduty channel needs `routing_key`".into()),
+            // PagerDuty answers 400 to any other length, so every page would be given up.
+            (ChannelKind::Pagerduty, Some(key)) if key.expose().chars().count() != 32 => {
+                Err(format!(
+                    "`routing_key` must be the integration's 32-character key (this one has {})",
+                    key.expose().chars().count()
+                ))
             }
-            ChannelKind::Webhook => self
+            (ChannelKind::Webhook, _) => self
                 .secrets
                 .iter()
                 .all(|s| s.expose().starts_with("whsec_"))

@@ -17,7 +17,7 @@ escalate_to = "triage"
 [channels.cards-pd]
 kind = "pagerduty"
 url = "https://events.pagerduty.com/v2/enqueue"
-routing_key = "R0UTINGKEY"
+routing_key = "R0UTINGKEY0000000000000000000000"
 
 [channels.triage-slack]
 kind = "slack"
@@ -129,7 +129,7 @@ fn a_misspelt_key_or_a_bad_duration_is_refused_with_its_line() {
 
 #[test]
 fn a_pagerduty_channel_without_routing_key_is_refused_at_its_table() {
-    let text = EXAMPLE.replace("routing_key = \"R0UTINGKEY\"\n", "");
+    let text = EXAMPLE.replace("routing_key = \"R0UTINGKEY0000000000000000000000\"\n", "");
     let err = error_of(&text);
     assert_eq!(err.line, line_with(&text, "[channels.cards-pd]"), "{err}");
     assert!(err.message.contains("routing_key"), "{err}");
@@ -169,5 +169,17 @@ fn a_channel_named_with_a_control_character_is_refused() {
     assert!(
         err.message.contains("cards\\0pd"),
         "the name is shown escaped: {err}"
+    );
+}
+
+#[test]
+fn a_pagerduty_routing_key_of_another_length_is_refused_at_its_table() {
+    let text = EXAMPLE.replace("R0UTINGKEY0000000000000000000000", "SHORTKEY");
+    let err = error_of(&text);
+    assert_eq!(err.line, line_with(&text, "[channels.cards-pd]"), "{err}");
+    assert!(err.message.contains("32-character"), "{err}");
+    assert!(
+        !err.message.contains("SHORTKEY"),
+        "the key is a secret: {err}"
     );
 }

@@ -224,7 +224,7 @@ channels = ["pd", "hook", "am", "chat"]
 [channels.pd]
 kind = "pagerduty"
 url = "https://events.pagerduty.com/v2/enqueue"
-routing_key = "RK"
+routing_key = "RK000000000000000000000000000000"
 [channels.hook]
 kind = "webhook"
 url = "http://127.0.0.1:1/hook"
@@ -338,7 +338,7 @@ id_prefix = "ZD-"
         let pd: Value = serde_json::from_slice(&http("pd").body).unwrap();
         assert_eq!(
             (pd["routing_key"].as_str(), pd["event_action"].as_str()),
-            (Some("RK"), Some("trigger"))
+            (Some("RK000000000000000000000000000000"), Some("trigger"))
         );
         assert_eq!(pd["dedup_key"], "sevloop/5e1f00c0ffee/SEV-7");
         let am: Value = serde_json::from_slice(&http("am").body).unwrap();
