@@ -83,12 +83,11 @@ enum Outcome {
     },
 }
 
-/// Deliveries under way, and how many go to each endpoint.
+/// Deliveries under way, each with the endpoint it goes to.
 #[derive(Default)]
 struct Flights {
     tasks: JoinSet<Result<(), StoreError>>,
     endpoints: HashMap<task::Id, String>,
-    per_endpoint: HashMap<String, usize>,
 }
 
 impl Flights {
@@ -96,33 +95,35 @@ impl Flights {
         MAX_IN_FLIGHT.saturating_sub(self.tasks.len())
     }
 
+    fn to_endpoint(&self, endpoint: &str) -> usize {
+        self.endpoints.values().filter(|e| *e == endpoint).count()
+    }
+
     /// Endpoints that take no more deliveries now.
     fn busy(&self) -> Vec<String> {
-        let full = self
-            .per_endpoint
-            .iter()
-            .filter(|(_, n)| **n >= PER_ENDPOINT);
-        full.map(|(endpoint, _)| endpoint.clone()).collect()
+        let mut full: Vec<String> = self
+            .endpoints
+            .values()
+            .filter(|e| self.to_endpoint(e) >= PER_ENDPOINT)
+            .cloned()
+            .collect();
+        full.sort_unstable();
+        full.dedup();
+        full
     }
 
-    /// Counts a delivery to `endpoint` in, unless the endpoint is full.
-    fn admit(&mut self, endpoint: &str) -> bool {
-        let n = self.per_endpoint.entry(endpoint.to_string()).or_default();
-        *n += 1;
-        if *n > PER_ENDPOINT {
-            *n -= 1;
-            return false;
-        }
-        true
-    }
-
+    /// Starts a delivery to `endpoint`, unless the endpoint is full.
     fn start(
         &mut self,
-        endpoint: String,
+        endpoint: &str,
         delivery: impl Future<Output = DeliveryResult> + Send + 'static,
-    ) {
+    ) -> bool {
+        if self.to_endpoint(endpoint) >= PER_ENDPOINT {
+            return false;
+        }
         let id = self.tasks.spawn(delivery).id();
-        self.endpoints.insert(id, endpoint);
+        self.endpoints.insert(id, endpoint.to_string());
+        true
     }
 
     /// Counts a finished delivery out. Its failure is logged, not passed on: the row's lease
@@ -133,12 +134,6 @@ impl Flights {
             Err(e) => (e.id(), Err(format!("the delivery task failed: {e}"))),
         };
         let endpoint = self.endpoints.remove(&id).unwrap_or_default();
-        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_endpoint.remove(&endpoint);
-            }
-        }
         if let Err(error) = outcome {
             tracing::warn!(%endpoint, %error, "a delivery's outcome was not recorded; it is retried when its lease ends");
         }
@@ -215,12 +210,10 @@ impl Dispatcher {
             .lease_due(Utc::now(), LEASE, free as i64, PER_ENDPOINT as i64, &busy)
             .await?;
         for n in due {
-            if !flights.admit(&n.endpoint) {
-                self.store.release(&n.id).await?;
-                continue;
-            }
+            let endpoint = n.endpoint.clone();
             let this = self.clone();
-            flights.start(n.endpoint.clone(), async move {
+            let id = n.id.clone();
+            let started = flights.start(&endpoint, async move {
                 // Well within the lease, so no other delivery of the row can start meanwhile.
                 match tokio::time::timeout(DELIVERY_LIMIT, this.deliver(&n)).await {
                     Ok(done) => done,
@@ -230,6 +223,9 @@ impl Dispatcher {
                     }
                 }
             });
+            if !started {
+                self.store.release(&id).await?;
+            }
         }
         Ok(())
     }
@@ -495,31 +491,26 @@ mod tests {
     #[tokio::test]
     async fn one_endpoint_takes_at_most_its_share_and_every_landing_frees_its_slot() {
         let mut flights = Flights::default();
-        let admitted = (0..PER_ENDPOINT + 3)
-            .filter(|_| flights.admit("hung"))
+        let started = (0..PER_ENDPOINT + 3)
+            .filter(|_| flights.start("hung", async { Ok(()) }))
             .count();
-        assert_eq!(admitted, PER_ENDPOINT);
+        assert_eq!(started, PER_ENDPOINT);
         assert_eq!(flights.busy(), ["hung"]);
         assert!(
-            flights.admit("healthy"),
+            flights.start("healthy", async {
+                Err(StoreError::UnsupportedUrl {
+                    scheme: "test".into(),
+                })
+            }),
             "another endpoint still gets a slot"
         );
-        assert!(flights.admit("broken"));
-        for _ in 0..PER_ENDPOINT {
-            flights.start("hung".into(), async { Ok(()) });
-        }
-        flights.start("healthy".into(), async {
-            Err(StoreError::UnsupportedUrl {
-                scheme: "test".into(),
-            })
-        });
-        flights.start("broken".into(), async { panic!("a delivery that panics") });
+        assert!(flights.start("broken", async { panic!("a delivery that panics") }));
         assert_eq!(flights.free(), MAX_IN_FLIGHT - PER_ENDPOINT - 2);
         while let Some(joined) = flights.tasks.join_next_with_id().await {
             flights.landed(joined);
         }
         assert!(
-            flights.per_endpoint.is_empty() && flights.endpoints.is_empty(),
+            flights.endpoints.is_empty() && flights.busy().is_empty(),
             "a delivery that failed or panicked frees its slot too"
         );
         assert_eq!(flights.free(), MAX_IN_FLIGHT);
