@@ -204,7 +204,7 @@ fn catalog(channels: &[(&str, String)], team_channels: &[&str]) -> String {
     t
 }
 
-fn webhook_channel(url: &str, secrets: &[&str]) -> String {
+fn signed_webhook(url: &str, secrets: &[&str]) -> String {
     format!("kind = \"webhook\"\nurl = {url:?}\nsecrets = {secrets:?}")
 }
 
@@ -222,7 +222,7 @@ fn slack_channel(url: &str) -> String {
 
 /// A catalog whose team hears on one webhook, at `url`, signed with `secrets`.
 fn one_webhook(url: &str, secrets: &[&str]) -> String {
-    catalog(&[("hook", webhook_channel(url, secrets))], &["hook"])
+    catalog(&[("hook", signed_webhook(url, secrets))], &["hook"])
 }
 
 /// The secret the webhook rotates from.
@@ -305,7 +305,7 @@ async fn a_flaky_receiver_applies_every_event_of_every_sev_once_and_retries_back
         assert_eq!(a.path, "/hook");
         assert_eq!(
             a.header("webhook-id"),
-            Some(a.key().as_str()),
+            a.header("idempotency-key"),
             "webhook-id is the idempotency key"
         );
         by_key.entry(a.key()).or_default().push(a);
@@ -762,8 +762,8 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
     let run = start(
         catalog(
             &[
-                ("gone", webhook_channel(&gone.url("/hook"), &[])),
-                ("fine", webhook_channel(&fine.url("/hook"), &[])),
+                ("gone", signed_webhook(&gone.url("/hook"), &[OLD_SECRET])),
+                ("fine", signed_webhook(&fine.url("/hook"), &[OLD_SECRET])),
             ],
             &["gone", "fine"],
         ),
@@ -824,8 +824,8 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
     let moved = Capture::start(Behaviour::Healthy).await;
     let catalog = catalog(
         &[
-            ("gone", webhook_channel(&moved.url("/hook"), &[])),
-            ("fine", webhook_channel(&fine.url("/hook"), &[])),
+            ("gone", signed_webhook(&moved.url("/hook"), &[OLD_SECRET])),
+            ("fine", signed_webhook(&fine.url("/hook"), &[OLD_SECRET])),
         ],
         &["gone", "fine"],
     );
@@ -916,8 +916,8 @@ async fn a_receiver_that_hangs_holds_up_no_other_channel() {
     let run = start(
         catalog(
             &[
-                ("hung", webhook_channel(&hung.url("/hook"), &[])),
-                ("fine", webhook_channel(&fine.url("/hook"), &[])),
+                ("hung", signed_webhook(&hung.url("/hook"), &[OLD_SECRET])),
+                ("fine", signed_webhook(&fine.url("/hook"), &[OLD_SECRET])),
             ],
             &["hung", "fine"],
         ),
@@ -991,7 +991,7 @@ async fn no_notification_body_on_any_channel_contains_ticket_subject_or_body_tex
     let channels = [
         (
             "hook",
-            webhook_channel(&receiver.url("/hook"), &[OLD_SECRET]),
+            signed_webhook(&receiver.url("/hook"), &[OLD_SECRET]),
         ),
         ("pd", pagerduty_channel(&receiver.url("/pd"))),
         ("am", alertmanager_channel(&receiver.url("/am"))),

@@ -9,7 +9,7 @@ use sevloop_core::{SevState, Severity};
 pub mod formats;
 pub mod signing;
 
-pub use formats::{alertmanager, helpdesk_note, pagerduty, slack, webhook};
+pub use formats::{alertmanager, helpdesk_note, pagerduty, scoped, slack, webhook};
 pub use signing::{headers, sign, verify, SigningError, WebhookSecret};
 
 /// What happened to a SEV.

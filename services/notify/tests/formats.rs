@@ -12,7 +12,7 @@ const RECEIVER: &str = "payments-oncall";
 const EXTERNAL_URL: &str = "https://sevloop.example.com";
 
 fn am(kind: NoticeKind) -> Value {
-    alertmanager(&notice(kind), RECEIVER, EXTERNAL_URL)
+    alertmanager(&notice(kind), RECEIVER, EXTERNAL_URL, INSTALLATION)
 }
 
 #[test]

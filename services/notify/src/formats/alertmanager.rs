@@ -1,28 +1,36 @@
 //! The Alertmanager webhook payload, version "4"
 //! (<https://prometheus.io/docs/alerting/latest/configuration/#webhook_config>), so any receiver
 //! written for Alertmanager (chat bridges, ticketing hooks) takes SEVs unchanged. Each SEV is its
-//! own group holding one alert.
+//! own group holding one alert, labelled with the installation that sent it.
 
 use serde_json::{json, Map, Value};
 
-use super::{extras, rfc3339, sev_digest_hex};
+use super::{extras, rfc3339, scoped, sev_digest_hex};
 use crate::SevNotice;
 
 /// What Alertmanager sends as `endsAt` while an alert is still firing (Go's zero time).
 const STILL_FIRING: &str = "0001-01-01T00:00:00Z";
 
-/// The webhook body for `receiver`; `external_url` is the backlink to sevloop.
-pub fn alertmanager(n: &SevNotice, receiver: &str, external_url: &str) -> Value {
+/// The webhook body for `receiver`; `external_url` is the backlink to sevloop, `installation`
+/// its name (see [`scoped`]).
+pub fn alertmanager(
+    n: &SevNotice,
+    receiver: &str,
+    external_url: &str,
+    installation: &str,
+) -> Value {
     let status = status(n);
-    let labels = labels(n);
+    let group = group_labels(&n.sev_id, installation);
+    let mut labels = labels(n);
+    labels.extend(group.clone());
     let annotations = annotations(n);
     json!({
         "version": "4",
-        "groupKey": group_key(&n.sev_id),
+        "groupKey": group_key(&group),
         "truncatedAlerts": 0,
         "status": status,
         "receiver": receiver,
-        "groupLabels": { "sev_id": n.sev_id },
+        "groupLabels": group,
         // With one alert per group, everything it has is common to the group.
         "commonLabels": labels,
         "commonAnnotations": annotations,
@@ -34,7 +42,7 @@ pub fn alertmanager(n: &SevNotice, receiver: &str, external_url: &str) -> Value 
             "startsAt": rfc3339(n.opened_at),
             "endsAt": ends_at(n),
             "generatorURL": n.url,
-            "fingerprint": fingerprint(&n.sev_id),
+            "fingerprint": fingerprint(&scoped(installation, &n.sev_id)),
         }],
     })
 }
@@ -55,27 +63,40 @@ fn ends_at(n: &SevNotice) -> String {
     }
 }
 
-/// Alertmanager's own form, `<route matchers>:<group labels>`, with no route (`{}`). The value is
-/// quoted as a JSON string, which matches Go's `%q` for anything a SEV id holds.
-fn group_key(sev_id: &str) -> String {
-    format!("{{}}:{{sev_id={}}}", Value::from(sev_id))
+/// What groups alerts: the SEV, and the installation when it has a name (sorted by name, as
+/// Alertmanager keeps label sets).
+fn group_labels(sev_id: &str, installation: &str) -> Map<String, Value> {
+    let mut group = Map::new();
+    if !installation.is_empty() {
+        group.insert("installation".into(), installation.into());
+    }
+    group.insert("sev_id".into(), sev_id.into());
+    group
+}
+
+/// Alertmanager's own form, `<route matchers>:<group labels>`, with no route (`{}`). Values are
+/// quoted as JSON strings, which matches Go's `%q` for anything a SEV id or an installation's
+/// name holds.
+fn group_key(group: &Map<String, Value>) -> String {
+    let labels: Vec<String> = group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{}}:{{{}}}", labels.join(", "))
 }
 
 /// Alertmanager hashes the label set, but a SEV's labels change when it is rerouted; hashing the
-/// SEV id keeps one fingerprint for the SEV's whole life, in Alertmanager's 16-hex-digit form.
-fn fingerprint(sev_id: &str) -> String {
-    sev_digest_hex(sev_id, 8)
+/// (scoped) SEV id keeps one fingerprint for the SEV's whole life, in Alertmanager's
+/// 16-hex-digit form.
+fn fingerprint(scoped_sev_id: &str) -> String {
+    sev_digest_hex(scoped_sev_id, 8)
 }
 
-fn labels(n: &SevNotice) -> Value {
-    json!({
-        "alertname": "SevloopSEV",
-        "sev_id": n.sev_id,
-        "severity": n.severity.as_str().to_lowercase(),
-        "team": n.team,
-        "product": n.product,
-        "cluster_id": n.cluster_id,
-    })
+fn labels(n: &SevNotice) -> Map<String, Value> {
+    let mut labels = Map::new();
+    labels.insert("alertname".into(), "SevloopSEV".into());
+    labels.insert("severity".into(), n.severity.as_str().to_lowercase().into());
+    labels.insert("team".into(), n.team.clone().into());
+    labels.insert("product".into(), n.product.clone().into());
+    labels.insert("cluster_id".into(), n.cluster_id.clone().into());
+    labels
 }
 
 fn annotations(n: &SevNotice) -> Value {
@@ -105,9 +126,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn group_key_quotes_the_sev_id() {
-        assert_eq!(group_key("SEV-12"), r#"{}:{sev_id="SEV-12"}"#);
-        assert_eq!(group_key(r#"a"b"#), r#"{}:{sev_id="a\"b"}"#);
+    fn group_key_quotes_the_sev_id_and_names_the_installation() {
+        let key = |sev_id, installation| group_key(&group_labels(sev_id, installation));
+        assert_eq!(key("SEV-12", ""), r#"{}:{sev_id="SEV-12"}"#);
+        assert_eq!(key(r#"a"b"#, ""), r#"{}:{sev_id="a\"b"}"#);
+        assert_eq!(
+            key("SEV-12", "5e1f00c0ffee"),
+            r#"{}:{installation="5e1f00c0ffee", sev_id="SEV-12"}"#
+        );
     }
 
     #[test]
@@ -115,5 +141,6 @@ mod tests {
         assert_eq!(fingerprint("SEV-12").len(), 16);
         assert_eq!(fingerprint("SEV-12"), fingerprint("SEV-12"));
         assert_ne!(fingerprint("SEV-12"), fingerprint("SEV-13"));
+        assert_ne!(fingerprint("SEV-12"), fingerprint(&scoped("a", "SEV-12")));
     }
 }

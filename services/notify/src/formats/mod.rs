@@ -41,6 +41,18 @@ fn truncate_chars(s: &str, max: usize) -> String {
     cut
 }
 
+/// `id` made unique across installations: SEV numbers and change ids start over in every
+/// sevloop, so two sharing a receiver (staging and production, or a reinstall) would otherwise
+/// fold their messages into each other's. An installation that had SEVs before it was named has
+/// an empty name and keeps bare ids, so receivers still match what it sent before.
+pub fn scoped(installation: &str, id: &str) -> String {
+    if installation.is_empty() {
+        id.to_owned()
+    } else {
+        format!("{installation}/{id}")
+    }
+}
+
 /// Lowercase hex of the SHA-256 of the SEV id: a stable, fixed-length stand-in for the id where
 /// a channel limits length or wants a fingerprint.
 fn sev_digest_hex(sev_id: &str, bytes: usize) -> String {

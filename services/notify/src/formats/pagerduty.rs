@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 use sevloop_core::Severity;
 
-use super::{extras, headline, rfc3339, sev_digest_hex, truncate_chars};
+use super::{extras, headline, rfc3339, scoped, sev_digest_hex, truncate_chars};
 use crate::{NoticeKind, SevNotice};
 
 /// The API rejects a longer `payload.summary`.
@@ -67,11 +67,7 @@ fn event_action(kind: NoticeKind) -> &'static str {
 /// for the limit (never the case for `SEV-<n>`) becomes a SHA-256 instead of being cut, since a
 /// cut key could collide with another SEV's.
 fn dedup_key(installation: &str, sev_id: &str) -> String {
-    let scoped = if installation.is_empty() {
-        sev_id.to_string()
-    } else {
-        format!("{installation}/{sev_id}")
-    };
+    let scoped = scoped(installation, sev_id);
     let key = format!("sevloop/{scoped}");
     if key.chars().count() <= DEDUP_KEY_MAX_CHARS {
         return key;

@@ -58,6 +58,15 @@ pub struct Origin {
     pub installation: String,
 }
 
+impl Origin {
+    /// A row's idempotency key (and webhook-id) as it leaves: its id, scoped by the
+    /// installation, since two installations' rows can share ids (see
+    /// [`sevloop_notify::scoped`]). The topic is the installation's own and keeps the bare id.
+    pub fn key(&self, n: &Notification) -> String {
+        sevloop_notify::scoped(&self.installation, &n.id)
+    }
+}
+
 /// Renders a row for its endpoint. `now` is the signing timestamp (unix seconds).
 pub fn render(
     n: &Notification,
@@ -71,7 +80,7 @@ pub fn render(
         SEV_EVENTS => Ok(topic_message(n, &payload)),
         HELPDESK => {
             let helpdesk = catalog.helpdesk.as_ref().ok_or(RenderError::NoHelpdesk)?;
-            helpdesk_request(n, helpdesk, &payload)
+            helpdesk_request(n, helpdesk, &payload, origin)
         }
         name => {
             let channel = catalog
@@ -116,13 +125,14 @@ fn helpdesk_request(
     n: &Notification,
     helpdesk: &Helpdesk,
     p: &Payload,
+    origin: &Origin,
 ) -> Result<Delivery, RenderError> {
     let ticket = p
         .ticket_id
         .as_deref()
         .ok_or_else(|| RenderError::Payload("a helpdesk row names no ticket".into()))?;
     let id = ticket.strip_prefix(&helpdesk.id_prefix).unwrap_or(ticket);
-    let mut headers = vec![idempotency(&n.id)];
+    let mut headers = vec![idempotency(&origin.key(n))];
     if let Some(auth) = &helpdesk.authorization {
         headers.push(("authorization".into(), auth.expose().to_string()));
     }
@@ -151,14 +161,17 @@ fn channel_request(
             let key = channel.routing_key.as_ref().map_or("", |k| k.expose());
             sevloop_notify::pagerduty(notice, key, &origin.installation)
         }
-        ChannelKind::Alertmanager => sevloop_notify::alertmanager(notice, name, &origin.public_url),
+        ChannelKind::Alertmanager => {
+            sevloop_notify::alertmanager(notice, name, &origin.public_url, &origin.installation)
+        }
         ChannelKind::Slack => sevloop_notify::slack(notice),
         ChannelKind::Webhook => sevloop_notify::webhook(notice),
     };
+    let key = origin.key(n);
     let mut request = json_request(
         reqwest::Method::POST,
         channel.url.clone(),
-        vec![idempotency(&n.id)],
+        vec![idempotency(&key)],
         &body,
     );
     if channel.kind == ChannelKind::Webhook {
@@ -168,7 +181,7 @@ fn channel_request(
             .map(|s| WebhookSecret::parse(s.expose()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RenderError::Channel(name.to_string(), e.to_string()))?;
-        let signed = sevloop_notify::headers(&secrets, &n.id, now, &request.body);
+        let signed = sevloop_notify::headers(&secrets, &key, now, &request.body);
         for (header, value) in signed {
             if header != "webhook-signature" || !secrets.is_empty() {
                 request.headers.push((header.to_string(), value));
@@ -193,7 +206,7 @@ fn json_request(
     }
 }
 
-/// Every request carries the row id: receivers apply each event once.
+/// Every request carries its row's key: receivers apply each event once.
 fn idempotency(id: &str) -> (String, String) {
     ("idempotency-key".into(), id.to_string())
 }
@@ -312,8 +325,9 @@ id_prefix = "ZD-"
     #[test]
     fn a_signed_webhook_carries_one_signature_per_secret_and_each_verifies() {
         let r = http("hook");
-        assert_eq!(header(&r, "webhook-id"), Some("esc-1.opened.hook"));
-        assert_eq!(header(&r, "idempotency-key"), Some("esc-1.opened.hook"));
+        let key = "5e1f00c0ffee/esc-1.opened.hook";
+        assert_eq!(header(&r, "webhook-id"), Some(key));
+        assert_eq!(header(&r, "idempotency-key"), Some(key));
         let signature = header(&r, "webhook-signature").unwrap();
         assert_eq!(signature.split(' ').count(), 2);
         for secret in [
@@ -323,7 +337,7 @@ id_prefix = "ZD-"
             let secret = WebhookSecret::parse(secret).unwrap();
             assert!(sevloop_notify::verify(
                 &secret,
-                "esc-1.opened.hook",
+                key,
                 1_700_000_000,
                 &r.body,
                 signature
@@ -331,6 +345,29 @@ id_prefix = "ZD-"
         }
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["type"], "sev.opened");
+    }
+
+    #[test]
+    fn two_installations_never_share_a_key_and_an_unnamed_one_keeps_its_old_keys() {
+        let catalog = Catalog::parse(CATALOG, "test").unwrap();
+        let keys = |installation: &str| {
+            let origin = Origin {
+                installation: installation.into(),
+                ..origin()
+            };
+            ["hook", "pd", "am", "chat", HELPDESK].map(|endpoint| {
+                let n = row(endpoint, "opened", Some("ZD-48213"));
+                let Ok(Delivery::Http(r)) = render(&n, &catalog, &origin, 0) else {
+                    panic!("{endpoint} renders a request");
+                };
+                header(&r, "idempotency-key").map(str::to_string)
+            })
+        };
+        let (a, b) = (keys("5e1f00c0ffee"), keys("0123456789ab"));
+        for (x, y) in a.iter().zip(&b) {
+            assert_ne!(x, y, "installations' keys differ");
+        }
+        assert_eq!(keys("")[0].as_deref(), Some("esc-1.opened.hook"));
     }
 
     #[test]
@@ -344,6 +381,7 @@ id_prefix = "ZD-"
         let am: Value = serde_json::from_slice(&http("am").body).unwrap();
         assert_eq!(am["version"], "4");
         assert_eq!(am["receiver"], "am");
+        assert_eq!(am["alerts"][0]["labels"]["installation"], "5e1f00c0ffee");
         let chat: Value = serde_json::from_slice(&http("chat").body).unwrap();
         assert!(chat["blocks"].is_array());
         assert_eq!(header(&http("pd"), "webhook-signature"), None);
