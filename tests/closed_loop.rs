@@ -540,13 +540,12 @@ async fn a_sev_nobody_acknowledges_escalates_after_the_ack_timeout_and_an_acknow
         "default_team = \"triage\"\n[teams.triage]\n\
          [teams.storage]\nchannels = [\"storage-hook\"]\nack_timeout = \"3s\"\nescalate_to = \"leads\"\n\
          [teams.books]\nchannels = [\"books-hook\"]\nack_timeout = \"8s\"\nescalate_to = \"leads\"\n\
-         [teams.leads]\nchannels = [\"leads-hook\"]\n\
-         [channels.storage-hook]\nkind = \"webhook\"\nurl = {:?}\n\
-         [channels.books-hook]\nkind = \"webhook\"\nurl = {:?}\n\
-         [channels.leads-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [teams.leads]\nchannels = [\"leads-hook\"]\n{}{}{}\
          [[routes]]\nteam = \"storage\"\nproduct = \"vault\"\n\
          [[routes]]\nteam = \"books\"\nproduct = \"ledger\"\n",
-        storage.url, books.url, leads.url
+        webhook_channel("storage-hook", &storage.url),
+        webhook_channel("books-hook", &books.url),
+        webhook_channel("leads-hook", &leads.url),
     );
     let lp = Loop::start(catalog).await;
     let mut tickets = quiet("vault", 0, 2 * HOUR + 30 * MINUTE);
@@ -707,11 +706,10 @@ async fn a_rerouted_sev_stays_with_its_new_team_when_the_complaint_comes_back() 
     let payments = Receiver::start().await;
     let catalog = format!(
         "default_team = \"triage\"\n[teams.triage]\n[teams.fraud]\n\
-         [teams.payments]\nchannels = [\"payments-hook\"]\n\
-         [channels.payments-hook]\nkind = \"webhook\"\nurl = {:?}\n\
+         [teams.payments]\nchannels = [\"payments-hook\"]\n{}\
          [[routes]]\nteam = \"payments\"\nproduct = \"wallet\"\n\
          [[routes]]\nteam = \"payments\"\nproduct = \"rewards\"\n",
-        payments.url
+        webhook_channel("payments-hook", &payments.url)
     );
     let lp = Loop::start(catalog).await;
     let mut tickets = quiet("wallet", 0, 2 * HOUR + 30 * MINUTE);

@@ -422,14 +422,20 @@ impl Config {
 /// Two teams: `triage`, which owns everything, and `cards`, which owns nothing.
 pub const TWO_TEAMS: &str = "default_team = \"triage\"\n[teams.triage]\n[teams.cards]\n";
 
+/// A catalog's `[channels.<name>]` table for a generic webhook at `url` (signed: a catalog
+/// refuses an unsigned webhook).
+pub fn webhook_channel(name: &str, url: &str) -> String {
+    let secret = capture::WEBHOOK_SECRET;
+    format!("[channels.{name}]\nkind = \"webhook\"\nurl = {url:?}\nsecrets = [{secret:?}]\n")
+}
+
 /// A catalog that sends everything to `triage` and, given a URL, tells a generic webhook
 /// named `test` about every SEV.
 pub fn catalog_toml(webhook: Option<&str>) -> String {
     let mut t = String::from("default_team = \"triage\"\n");
     if let Some(url) = webhook {
-        t.push_str(&format!(
-            "broadcast = [\"test\"]\n[channels.test]\nkind = \"webhook\"\nurl = {url:?}\n"
-        ));
+        t.push_str("broadcast = [\"test\"]\n");
+        t.push_str(&webhook_channel("test", url));
     }
     t.push_str("[teams.triage]\n");
     t

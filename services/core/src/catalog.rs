@@ -43,7 +43,7 @@ pub enum ChannelKind {
     Alertmanager,
     /// Slack incoming webhook.
     Slack,
-    /// Generic JSON, signed per Standard Webhooks when `secrets` are given.
+    /// Generic JSON, signed per Standard Webhooks with each of `secrets` (one at least).
     Webhook,
 }
 
@@ -349,6 +349,17 @@ impl RawCatalog {
             channel_known(c, "broadcast")?;
         }
         for (name, team) in &self.teams {
+            if team.ack_timeout.is_some_and(|t| t.is_zero()) {
+                return Err(CatalogError {
+                    file: source.to_string(),
+                    line: find_table(text, "teams", name),
+                    message: format!(
+                        "team `{}`: `ack_timeout` must be longer than 0s (the time the team has \
+                         to acknowledge before its SEVs escalate)",
+                        name.escape_debug()
+                    ),
+                });
+            }
             for c in &team.channels {
                 channel_known(c, &format!("team `{name}`"))?;
             }
@@ -424,6 +435,12 @@ impl Channel {
                     key.expose().chars().count()
                 ))
             }
+            // Unsigned, a receiver could not tell sevloop's events from anyone's.
+            (ChannelKind::Webhook, _) if self.secrets.is_empty() => Err(
+                "a webhook channel needs `secrets`: at least one Standard Webhooks secret \
+                 (whsec_…) its receiver verifies signatures with"
+                    .into(),
+            ),
             (ChannelKind::Webhook, _) => self
                 .secrets
                 .iter()

@@ -183,3 +183,29 @@ fn a_pagerduty_routing_key_of_another_length_is_refused_at_its_table() {
         "the key is a secret: {err}"
     );
 }
+
+#[test]
+fn a_webhook_without_secrets_is_refused_at_its_table() {
+    let text = EXAMPLE.replace(
+        "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+        "",
+    );
+    let err = error_of(&text);
+    assert_eq!(err.line, line_with(&text, "[channels.ops]"), "{err}");
+    assert!(err.message.contains("needs `secrets`"), "{err}");
+    let text = EXAMPLE.replace("[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]", "[]");
+    assert!(error_of(&text).message.contains("needs `secrets`"));
+}
+
+#[test]
+fn a_zero_ack_timeout_is_refused_at_its_team() {
+    let text = EXAMPLE.replace("ack_timeout = \"15m\"", "ack_timeout = \"0s\"");
+    let err = error_of(&text);
+    assert_eq!(err.line, line_with(&text, "[teams.cards]"), "{err}");
+    assert!(err.message.contains("team `cards`: `ack_timeout`"), "{err}");
+    let text = EXAMPLE.replace("ack_timeout = \"15m\"", "ack_timeout = \"1s\"");
+    assert!(
+        Catalog::parse(&text, "catalog.toml").is_ok(),
+        "a short one is kept"
+    );
+}
