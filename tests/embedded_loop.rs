@@ -157,6 +157,36 @@ async fn bad_tickets_get_a_clear_error_naming_the_field_and_nothing_is_appended(
     );
 }
 
+#[test]
+fn admin_commands_name_a_data_directory_without_a_database_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let typo = dir.path().join("sevloop-dta");
+    let path = typo.to_str().expect("utf-8 path");
+    for args in [
+        &["token", "list"][..],
+        &["token", "revoke", "tok_x"],
+        &["endpoint", "list"],
+        &["endpoint", "enable", "hook"],
+        &["digest", "--days", "7"],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--data-dir", path])
+            .output()
+            .expect("sevloop runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} refuses: {stderr}");
+        assert!(
+            stderr.contains(path) && stderr.contains("holds no sevloop database"),
+            "{args:?} names the directory: {stderr}"
+        );
+        assert!(!typo.exists(), "{args:?} created nothing");
+    }
+    // The first admin token may come before `up`: `token create` makes the database.
+    assert!(!create_token(&["--data-dir".into(), path.into()], &["--role", "admin"]).is_empty());
+    assert!(typo.join("sevloop.db").exists());
+}
+
 /// Labels of the bundled demo stream: ticket id → (label, injected).
 fn demo_truth() -> BTreeMap<String, (String, bool)> {
     let path = concat!(

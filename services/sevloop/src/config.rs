@@ -206,12 +206,14 @@ impl Settings {
         self.detection.rule_book()
     }
 
+    /// The embedded mode's database file.
+    pub fn embedded_database(&self) -> PathBuf {
+        self.data_dir.join("sevloop.db")
+    }
+
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("sevloop.db").display()
-            )
+            format!("sqlite://{}?mode=rwc", self.embedded_database().display())
         } else {
             self.database.url.clone()
         }
