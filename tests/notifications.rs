@@ -156,6 +156,10 @@ fn types_heard(arrivals: &[Arrival]) -> BTreeSet<String> {
 fn assert_all_delivered(all: &BTreeMap<String, Value>) {
     let undelivered: Vec<&Value> = all.values().filter(|n| n["state"] != "delivered").collect();
     assert!(
+        all.values().all(|n| n["next_attempt_at"].is_null()),
+        "a delivered notification has no next attempt: {all:#?}"
+    );
+    assert!(
         undelivered.is_empty(),
         "notifications not delivered: {undelivered:#?}"
     );
@@ -703,7 +707,11 @@ async fn a_receiver_that_answers_every_request_is_told_of_each_sevs_changes_in_t
     // queue up, and the dispatcher leases them together.
     let receiver = Capture::start(Behaviour::Slow).await;
     let products = ["cards", "transfers", "login"];
-    let run = start(one_webhook(&receiver.url("/hook"), &[]), &products).await;
+    let run = start(
+        one_webhook(&receiver.url("/hook"), &[OLD_SECRET]),
+        &products,
+    )
+    .await;
     let (ids, all) = run
         .through_lifecycle(&products, Duration::from_secs(120))
         .await;
@@ -778,6 +786,10 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
     let first = &opened[&called[0].key()];
     assert_eq!(first["state"], "failed", "{first:#}");
     assert_eq!(first["attempts"], 1, "410 is not retried: {first:#}");
+    assert!(
+        first["next_attempt_at"].is_null(),
+        "a given-up notification has no next attempt: {first:#}"
+    );
     let error = str_of(first, "last_error");
     assert!(
         error.contains("410") && error.contains("disabled"),
@@ -860,7 +872,11 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_enables_an_endpoint_that_answered_410_and_it_is_called_again() {
     let receiver = Capture::start(Behaviour::Gone).await;
-    let run = start(one_webhook(&receiver.url("/hook"), &[]), &["statements"]).await;
+    let run = start(
+        one_webhook(&receiver.url("/hook"), &[OLD_SECRET]),
+        &["statements"],
+    )
+    .await;
     let ids = run.sev_ids(&["statements"]).await;
     run.settled(&ids, Duration::from_secs(60)).await;
     let (status, disabled) = run.get("/api/v1/endpoints/disabled").await;

@@ -110,6 +110,8 @@ pub struct Catalog {
 
 /// The ack timeout of a team that does not set one.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Shorter, a SEV would escalate as it opens (and the catalog's summary shows whole seconds).
+const MIN_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for Catalog {
     /// Everything to triage, nobody notified: what runs without a catalog file.
@@ -349,12 +351,12 @@ impl RawCatalog {
             channel_known(c, "broadcast")?;
         }
         for (name, team) in &self.teams {
-            if team.ack_timeout.is_some_and(|t| t.is_zero()) {
+            if team.ack_timeout.is_some_and(|t| t < MIN_ACK_TIMEOUT) {
                 return Err(CatalogError {
                     file: source.to_string(),
                     line: find_table(text, "teams", name),
                     message: format!(
-                        "team `{}`: `ack_timeout` must be longer than 0s (the time the team has \
+                        "team `{}`: `ack_timeout` must be at least 1s (the time the team has \
                          to acknowledge before its SEVs escalate)",
                         name.escape_debug()
                     ),

@@ -1,5 +1,6 @@
 //! The transactional outbox: notifications are written with the SEV change that causes them and
-//! delivered afterwards, at least once, each under a stable idempotency key (the row id).
+//! delivered afterwards, at least once, each under a stable idempotency key (the row id, which
+//! the dispatcher scopes by the installation's name).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -13,7 +14,8 @@ use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
 
 pub struct NewNotification<'a> {
-    /// The idempotency key: the same SEV event to the same endpoint always gets the same id.
+    /// The idempotency key's row part: the same SEV event to the same endpoint always gets the
+    /// same id.
     pub id: String,
     pub sev_id: &'a str,
     pub endpoint: &'a str,
@@ -72,7 +74,8 @@ pub struct Notification {
     pub payload: String,
     pub state: String,
     pub attempts: i64,
-    pub next_attempt_at: DateTime<Utc>,
+    /// When it is tried next; none once it was delivered or given up.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
@@ -199,15 +202,19 @@ impl Store {
 
 fn notification(r: &AnyRow) -> Result<Notification, StoreError> {
     let delivered: Option<i64> = get(r, "delivered_at")?;
+    let state: String = get(r, "state")?;
+    let next = (state == "pending")
+        .then(|| get(r, "next_attempt_at").map(from_ms))
+        .transpose()?;
     Ok(Notification {
         id: get(r, "id")?,
         sev_id: get(r, "sev_id")?,
         endpoint: get(r, "endpoint")?,
         kind: get(r, "kind")?,
         payload: get(r, "payload")?,
-        state: get(r, "state")?,
+        state,
         attempts: get(r, "attempts")?,
-        next_attempt_at: from_ms(get(r, "next_attempt_at")?),
+        next_attempt_at: next,
         last_error: get(r, "last_error")?,
         created_at: from_ms(get(r, "created_at")?),
         delivered_at: delivered.map(from_ms),

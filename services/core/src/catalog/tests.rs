@@ -198,11 +198,13 @@ fn a_webhook_without_secrets_is_refused_at_its_table() {
 }
 
 #[test]
-fn a_zero_ack_timeout_is_refused_at_its_team() {
-    let text = EXAMPLE.replace("ack_timeout = \"15m\"", "ack_timeout = \"0s\"");
-    let err = error_of(&text);
-    assert_eq!(err.line, line_with(&text, "[teams.cards]"), "{err}");
-    assert!(err.message.contains("team `cards`: `ack_timeout`"), "{err}");
+fn an_ack_timeout_under_a_second_is_refused_at_its_team() {
+    for short in ["0s", "500ms"] {
+        let text = EXAMPLE.replace("ack_timeout = \"15m\"", &format!("ack_timeout = {short:?}"));
+        let err = error_of(&text);
+        assert_eq!(err.line, line_with(&text, "[teams.cards]"), "{err}");
+        assert!(err.message.contains("team `cards`: `ack_timeout`"), "{err}");
+    }
     let text = EXAMPLE.replace("ack_timeout = \"15m\"", "ack_timeout = \"1s\"");
     assert!(
         Catalog::parse(&text, "catalog.toml").is_ok(),

@@ -526,7 +526,7 @@ mod tests {
             payload: String::new(),
             state: "pending".into(),
             attempts,
-            next_attempt_at: at,
+            next_attempt_at: Some(at),
             last_error: None,
             created_at: at,
             delivered_at: None,

@@ -288,7 +288,7 @@ id_prefix = "ZD-"
             payload: serde_json::json!({"notice": notice, "ticket_id": ticket}).to_string(),
             state: "pending".into(),
             attempts: 0,
-            next_attempt_at: at(),
+            next_attempt_at: Some(at()),
             last_error: None,
             created_at: at(),
             delivered_at: None,
