@@ -11,7 +11,7 @@ use crate::cluster::{
     parse_cluster_id, Assignment, Cluster, ClusterConfig, Clusterer, Features, Placement,
 };
 use crate::detect::{
-    could_fire, judge, Decision, DetectorState, Elsewhere, Member, Policy, RuleBook, Rules,
+    could_fire, judge, Decision, DetectorState, Elsewhere, Member, Policy, RuleBook, Rules, Verdict,
 };
 use crate::text::{mask, Featurizer};
 use crate::ticket::TicketEvent;
@@ -38,6 +38,9 @@ pub struct Observation {
     pub seq: u64,
     pub assignment: Assignment,
     pub decision: Decision,
+    /// How the window of the ticket's cluster (with the clusters judged with it) looked, when
+    /// it was judged; none when it could not fire (the busy path judges nothing).
+    pub verdict: Option<Verdict>,
     /// Earlier tickets that consolidation, run because this ticket moved event time on, split
     /// off into a new cluster: (ticket id, its new cluster's seq).
     pub moved: Vec<(String, u64)>,
@@ -57,6 +60,9 @@ pub struct Detection<'a> {
     pub rules: &'a RuleBook,
     pub catalog: &'a Catalog,
     pub policy: Policy,
+    /// Judge a window even when it cannot fire, so its verdict can be shown (`backtest
+    /// --trace`); the decision is the same.
+    pub explain: bool,
 }
 
 pub struct Scope {
@@ -138,17 +144,19 @@ impl Scope {
             near,
             source,
         } = placement;
-        let decision = self.detect(seq, &near, source, ticket, detection);
+        let (decision, verdict) = self.detect(seq, &near, source, ticket, detection);
         self.touched.insert(seq);
         Observation {
             seq,
             assignment,
             decision,
+            verdict,
             moved,
         }
     }
 
-    /// Counts a ticket in its cluster's window and decides for that cluster.
+    /// Counts a ticket in its cluster's window and decides for that cluster, with the verdict
+    /// it decided on.
     fn detect(
         &mut self,
         seq: u64,
@@ -156,9 +164,9 @@ impl Scope {
         source: Option<u64>,
         ticket: &TicketEvent,
         detection: &Detection,
-    ) -> Decision {
+    ) -> (Decision, Option<Verdict>) {
         let Some(cluster) = self.clusterer.get(seq) else {
-            return Decision::Quiet;
+            return (Decision::Quiet, None);
         };
         let rules = detection.rules.for_cluster(&ticket.product, || {
             let label = self.clusterer.label(cluster, 3);
@@ -192,7 +200,14 @@ impl Scope {
         let active = self.detectors.get(&seq).is_some_and(|d| d.active);
         let group = self.states(&with);
         if !active && !could_fire(&group, end, rules, detection.policy, started) {
-            return Decision::Quiet;
+            let explained = detection.explain.then(|| {
+                let elsewhere = Elsewhere {
+                    sources: &self.states(&self.sources(&with, rules)),
+                    carriers: &[],
+                };
+                judge(&group, elsewhere, end, rules, detection.policy, started).verdict
+            });
+            return (Decision::Quiet, explained);
         }
         let sources = self.states(&self.sources(&with, rules));
         let judge_with = |carriers| {
@@ -212,11 +227,12 @@ impl Scope {
                 judged = judge_with(&carriers);
             }
         }
+        let verdict = judged.verdict.clone();
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
             None => Decision::Quiet,
         };
-        self.join_related(seq, decision, end, rules)
+        (self.join_related(seq, decision, end, rules), Some(verdict))
     }
 
     fn states(&self, seqs: &[u64]) -> Vec<&DetectorState> {
@@ -626,6 +642,7 @@ mod tests {
             rules: &rules,
             catalog: &catalog,
             policy: Policy::Combined,
+            explain: false,
         };
         let mut f = Featurizer::default();
         (1..=12)
@@ -838,6 +855,7 @@ mod tests {
             rules: &rules,
             catalog: &catalog,
             policy: Policy::Combined,
+            explain: false,
         };
         scope.observe(&ticket_features(&mut f, &t, None), &t, &detection);
         let cp = scope.take_touched();

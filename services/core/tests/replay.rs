@@ -45,6 +45,7 @@ fn feed(
         rules: &rules,
         catalog: &catalog,
         policy: Policy::Combined,
+        explain: false,
     };
     for t in tickets {
         let features = ticket_features(&mut f, t, None);

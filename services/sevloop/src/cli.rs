@@ -306,6 +306,10 @@ pub struct BacktestArgs {
     /// End with one JSON line: each SEV with the event time it opens and its linked tickets.
     #[arg(long)]
     pub json: bool,
+    /// Print how detection judged every ticket the truth file labels LABEL: its cluster, the
+    /// window's counts, the usual rate, the p-value and the decision (needs --truth).
+    #[arg(long, value_name = "LABEL", requires = "truth")]
+    pub trace: Option<String>,
 }
 
 /// An error and its causes on one line, for the person at the terminal. Each layer's message

@@ -221,6 +221,17 @@ impl OnlineClustering {
 
     /// Clusters one new ticket and decides on it.
     pub fn observe(&mut self, ticket: &TicketEvent, dense: Option<Vec<f32>>) -> Observation {
+        self.observe_explained(ticket, dense, false)
+    }
+
+    /// [`OnlineClustering::observe`], with the verdict of the ticket's window even when it
+    /// could not fire if `explain` (see [`Detection::explain`]).
+    pub fn observe_explained(
+        &mut self,
+        ticket: &TicketEvent,
+        dense: Option<Vec<f32>>,
+        explain: bool,
+    ) -> Observation {
         let began = Instant::now();
         let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
         let featurized = Instant::now();
@@ -233,6 +244,7 @@ impl OnlineClustering {
             rules: &self.rules,
             catalog: &self.catalog,
             policy: self.policy,
+            explain,
         };
         let clustered = scope.assign(&features, ticket);
         let assigned = Instant::now();

@@ -39,6 +39,20 @@ pub struct WouldOpen {
     pub joined: Vec<String>,
 }
 
+/// How detection judged one traced ticket (`backtest --trace`).
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// Position in the log (1-based).
+    pub at_ticket: usize,
+    pub ticket_id: String,
+    pub event_time: DateTime<Utc>,
+    /// The cluster it went to.
+    pub cluster_id: String,
+    pub decision: &'static str,
+    /// Its cluster's window as judged; none when it could not fire.
+    pub verdict: Option<Verdict>,
+}
+
 /// The SEVs of one replay, as the pipeline would link them.
 #[derive(Default)]
 struct Book {
@@ -120,9 +134,12 @@ pub struct Replay {
     pub sevs: Vec<WouldOpen>,
     /// Each ticket's live cluster at the end of the log, in log order.
     pub clusters: Vec<String>,
+    /// How each traced ticket was judged, in log order.
+    pub traces: Vec<Trace>,
 }
 
-/// Replays `tickets` (with their sentence vectors, when the encoder is on) under `policy`.
+/// Replays `tickets` (with their sentence vectors, when the encoder is on) under `policy`,
+/// tracing how the `traced` tickets were judged.
 pub fn replay(
     tickets: &[TicketEvent],
     dense: Option<&[Vec<f32>]>,
@@ -130,14 +147,27 @@ pub fn replay(
     rules: &RuleBook,
     catalog: &Catalog,
     policy: Policy,
+    traced: &BTreeSet<String>,
 ) -> Replay {
     let mut online =
         OnlineClustering::with_detection(config.clone(), rules.clone(), catalog.clone(), policy);
     let mut book = Book::default();
     let mut placements = Placements::default();
+    let mut traces = Vec::new();
     for (i, ticket) in tickets.iter().enumerate() {
-        let observation = online.observe(ticket, dense.map(|d| d[i].clone()));
+        let traced = traced.contains(&ticket.ticket_id);
+        let observation = online.observe_explained(ticket, dense.map(|d| d[i].clone()), traced);
         placements.note(ticket, &observation);
+        if traced {
+            traces.push(Trace {
+                at_ticket: i + 1,
+                ticket_id: ticket.ticket_id.clone(),
+                event_time: ticket.event_time,
+                cluster_id: observation.assignment.cluster_id.clone(),
+                decision: decision_name(&observation.decision),
+                verdict: observation.verdict.clone(),
+            });
+        }
         let d = observation.decision;
         let label = escalated_seq(&d)
             .and_then(|seq| {
@@ -151,6 +181,16 @@ pub fn replay(
     Replay {
         sevs: book.sevs,
         clusters: placements.finish(tickets, &online),
+        traces,
+    }
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Quiet => "quiet",
+        Decision::Attach { .. } => "attach",
+        Decision::Escalate(_) => "escalate",
+        Decision::Join { .. } => "join",
     }
 }
 
@@ -174,7 +214,7 @@ mod tests {
 
     /// Detection only reads the clusters, so a replay leaves every ticket in the cluster that
     /// clustering alone (what `eval` scores) leaves it in, and its table can be read beside
-    /// `eval`'s.
+    /// `eval`'s. Tracing tickets changes nothing either.
     #[test]
     fn a_replay_leaves_each_ticket_where_clustering_alone_does() {
         let demo =
@@ -184,6 +224,12 @@ mod tests {
         let rules = DetectionConfig::default()
             .rule_book()
             .expect("default rules");
+        let (first, last) = (
+            log.tickets[0].ticket_id.clone(),
+            log.tickets[log.tickets.len() - 1].ticket_id.clone(),
+        );
+        let traced = BTreeSet::from([last.clone(), first.clone()]);
+        let (first, last) = (first.as_str(), last.as_str());
         let replayed = replay(
             &log.tickets,
             None,
@@ -191,7 +237,16 @@ mod tests {
             &rules,
             &Catalog::default(),
             Policy::Combined,
+            &traced,
         );
+        let ids: Vec<&str> = replayed
+            .traces
+            .iter()
+            .map(|t| t.ticket_id.as_str())
+            .collect();
+        assert_eq!(ids, [first, last], "traced tickets only, in log order");
+        assert_eq!(replayed.traces[0].at_ticket, 1);
+        assert_eq!(replayed.traces[1].at_ticket, log.tickets.len());
         let corpus = Corpus {
             labels: vec![String::new(); log.tickets.len()],
             injected: vec![false; log.tickets.len()],

@@ -1,6 +1,7 @@
 //! `sevloop backtest`: which SEVs the detection rules would open on a ticket log, when, and on
 //! which tickets; each rule alone beside the combination; scored against a stream's truth.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
@@ -26,6 +27,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|truth| read_injected(args, truth).map(|injected| (truth, injected)))
         .transpose()?;
+    let traced = traced_tickets(args)?;
     let log = evaluation::load_log(&args.file)?;
     for refused in &log.refused {
         eprintln!("backtest: refused {refused}");
@@ -54,7 +56,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         FeatureSet::Lexical => None,
         FeatureSet::Both => anyhow::bail!("backtest runs one feature set: semantic or lexical"),
     };
-    let replay = |policy| {
+    let replay = |policy, traced: &BTreeSet<String>| {
         backtest::replay(
             &log.tickets,
             dense.as_deref(),
@@ -62,15 +64,19 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
             &rules,
             &catalog,
             policy,
+            traced,
         )
     };
-    let combined = replay(Policy::Combined);
+    let combined = replay(Policy::Combined, &traced);
     let sevs = combined.sevs;
     println!("## SEVs the rules would open: {}\n", sevs.len());
     print_sevs(&sevs, usize::MAX);
+    if let Some(label) = &args.trace {
+        print_traces(label, &combined.traces);
+    }
     println!("\n## Each rule alone");
     for rule in RuleName::ALL {
-        let alone = replay(Policy::Alone(rule)).sevs;
+        let alone = replay(Policy::Alone(rule), &BTreeSet::new()).sevs;
         println!("\n### {}: {} SEVs\n", rule.as_str(), alone.len());
         print_sevs(&alone, args.show);
     }
@@ -172,6 +178,62 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
 
 /// The incidents injected into the stream `truth` belongs to: `--incidents`, or the file the
 /// stream generator writes beside the truth.
+/// The tickets `--trace LABEL` follows: those the truth file labels so.
+fn traced_tickets(args: &BacktestArgs) -> anyhow::Result<BTreeSet<String>> {
+    let (Some(label), Some(truth)) = (&args.trace, &args.truth) else {
+        return Ok(BTreeSet::new());
+    };
+    let traced: BTreeSet<String> = sevloop_eval::read_truth(truth)?
+        .into_iter()
+        .filter(|(_, l)| l == label)
+        .map(|(id, _)| id)
+        .collect();
+    if traced.is_empty() {
+        anyhow::bail!("--trace {label:?}: {} labels no ticket so", truth.display());
+    }
+    Ok(traced)
+}
+
+/// How detection judged each traced ticket: where the window stood when it arrived.
+fn print_traces(label: &str, traces: &[backtest::Trace]) {
+    println!("\n## Trace of {label}: {} tickets\n", traces.len());
+    println!(
+        "| # | ticket | event time | cluster | decision | window tickets | customers | usual \
+         | p | span (min) | moved in | floor | significant |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for t in traces {
+        let judged = t.verdict.as_ref().map_or_else(
+            || "| - | - | - | - | - | - | - |".to_string(),
+            |v| {
+                let significant = match (v.spike, v.cold_start) {
+                    (true, _) => "spike",
+                    (_, true) => "cold start",
+                    _ => "no",
+                };
+                format!(
+                    "| {} | {} | {:.2} | {:.1e} | {:.0} | {} | {} | {significant} |",
+                    v.tickets,
+                    v.customers,
+                    v.expected,
+                    v.p_value,
+                    v.span_minutes,
+                    v.moved_in,
+                    if v.floor { "yes" } else { "no" },
+                )
+            },
+        );
+        println!(
+            "| {} | {} | {} | {} | {} {judged}",
+            t.at_ticket,
+            t.ticket_id,
+            t.event_time.format("%Y-%m-%dT%H:%M:%SZ"),
+            t.cluster_id,
+            t.decision,
+        );
+    }
+}
+
 fn read_injected(args: &BacktestArgs, truth: &Path) -> anyhow::Result<Vec<score::Injected>> {
     let incidents = args
         .incidents
@@ -242,6 +304,44 @@ fn scored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_follows_the_tickets_of_its_label_and_names_a_label_the_truth_lacks() {
+        let dir = std::env::temp_dir().join(format!("sevloop-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let truth = dir.join("s.truth.jsonl");
+        let rows = [
+            ("T-1", "card_arrival"),
+            ("T-2", "top_up"),
+            ("T-3", "card_arrival"),
+        ]
+        .map(|(id, label)| json!({"ticket_id": id, "label": label, "injected": false}).to_string());
+        std::fs::write(&truth, rows.join("\n")).expect("truth written");
+        let args = |label: &str| {
+            use clap::Parser;
+            let cli = crate::cli::Cli::parse_from([
+                "sevloop",
+                "backtest",
+                "log.jsonl",
+                "--truth",
+                truth.to_str().expect("utf-8 path"),
+                "--trace",
+                label,
+            ]);
+            match cli.command {
+                crate::cli::Command::Backtest(args) => args,
+                _ => unreachable!("parsed as backtest"),
+            }
+        };
+        let traced = traced_tickets(&args("card_arrival")).expect("a known label");
+        assert_eq!(
+            traced,
+            BTreeSet::from(["T-1".to_string(), "T-3".to_string()])
+        );
+        let err = traced_tickets(&args("card_arival")).expect_err("a label the truth lacks");
+        assert!(format!("{err:#}").contains("\"card_arival\""), "{err:#}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn a_rules_file_sets_the_detection_rules() {

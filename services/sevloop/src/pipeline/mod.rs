@@ -398,6 +398,7 @@ impl Pipeline {
             rules: &rules,
             catalog: &catalog,
             policy: Policy::Combined,
+            explain: false,
         };
         let scope = self.scope(tx, &ticket.product).await?;
         let obs = scope.observe(&features, ticket, &detection);
