@@ -214,7 +214,7 @@ mod tests {
 
     /// Detection only reads the clusters, so a replay leaves every ticket in the cluster that
     /// clustering alone (what `eval` scores) leaves it in, and its table can be read beside
-    /// `eval`'s. Tracing tickets changes nothing either.
+    /// `eval`'s.
     #[test]
     fn a_replay_leaves_each_ticket_where_clustering_alone_does() {
         let demo =
@@ -257,5 +257,54 @@ mod tests {
         assert_eq!(replayed.clusters, alone.clusters);
         let distinct: BTreeSet<&String> = replayed.clusters.iter().collect();
         assert!(distinct.len() > 10, "{} clusters", distinct.len());
+    }
+
+    /// Tracing judges windows that could not fire, to show them; it must decide nothing
+    /// differently. Every ticket of the demo log and a burst traced against none.
+    #[test]
+    fn tracing_every_ticket_changes_no_decision() {
+        let demo =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/demo/banking77-demo.tickets.jsonl");
+        let mut tickets = evaluation::load_log(&demo)
+            .expect("the demo log loads")
+            .tickets;
+        // A burst at the end, so that something fires on terms alone.
+        let last = tickets[tickets.len() - 1].clone();
+        for i in 0..20 {
+            let mut t = last.clone();
+            t.ticket_id = format!("burst-{i}");
+            t.customer.id = format!("burst-customer-{i}");
+            t.subject = "The app crashes when I open my statement".into();
+            t.body = format!("Statement screen crashes the app on open, attempt {i}");
+            t.event_time = last.event_time + chrono::Duration::seconds(20 * (i + 1));
+            tickets.push(t);
+        }
+        let rules = DetectionConfig::default()
+            .rule_book()
+            .expect("default rules");
+        let run = |traced: &BTreeSet<String>| {
+            let config = ClusterConfig::default();
+            let catalog = Catalog::default();
+            replay(
+                &tickets,
+                None,
+                &config,
+                &rules,
+                &catalog,
+                Policy::Combined,
+                traced,
+            )
+        };
+        let every: BTreeSet<String> = tickets.iter().map(|t| t.ticket_id.clone()).collect();
+        let (plain, traced) = (run(&BTreeSet::new()), run(&every));
+        let json = |r: &Replay| serde_json::to_value(&r.sevs).expect("SEVs serialize");
+        assert!(!plain.sevs.is_empty(), "the burst opens a SEV to compare");
+        assert_eq!(json(&plain), json(&traced));
+        assert_eq!(plain.clusters, traced.clusters);
+        assert_eq!(traced.traces.len(), tickets.len());
+        assert!(
+            traced.traces.iter().all(|t| t.verdict.is_some()),
+            "every traced window is judged, even one that could not fire"
+        );
     }
 }

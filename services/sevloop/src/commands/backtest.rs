@@ -176,8 +176,6 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
     }
 }
 
-/// The incidents injected into the stream `truth` belongs to: `--incidents`, or the file the
-/// stream generator writes beside the truth.
 /// The tickets `--trace LABEL` follows: those the truth file labels so.
 fn traced_tickets(args: &BacktestArgs) -> anyhow::Result<BTreeSet<String>> {
     let (Some(label), Some(truth)) = (&args.trace, &args.truth) else {
@@ -198,13 +196,13 @@ fn traced_tickets(args: &BacktestArgs) -> anyhow::Result<BTreeSet<String>> {
 fn print_traces(label: &str, traces: &[backtest::Trace]) {
     println!("\n## Trace of {label}: {} tickets\n", traces.len());
     println!(
-        "| # | ticket | event time | cluster | decision | window tickets | customers | usual \
-         | p | span (min) | moved in | floor | significant |"
+        "| # | ticket | event time | cluster | decision | window tickets | customers \
+         | usual over the span | p | span (min) | moved in | floor | significant |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for t in traces {
         let judged = t.verdict.as_ref().map_or_else(
-            || "| - | - | - | - | - | - | - |".to_string(),
+            || "| - | - | - | - | - | - | - | - |".to_string(),
             |v| {
                 let significant = match (v.spike, v.cold_start) {
                     (true, _) => "spike",
@@ -234,6 +232,8 @@ fn print_traces(label: &str, traces: &[backtest::Trace]) {
     }
 }
 
+/// The incidents injected into the stream `truth` belongs to: `--incidents`, or the file the
+/// stream generator writes beside the truth.
 fn read_injected(args: &BacktestArgs, truth: &Path) -> anyhow::Result<Vec<score::Injected>> {
     let incidents = args
         .incidents
