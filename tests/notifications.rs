@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::capture::{Answer, Arrival, Behaviour, Capture, ROUTING_KEY, WEBHOOK_SECRET};
+use common::capture::{
+    is_installation, Answer, Arrival, Behaviour, Capture, ROUTING_KEY, WEBHOOK_SECRET,
+};
 use common::sevs::*;
 use common::words::{wordings, Rng};
 use common::*;
@@ -553,7 +555,7 @@ async fn pagerduty_gets_events_api_v2_bodies_with_one_dedup_key_per_sev_and_the_
             .and_then(|k| k.strip_suffix(&format!("/{sev}")))
             .unwrap_or_default();
         assert!(
-            installation.len() == 12 && installation.bytes().all(|b| b.is_ascii_hexdigit()),
+            is_installation(installation),
             "the dedup_key names this installation and the SEV: {key:?}"
         );
         dedup

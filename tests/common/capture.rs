@@ -103,13 +103,14 @@ impl Arrival {
 /// names no row and the test that looks it up says so.
 pub fn row_of(key: &str) -> &str {
     match key.split_once('/') {
-        Some((installation, id))
-            if installation.len() == 12 && installation.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            id
-        }
+        Some((installation, id)) if is_installation(installation) => id,
         _ => key,
     }
+}
+
+/// Whether `name` is a fresh installation's name: 12 hex digits.
+pub fn is_installation(name: &str) -> bool {
+    name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What a receiver saw and did.

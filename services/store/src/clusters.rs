@@ -262,11 +262,11 @@ impl Store {
              (SELECT COUNT(*) FROM tickets t JOIN clusters m ON m.cluster_id = t.cluster_id \
                WHERE COALESCE(m.merged_into, m.cluster_id) = c.cluster_id \
                AND t.created_at > $2 AND t.created_at <= $1) AS previous, \
-             (SELECT s.sev_id FROM sev_clusters k JOIN sevs s ON s.sev_id = k.sev_id \
-               WHERE k.cluster_id = c.cluster_id ORDER BY {COVERING_FIRST} LIMIT 1) AS sev_id, \
-             (SELECT s.state FROM sev_clusters k JOIN sevs s ON s.sev_id = k.sev_id \
-               WHERE k.cluster_id = c.cluster_id ORDER BY {COVERING_FIRST} LIMIT 1) AS sev_state \
-             FROM clusters c WHERE c.merged_into IS NULL AND ($3 = '' OR c.product = $3) \
+             cs.sev_id AS sev_id, cs.state AS sev_state \
+             FROM clusters c LEFT JOIN sevs cs ON cs.sev_id = \
+               (SELECT s.sev_id FROM sev_clusters k JOIN sevs s ON s.sev_id = k.sev_id \
+               WHERE k.cluster_id = c.cluster_id ORDER BY {COVERING_FIRST} LIMIT 1) \
+             WHERE c.merged_into IS NULL AND ($3 = '' OR c.product = $3) \
              AND ($6 = '' OR c.cluster_id = $6) \
              ORDER BY {order}, c.cluster_id LIMIT $4 OFFSET $5"
         );

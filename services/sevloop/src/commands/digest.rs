@@ -8,7 +8,7 @@ use sevloop_core::redact::Redactor;
 use sevloop_store::Period;
 
 use crate::cli::DigestArgs;
-use crate::commands::token::open;
+use crate::commands::open;
 
 /// Clusters the Pareto of the digest lists.
 const PARETO: i64 = 10;

@@ -1,7 +1,7 @@
 //! `endpoint`: the notification endpoints a 410 Gone disabled, and enabling one again.
 
 use crate::cli::EndpointCommand;
-use crate::commands::token::open;
+use crate::commands::open;
 
 pub async fn run(command: EndpointCommand) -> anyhow::Result<()> {
     match command {

@@ -10,3 +10,40 @@ pub mod replay;
 pub mod serve;
 pub mod token;
 pub mod up;
+
+use anyhow::Context;
+use sevloop_store::Store;
+
+use crate::cli::DatabaseArgs;
+use crate::config::Settings;
+
+/// The database `database` names. Only `token create` makes an embedded one (the first admin
+/// token may come before `up`); every other command refuses a data directory without one, so
+/// a mistyped `--data-dir` is named instead of answered from a new, empty database.
+pub(crate) async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    connect(database, false).await
+}
+
+pub(crate) async fn connect(database: &DatabaseArgs, create: bool) -> anyhow::Result<Store> {
+    let mut settings = Settings::load(database.config.as_deref())?;
+    if let Some(dir) = &database.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    if settings.database.url.is_empty() {
+        let file = settings.embedded_database();
+        if !create && !file.exists() {
+            anyhow::bail!(
+                "{} holds no sevloop database (no {}); check the path, or start sevloop there \
+                 first with `sevloop up --data-dir {}`",
+                settings.data_dir.display(),
+                file.display(),
+                settings.data_dir.display()
+            );
+        }
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("failed to create {}", settings.data_dir.display()))?;
+    }
+    Store::connect(&settings.database_url())
+        .await
+        .context("failed to open the database")
+}

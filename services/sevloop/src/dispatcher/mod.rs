@@ -273,13 +273,12 @@ impl Dispatcher {
     async fn attempt(&self, n: &Notification) -> Result<Outcome, StoreError> {
         let catalog = self.catalog.get();
         let rendered = render::render(n, &catalog, &self.origin, Utc::now().timestamp());
-        let target = render::endpoint_url(&n.endpoint, &catalog).map(fingerprint);
         match rendered {
             Err(e) => Ok(Outcome::GiveUp {
                 error: e.to_string(),
             }),
             Ok(Delivery::Http(request)) => {
-                let target = target.unwrap_or_default();
+                let target = fingerprint(&request.endpoint_url);
                 Ok(match self.disabled(&n.endpoint, &target).await? {
                     Some(d) => Outcome::GiveUp {
                         error: format!(

@@ -24,6 +24,8 @@ pub struct Payload {
 pub struct Request {
     pub method: reqwest::Method,
     pub url: String,
+    /// The endpoint's URL as the catalog has it (the helpdesk's base): what a 410 disables.
+    pub endpoint_url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -92,16 +94,6 @@ pub fn render(
     }
 }
 
-/// The URL an endpoint is called at (its base, for the helpdesk); none for the SEV events
-/// topic or an endpoint the catalog no longer has.
-pub fn endpoint_url<'a>(endpoint: &str, catalog: &'a Catalog) -> Option<&'a str> {
-    match endpoint {
-        SEV_EVENTS => None,
-        HELPDESK => catalog.helpdesk.as_ref().map(|h| h.url.as_str()),
-        name => catalog.channels.get(name).map(|c| c.url.as_str()),
-    }
-}
-
 /// The SEV event as published on the topic (schemas/sev-event.v1.json).
 fn topic_message(n: &Notification, p: &Payload) -> Delivery {
     let mut message = json!({
@@ -138,6 +130,7 @@ fn helpdesk_request(
     }
     Ok(Delivery::Http(json_request(
         reqwest::Method::PUT,
+        &helpdesk.url,
         format!(
             "{}/api/v2/tickets/{}.json",
             helpdesk.url.trim_end_matches('/'),
@@ -170,6 +163,7 @@ fn channel_request(
     let key = origin.key(n);
     let mut request = json_request(
         reqwest::Method::POST,
+        &channel.url,
         channel.url.clone(),
         vec![idempotency(&key)],
         &body,
@@ -193,6 +187,7 @@ fn channel_request(
 
 fn json_request(
     method: reqwest::Method,
+    endpoint_url: &str,
     url: String,
     mut headers: Vec<(String, String)>,
     body: &Value,
@@ -201,6 +196,7 @@ fn json_request(
     Request {
         method,
         url,
+        endpoint_url: endpoint_url.to_string(),
         headers,
         body: body.to_string().into_bytes(),
     }
@@ -392,6 +388,10 @@ id_prefix = "ZD-"
         let r = http(HELPDESK);
         assert_eq!(r.method, reqwest::Method::PUT);
         assert_eq!(r.url, "http://127.0.0.1:1/api/v2/tickets/48213.json");
+        assert_eq!(
+            r.endpoint_url, "http://127.0.0.1:1/",
+            "a 410 disables the helpdesk"
+        );
         assert_eq!(header(&r, "authorization"), Some("Bearer T"));
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["ticket"]["comment"]["public"], false);
