@@ -57,6 +57,7 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
             p_value: 1e-6,
             span_minutes: 30.0,
             moved_in: 0,
+            region: false,
             floor: true,
             spike: false,
             cold_start: false,

@@ -1,7 +1,9 @@
 //! Judging a window against the usual rate. A complaint rarely sits in exactly one cluster: it
 //! starts in fragments, a busy one re-forms in a fresh cluster, an incident spreads over a
 //! cluster and its near neighbours. So a ticket's cluster is judged together with the clusters
-//! the ticket nearly joined: their windows together, against the sum of their usual rates.
+//! the ticket nearly joined (its neighbourhood): their windows together, against the sum of their
+//! usual rates. A busy neighbour's usual traffic can drown a burst there, so a cluster is also
+//! judged on its region (itself and its boundary) once its neighbourhood stands out a little.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +35,10 @@ pub struct Verdict {
     /// Tickets of the window taken as usual traffic moved in from other clusters (the
     /// shortfall of the clusters its tickets would have joined otherwise), not counted as new.
     pub moved_in: u64,
+    /// Judged on the cluster's region (itself and its boundary) rather than its neighbourhood
+    /// (see [`super::SpikeRule::region_gate`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub region: bool,
     pub floor: bool,
     pub spike: bool,
     pub cold_start: bool,
@@ -142,6 +148,7 @@ pub fn judge(
         p_value: scan.p_value,
         span_minutes: scan.span_minutes,
         moved_in: moved.whole,
+        region: false,
         floor: tickets >= rules.floor.min_tickets as usize
             && customers.weight >= rules.floor.min_customers,
         spike: significant && !usual.young,
@@ -370,7 +377,8 @@ struct Usual {
     judgeable: bool,
 }
 
-/// The sum of the group's usual rates, and of the `carriers`' shares of theirs. Each cluster's
+/// The sum of the group's usual rates (a boundary's believed with next to no prior), and of
+/// the `carriers`' shares of theirs. Each cluster's
 /// belief is its prior (the cold-start rate, held as strongly as `prior_windows` windows; next
 /// to nothing for clusters born while the product was new) updated with its discounted
 /// history. The sum of the beliefs is matched by one Gamma with the same mean and variance, so
@@ -401,6 +409,13 @@ fn usual_rate(
     };
     let (mut sum, mut young, mut judgeable) = (Moments::default(), true, false);
     for s in group {
+        if s.is_boundary {
+            // Tickets that mostly go elsewhere: no rate is assumed for them.
+            let rate = WEAK_PRIOR_WINDOWS + s.history.windows;
+            let shape = rules.cold_start.rate * WEAK_PRIOR_WINDOWS + s.history.tickets;
+            sum += Moments::of(shape, rate, 1.0);
+            continue;
+        }
         let (shape, rate, prior, holds_prior) = belief(s);
         sum += Moments::of(shape, rate, 1.0);
         young &= s.history.windows < prior;

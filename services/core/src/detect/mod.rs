@@ -90,7 +90,7 @@ pub enum Policy {
 
 /// A rule's span of event time, for arithmetic on event times (an absurdly long setting reads
 /// as zero rather than panicking).
-fn event_span(d: std::time::Duration) -> chrono::Duration {
+pub(crate) fn event_span(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_default()
 }
 

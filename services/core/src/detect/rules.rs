@@ -59,6 +59,15 @@ pub struct SpikeRule {
     /// judged less the shortfall of the clusters its recent tickets would have joined
     /// otherwise (see [`super::moved_in`]). Off: every ticket counts as a new complaint.
     pub subtract_moved: bool,
+    /// How improbable the neighbourhood's window (a cluster and the clusters its ticket nearly
+    /// joined) must be before the cluster's region (itself and its boundary: other clusters'
+    /// tickets that nearly joined it) is judged as well, at the same false-alarm rate, once the
+    /// cluster has `prior_windows` windows of history. A busy neighbour's usual traffic can
+    /// drown a burst in the neighbourhood; the region leaves it out, and this gate keeps
+    /// traffic merely moving between neighbours (which leaves the neighbourhood as usual) from
+    /// firing. 0 judges neighbourhoods alone. The default, 1e-3, was set on the streams
+    /// (docs/MEASUREMENTS.md).
+    pub region_gate: f64,
 }
 
 impl Default for SpikeRule {
@@ -71,6 +80,7 @@ impl Default for SpikeRule {
                 .map(|m| Duration::from_secs(m * 60).into())
                 .to_vec(),
             subtract_moved: true,
+            region_gate: 1e-3,
         }
     }
 }
@@ -267,6 +277,9 @@ impl Rules {
         if !(self.spike.max_false_alarm > 0.0 && self.spike.max_false_alarm < 1.0) {
             return bad("spike.max_false_alarm must be between 0 and 1");
         }
+        if !(0.0..=1.0).contains(&self.spike.region_gate) {
+            return bad("spike.region_gate must be between 0 (off) and 1");
+        }
         if self.cold_start.rate <= 0.0 || self.spike.prior_windows < 0.0 {
             return bad("cold_start.rate must be positive and spike.prior_windows not negative");
         }
@@ -387,6 +400,17 @@ mod tests {
         .to_string();
         assert!(
             err.contains("ops") && err.contains("max_false_alarm"),
+            "{err}"
+        );
+        let err = config(
+            json!({"cards": {"spike": {"region_gate": -0.1}}}),
+            json!({}),
+        )
+        .rule_book()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cards") && err.contains("region_gate"),
             "{err}"
         );
     }

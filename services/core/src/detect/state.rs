@@ -24,7 +24,8 @@ pub struct Member {
     #[serde(default = "free")]
     pub tier: Tier,
     pub at: DateTime<Utc>,
-    /// The cluster the ticket would have joined otherwise (see [`crate::cluster::Placement`]).
+    /// The cluster the ticket would have joined otherwise (see [`crate::cluster::Placement`]);
+    /// in a boundary, the cluster it joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<u64>,
 }
@@ -55,6 +56,15 @@ pub struct DetectorState {
     /// While active: the latest event time at which the window met the floor.
     #[serde(default)]
     pub hot_at: Option<DateTime<Utc>>,
+    /// The cluster's boundary: tickets of other clusters that came within `near_margin` of
+    /// joining this one, with their own window and history. With the cluster, its region (see
+    /// [`super::SpikeRule::region_gate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<Box<DetectorState>>,
+    /// This state tallies a boundary, not a cluster: believed with next to no prior, and no
+    /// part of whether a judged group is young or judgeable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_boundary: bool,
 }
 
 impl DetectorState {
@@ -171,6 +181,34 @@ impl DetectorState {
         end
     }
 
+    /// Counts a ticket of another cluster that came within `near_margin` of joining this one.
+    pub fn count_near(&mut self, member: Member, rules: &Rules) {
+        let boundary = self.boundary.get_or_insert_with(|| {
+            Box::new(DetectorState {
+                is_boundary: true,
+                ..DetectorState::default()
+            })
+        });
+        boundary.count(member, rules);
+    }
+
+    /// Takes in the boundary of a cluster merged into this one, less the tickets of the merged
+    /// window: they are this cluster's own now.
+    fn absorb_boundary(&mut self, other: Option<Box<DetectorState>>) {
+        let merged = match (self.boundary.take(), other) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.absorb(*theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+        self.boundary = merged.map(|mut b| {
+            let own: BTreeSet<&str> = self.window.iter().map(|m| m.ticket_id.as_str()).collect();
+            b.window.retain(|m| !own.contains(m.ticket_id.as_str()));
+            b
+        });
+    }
+
     /// How many members of the window fall in `since..=end`.
     pub fn members_in(&self, since: DateTime<Utc>, end: DateTime<Utc>) -> usize {
         let (from, to) = self.span_of(since, end);
@@ -215,6 +253,9 @@ impl DetectorState {
             history: History::default(),
             sev_cluster: self.sev_cluster.clone().filter(|_| self.active),
             hot_at: self.hot_at.filter(|_| self.active),
+            // Counted afresh as tickets come near the new cluster.
+            boundary: None,
+            is_boundary: false,
         }
     }
 
@@ -227,6 +268,7 @@ impl DetectorState {
         let skip = window.len().saturating_sub(MAX_WINDOW_MEMBERS);
         self.window = window.into_iter().skip(skip).collect();
         self.history.merge(&other.history);
+        self.absorb_boundary(other.boundary);
         self.first_at = match (self.first_at, other.first_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

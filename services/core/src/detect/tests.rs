@@ -584,6 +584,30 @@ fn a_split_takes_its_tickets_window_places_and_the_open_episode() {
 }
 
 #[test]
+fn a_merge_takes_in_the_boundary_less_the_tickets_that_are_its_own_now() {
+    let rules = rules();
+    let (mut a, mut b) = (DetectorState::default(), DetectorState::default());
+    // T-1 joined b but nearly joined a; T-2 joined a, nearly b; T-3 joined c, nearly b.
+    a.count_near(member(1, "c1", 1), &rules);
+    observe(&mut b, member(1, "c1", 1), &rules);
+    observe(&mut a, member(2, "c2", 2), &rules);
+    b.count_near(member(2, "c2", 2), &rules);
+    b.count_near(member(3, "c3", 3), &rules);
+    assert!(a.boundary.as_ref().is_some_and(|n| n.is_boundary));
+    a.absorb(b);
+    let boundary: Vec<&str> = a.boundary.as_ref().map_or(Vec::new(), |n| {
+        n.window.iter().map(|m| m.ticket_id.as_str()).collect()
+    });
+    assert_eq!(
+        boundary,
+        ["T-3"],
+        "T-1 and T-2 are the merged cluster's own"
+    );
+    // A split-off cluster starts without a boundary: tickets come near it afresh.
+    assert!(a.split_off(&BTreeSet::from(["T-2"])).boundary.is_none());
+}
+
+#[test]
 fn only_a_cluster_born_after_the_warmup_and_short_of_history_is_on_the_cold_start() {
     let rules = rules();
     let end = t0();

@@ -312,6 +312,7 @@ mod tests {
                 p_value: 1e-9,
                 span_minutes: 30.0,
                 moved_in: 0,
+                region: false,
                 floor: true,
                 spike: true,
                 cold_start: false,

@@ -146,7 +146,7 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
         let v = &s.verdict;
         let more = s.evidence.len().saturating_sub(8);
         println!(
-            "- {} opens at {} (ticket {} of the log), cluster {} [{}], rule {}: {} tickets from {} \
+            "- {} opens at {} (ticket {} of the log), cluster {} [{}], rule {}{}: {} tickets from {} \
              customers in the window{}, usual {:.2}, p = {:.1e}; {} linked by the end\n  evidence: {}{}",
             s.sev_id,
             s.opened_at.to_rfc3339(),
@@ -154,6 +154,7 @@ fn print_sevs(sevs: &[WouldOpen], show: usize) {
             s.cluster_id,
             s.label.join(", "),
             s.rule,
+            if v.region { " on its region" } else { "" },
             v.tickets,
             v.customers,
             match v.moved_in {
@@ -204,9 +205,11 @@ fn print_traces(label: &str, traces: &[backtest::Trace]) {
         let judged = t.verdict.as_ref().map_or_else(
             || "| - | - | - | - | - | - | - | - |".to_string(),
             |v| {
-                let significant = match (v.spike, v.cold_start) {
-                    (true, _) => "spike",
-                    (_, true) => "cold start",
+                let significant = match (v.spike, v.cold_start, v.region) {
+                    (true, _, false) => "spike",
+                    (true, _, true) => "spike, on its region",
+                    (_, true, false) => "cold start",
+                    (_, true, true) => "cold start, on its region",
                     _ => "no",
                 };
                 format!(

@@ -185,6 +185,7 @@ fn escalation(
             p_value: 0.0,
             span_minutes: 30.0,
             moved_in: 0,
+            region: false,
             floor: true,
             spike: false,
             cold_start: false,

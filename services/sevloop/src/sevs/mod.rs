@@ -96,7 +96,7 @@ impl Sevs<'_> {
         let detail = json!({"rule": e.rule, "escalation_id": e.id, "window_start": e.window_start,
             "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers,
             "usual_in_span": e.verdict.expected, "span_minutes": e.verdict.span_minutes,
-            "p_value": e.verdict.p_value, "moved_in": e.verdict.moved_in,
+            "p_value": e.verdict.p_value, "moved_in": e.verdict.moved_in, "region": e.verdict.region,
             "previous_sev": previous_sev});
         sevloop_store::add_sev_event(conn, &sev_id, "opened", "sevloop", e.fired_at, &detail)
             .await?;
