@@ -191,7 +191,12 @@ impl Scope {
             at: ticket.event_time,
             source,
         };
-        for n in near {
+        let counted: Vec<u64> = near
+            .iter()
+            .copied()
+            .filter(|n| self.detectors.contains_key(n))
+            .collect();
+        for n in &counted {
             let rules = self.rules_for(*n, ticket, detection);
             if let Some(d) = self.detectors.get_mut(n) {
                 // In a boundary, a ticket's source is the cluster it joined.
@@ -199,7 +204,9 @@ impl Scope {
                     source: Some(seq),
                     ..member.clone()
                 };
-                d.count_near(near_member, rules);
+                d.count_in_boundary(near_member, rules);
+                // Checkpointed with the cluster, so a restart decides as if it never stopped.
+                self.touched.insert(*n);
             }
         }
         let end = self.detectors.entry(seq).or_default().count(member, rules);
@@ -217,36 +224,22 @@ impl Scope {
         let neighbourhood: Vec<u64> = std::iter::once(seq)
             .chain(self.judged_with(seq, near, judging.young))
             .collect();
-        let region: Vec<u64> = std::iter::once(seq)
-            .chain(self.judged_with(seq, &[], judging.young))
-            .collect();
         let group = self.states(&neighbourhood);
-        // Only a cluster past its first windows has a rate of its own to judge a region by:
-        // a forming cluster's short history understates what it is drawing.
-        let settled = self
-            .detectors
-            .get(&seq)
-            .is_some_and(|d| d.history.windows >= rules.spike.prior_windows);
-        let region_group = (rules.spike.region_gate > 0.0 && settled).then(|| {
-            let mut g = self.states(&region);
-            g.extend(self.detectors.get(&seq).and_then(|d| d.boundary.as_deref()));
-            g
-        });
+        let region = self.region(seq, rules);
         let may_fire = |g: &[&DetectorState]| could_fire(g, end, rules, judging.policy, started);
-        if !judging.active && !may_fire(&group) && !region_group.as_deref().is_some_and(may_fire) {
+        let region_may_fire = region.as_deref().is_some_and(may_fire);
+        if !judging.active && !may_fire(&group) && !region_may_fire {
             let explained = detection
                 .explain
                 .then(|| self.judge_group(&group, &neighbourhood, &judging).verdict);
             return (Decision::Quiet, explained);
         }
         let mut judged = self.judge_group(&group, &neighbourhood, &judging);
-        if let Some(g) = region_group.filter(|_| judged.verdict.fired(judging.policy).is_none()) {
-            if self.widened_p(seq, &neighbourhood, &judged, &judging) <= rules.spike.region_gate {
-                let mut on_region = self.judge_group(&g, &region, &judging);
-                if on_region.verdict.fired(judging.policy).is_some() {
-                    on_region.verdict.region = true;
-                    judged = on_region;
-                }
+        if let Some(region) = region.filter(|_| region_may_fire) {
+            if let Some(on_region) =
+                self.judge_region(seq, &region, &neighbourhood, &judged, &judging)
+            {
+                judged = on_region;
             }
         }
         let verdict = judged.verdict.clone();
@@ -257,32 +250,61 @@ impl Scope {
         (self.join_related(seq, decision, end, rules), Some(verdict))
     }
 
-    /// How improbable the neighbourhood is (`judged`), and still is when widened by the clusters
-    /// the tickets of `seq`'s boundary joined: the larger. A boundary that grows because its
-    /// neighbours drifted closer leaves them, taken together, as usual (seen on the steady
+    /// The states cluster `seq`'s region is judged on (itself and its boundary), when it is
+    /// judged at all: the gate is on, and the cluster and its boundary each have
+    /// `prior_windows` windows of history. A forming cluster's or a fresh boundary's short
+    /// history understates what it draws (every boundary is fresh when a running installation
+    /// upgrades to this).
+    fn region(&self, seq: u64, rules: &Rules) -> Option<Vec<&DetectorState>> {
+        let cluster = self.detectors.get(&seq)?;
+        let boundary = cluster.boundary.as_deref()?;
+        let settled = |s: &DetectorState| s.history.windows >= rules.spike.prior_windows;
+        (rules.spike.region_gate > 0.0 && settled(cluster) && settled(boundary))
+            .then(|| vec![cluster, boundary])
+    }
+
+    /// The judgement of cluster `seq`'s `region`, if it fires and the gate lets it: the
+    /// neighbourhood (`judged`, which did not fire) stands out a little, and still does when
+    /// widened by the clusters the boundary's tickets joined. A boundary that grows because
+    /// its neighbours drifted closer leaves them, taken together, as usual (seen on the steady
     /// bench: 55 boundary tickets in a window against 25 usual, beside neighbours running as
     /// usual); a burst near the cluster raises them all.
-    fn widened_p(&self, seq: u64, neighbourhood: &[u64], judged: &Judgement, j: &Judging) -> f64 {
+    fn judge_region(
+        &self,
+        seq: u64,
+        region: &[&DetectorState],
+        neighbourhood: &[u64],
+        judged: &Judgement,
+        j: &Judging,
+    ) -> Option<Judgement> {
+        let gate = j.rules.spike.region_gate;
+        if judged.verdict.fired(j.policy).is_some() || judged.verdict.p_value > gate {
+            return None;
+        }
         let start = j.end - crate::detect::event_span(j.rules.floor.window);
-        let boundary = self.detectors.get(&seq).and_then(|d| d.boundary.as_deref());
-        let mut homes: Vec<u64> = boundary
-            .into_iter()
+        let joined: BTreeSet<u64> = region
+            .iter()
+            .filter(|s| s.is_boundary)
             .flat_map(|b| b.members_between(start, j.end))
             .filter_map(|m| m.source)
             .map(|s| self.clusterer.resolve(s))
-            .filter(|h| !neighbourhood.contains(h) && self.detectors.contains_key(h))
+            .filter(|c| !neighbourhood.contains(c) && self.detectors.contains_key(c))
             .collect();
-        if homes.is_empty() {
-            return judged.verdict.p_value;
+        if !joined.is_empty() {
+            let wider: Vec<u64> = neighbourhood.iter().copied().chain(joined).collect();
+            if self
+                .judge_group(&self.states(&wider), &wider, j)
+                .verdict
+                .p_value
+                > gate
+            {
+                return None;
+            }
         }
-        homes.sort_unstable();
-        homes.dedup();
-        let wider: Vec<u64> = neighbourhood.iter().copied().chain(homes).collect();
-        let p = self
-            .judge_group(&self.states(&wider), &wider, j)
-            .verdict
-            .p_value;
-        p.max(judged.verdict.p_value)
+        let mut on_region = self.judge_group(region, &[seq], j);
+        on_region.verdict.fired(j.policy)?;
+        on_region.verdict.region = true;
+        Some(on_region)
     }
 
     /// The rules for cluster `seq`, as a ticket of `ticket`'s product and fields routes it.
@@ -927,8 +949,8 @@ mod tests {
         assert_eq!(opened, 1, "{decisions:?}");
     }
 
-    /// A cluster watched for a day at 2 tickets per window (along the first axis) beside a
-    /// neighbour at `per_window` (0.6 alike), with `neighbour_window` as the neighbour's recent
+    /// A cluster watched for a day at 2 tickets per window (along the first axis, its boundary
+    /// at 1) beside a neighbour at `per_window` (0.6 alike), with `neighbour_window` as the neighbour's recent
     /// tickets: what detection decides, by `rules`, as the burst joins the first. Each ticket is
     /// 0.85 alike to the first and 0.75 to the neighbour: near enough to it to be judged with it.
     fn burst_beside_a_neighbour(
@@ -936,20 +958,36 @@ mod tests {
         neighbour_window: Vec<Member>,
         rules: &RuleBook,
     ) -> Vec<Decision> {
+        burst_beside_a_neighbour_with_boundary(per_window, neighbour_window, rules, 10.0)
+    }
+
+    /// [`burst_beside_a_neighbour`], the first cluster's boundary watched for `windows`.
+    fn burst_beside_a_neighbour_with_boundary(
+        per_window: f64,
+        neighbour_window: Vec<Member>,
+        rules: &RuleBook,
+        windows: f64,
+    ) -> Vec<Decision> {
         let neighbour = DetectorState {
             window: neighbour_window.into(),
             ..watched(per_window, -30)
         };
+        // About a ticket a window of other clusters' has come near the first.
+        let first = DetectorState {
+            boundary: Some(Box::new(DetectorState {
+                is_boundary: true,
+                history: crate::detect::History {
+                    tickets: windows,
+                    windows,
+                    until: Some(at(-30)),
+                },
+                ..DetectorState::default()
+            })),
+            ..watched(2.0, -30)
+        };
         let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
             vec![
-                checkpoint(
-                    lsh,
-                    1,
-                    &along([1.0, 0.0, 0.0]),
-                    500,
-                    -24 * 60,
-                    watched(2.0, -30),
-                ),
+                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, first),
                 checkpoint(lsh, 2, &along([0.6, 0.8, 0.0]), 500, -24 * 60, neighbour),
             ]
         };
@@ -997,6 +1035,11 @@ mod tests {
         assert_eq!(opened.len(), 1, "{decisions:?}");
         assert!(opened[0].verdict.region, "{:?}", opened[0]);
         assert_eq!(opened[0].cluster_id, "cards:1");
+        // A boundary watched for one window (as every boundary is, an hour after an upgrade)
+        // has no rate to judge the region by yet.
+        let fresh =
+            burst_beside_a_neighbour_with_boundary(6.0, usual(8), &RuleBook::default(), 1.0);
+        assert_all_quiet(&fresh);
     }
 
     #[test]

@@ -410,7 +410,7 @@ fn usual_rate(
     let (mut sum, mut young, mut judgeable) = (Moments::default(), true, false);
     for s in group {
         if s.is_boundary {
-            // Tickets that mostly go elsewhere: no rate is assumed for them.
+            // Tickets that go elsewhere: the cold-start rate is next to no belief for them.
             let rate = WEAK_PRIOR_WINDOWS + s.history.windows;
             let shape = rules.cold_start.rate * WEAK_PRIOR_WINDOWS + s.history.tickets;
             sum += Moments::of(shape, rate, 1.0);

@@ -60,12 +60,13 @@ pub struct SpikeRule {
     /// otherwise (see [`super::moved_in`]). Off: every ticket counts as a new complaint.
     pub subtract_moved: bool,
     /// How improbable the neighbourhood's window (a cluster and the clusters its ticket nearly
-    /// joined) must be before the cluster's region (itself and its boundary: other clusters'
-    /// tickets that nearly joined it) is judged as well, at the same false-alarm rate, once the
-    /// cluster has `prior_windows` windows of history. A busy neighbour's usual traffic can
-    /// drown a burst in the neighbourhood; the region leaves it out, and this gate keeps
-    /// traffic merely moving between neighbours (which leaves the neighbourhood as usual) from
-    /// firing. 0 judges neighbourhoods alone. The default, 1e-3, was set on the streams
+    /// joined) must be, and still be when widened by the clusters its boundary's tickets
+    /// joined, before the cluster's region (itself and its boundary: other clusters' tickets
+    /// that nearly joined it) is judged as well, at the same false-alarm rate, once the cluster
+    /// and its boundary each have `prior_windows` windows of history. A busy neighbour's usual
+    /// traffic can drown a burst in the neighbourhood; the region leaves it out, and this gate
+    /// keeps traffic merely moving between neighbours (which leaves them, together, as usual)
+    /// from firing. 0 judges neighbourhoods alone. The default, 1e-3, was set on the streams
     /// (docs/MEASUREMENTS.md).
     pub region_gate: f64,
 }

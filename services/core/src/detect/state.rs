@@ -182,7 +182,7 @@ impl DetectorState {
     }
 
     /// Counts a ticket of another cluster that came within `near_margin` of joining this one.
-    pub fn count_near(&mut self, member: Member, rules: &Rules) {
+    pub fn count_in_boundary(&mut self, member: Member, rules: &Rules) {
         let boundary = self.boundary.get_or_insert_with(|| {
             Box::new(DetectorState {
                 is_boundary: true,

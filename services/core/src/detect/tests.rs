@@ -588,11 +588,11 @@ fn a_merge_takes_in_the_boundary_less_the_tickets_that_are_its_own_now() {
     let rules = rules();
     let (mut a, mut b) = (DetectorState::default(), DetectorState::default());
     // T-1 joined b but nearly joined a; T-2 joined a, nearly b; T-3 joined c, nearly b.
-    a.count_near(member(1, "c1", 1), &rules);
+    a.count_in_boundary(member(1, "c1", 1), &rules);
     observe(&mut b, member(1, "c1", 1), &rules);
     observe(&mut a, member(2, "c2", 2), &rules);
-    b.count_near(member(2, "c2", 2), &rules);
-    b.count_near(member(3, "c3", 3), &rules);
+    b.count_in_boundary(member(2, "c2", 2), &rules);
+    b.count_in_boundary(member(3, "c3", 3), &rules);
     assert!(a.boundary.as_ref().is_some_and(|n| n.is_boundary));
     a.absorb(b);
     let boundary: Vec<&str> = a.boundary.as_ref().map_or(Vec::new(), |n| {

@@ -205,11 +205,11 @@ fn print_traces(label: &str, traces: &[backtest::Trace]) {
         let judged = t.verdict.as_ref().map_or_else(
             || "| - | - | - | - | - | - | - | - |".to_string(),
             |v| {
+                // A region is judged only past the cold start.
                 let significant = match (v.spike, v.cold_start, v.region) {
                     (true, _, false) => "spike",
                     (true, _, true) => "spike, on its region",
-                    (_, true, false) => "cold start",
-                    (_, true, true) => "cold start, on its region",
+                    (_, true, _) => "cold start",
                     _ => "no",
                 };
                 format!(
