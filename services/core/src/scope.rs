@@ -191,24 +191,7 @@ impl Scope {
             at: ticket.event_time,
             source,
         };
-        let counted: Vec<u64> = near
-            .iter()
-            .copied()
-            .filter(|n| self.detectors.contains_key(n))
-            .collect();
-        for n in &counted {
-            let rules = self.rules_for(*n, ticket, detection);
-            if let Some(d) = self.detectors.get_mut(n) {
-                // In a boundary, a ticket's source is the cluster it joined.
-                let near_member = Member {
-                    source: Some(seq),
-                    ..member.clone()
-                };
-                d.count_in_boundary(near_member, rules);
-                // Checkpointed with the cluster, so a restart decides as if it never stopped.
-                self.touched.insert(*n);
-            }
-        }
+        self.count_in_boundaries(seq, near, &member, ticket, detection);
         let end = self.detectors.entry(seq).or_default().count(member, rules);
         let started = self.started.unwrap_or(ticket.event_time);
         let judging = Judging {
@@ -227,7 +210,7 @@ impl Scope {
         let group = self.states(&neighbourhood);
         let region = self.region(seq, rules);
         let may_fire = |g: &[&DetectorState]| could_fire(g, end, rules, judging.policy, started);
-        let region_may_fire = region.as_deref().is_some_and(may_fire);
+        let region_may_fire = region.is_some_and(|r| may_fire(&r));
         if !judging.active && !may_fire(&group) && !region_may_fire {
             let explained = detection
                 .explain
@@ -237,7 +220,7 @@ impl Scope {
         let mut judged = self.judge_group(&group, &neighbourhood, &judging);
         if let Some(region) = region.filter(|_| region_may_fire) {
             if let Some(on_region) =
-                self.judge_region(seq, &region, &neighbourhood, &judged, &judging)
+                self.judge_region(seq, region, &neighbourhood, &judged, &judging)
             {
                 judged = on_region;
             }
@@ -250,17 +233,44 @@ impl Scope {
         (self.join_related(seq, decision, end, rules), Some(verdict))
     }
 
+    /// Counts the ticket `member` of cluster `seq` in the boundaries of the clusters it nearly
+    /// joined; in a boundary, a ticket's source is the cluster it joined.
+    fn count_in_boundaries(
+        &mut self,
+        seq: u64,
+        near: &[u64],
+        member: &Member,
+        ticket: &TicketEvent,
+        detection: &Detection,
+    ) {
+        for n in near {
+            if !self.detectors.contains_key(n) {
+                continue;
+            }
+            let rules = self.rules_for(*n, ticket, detection);
+            if let Some(d) = self.detectors.get_mut(n) {
+                let joined = Member {
+                    source: Some(seq),
+                    ..member.clone()
+                };
+                d.count_in_boundary(joined, rules);
+                // Checkpointed with the cluster, so a restart decides as if it never stopped.
+                self.touched.insert(*n);
+            }
+        }
+    }
+
     /// The states cluster `seq`'s region is judged on (itself and its boundary), when it is
     /// judged at all: the gate is on, and the cluster and its boundary each have
     /// `prior_windows` windows of history. A forming cluster's or a fresh boundary's short
     /// history understates what it draws (every boundary is fresh when a running installation
     /// upgrades to this).
-    fn region(&self, seq: u64, rules: &Rules) -> Option<Vec<&DetectorState>> {
+    fn region(&self, seq: u64, rules: &Rules) -> Option<[&DetectorState; 2]> {
         let cluster = self.detectors.get(&seq)?;
         let boundary = cluster.boundary.as_deref()?;
         let settled = |s: &DetectorState| s.history.windows >= rules.spike.prior_windows;
         (rules.spike.region_gate > 0.0 && settled(cluster) && settled(boundary))
-            .then(|| vec![cluster, boundary])
+            .then_some([cluster, boundary])
     }
 
     /// The judgement of cluster `seq`'s `region`, if it fires and the gate lets it: the
@@ -272,7 +282,7 @@ impl Scope {
     fn judge_region(
         &self,
         seq: u64,
-        region: &[&DetectorState],
+        region: [&DetectorState; 2],
         neighbourhood: &[u64],
         judged: &Judgement,
         j: &Judging,
@@ -282,10 +292,9 @@ impl Scope {
             return None;
         }
         let start = j.end - crate::detect::event_span(j.rules.floor.window);
-        let joined: BTreeSet<u64> = region
-            .iter()
-            .filter(|s| s.is_boundary)
-            .flat_map(|b| b.members_between(start, j.end))
+        let [_, boundary] = region;
+        let joined: BTreeSet<u64> = boundary
+            .members_between(start, j.end)
             .filter_map(|m| m.source)
             .map(|s| self.clusterer.resolve(s))
             .filter(|c| !neighbourhood.contains(c) && self.detectors.contains_key(c))
@@ -301,7 +310,7 @@ impl Scope {
                 return None;
             }
         }
-        let mut on_region = self.judge_group(region, &[seq], j);
+        let mut on_region = self.judge_group(&region, &[seq], j);
         on_region.verdict.fired(j.policy)?;
         on_region.verdict.region = true;
         Some(on_region)

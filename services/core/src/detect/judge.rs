@@ -377,8 +377,7 @@ struct Usual {
     judgeable: bool,
 }
 
-/// The sum of the group's usual rates (a boundary's believed with next to no prior), and of
-/// the `carriers`' shares of theirs. Each cluster's
+/// The sum of the group's usual rates, and of the `carriers`' shares of theirs. Each cluster's
 /// belief is its prior (the cold-start rate, held as strongly as `prior_windows` windows; next
 /// to nothing for clusters born while the product was new) updated with its discounted
 /// history. The sum of the beliefs is matched by one Gamma with the same mean and variance, so
@@ -409,15 +408,11 @@ fn usual_rate(
     };
     let (mut sum, mut young, mut judgeable) = (Moments::default(), true, false);
     for s in group {
-        if s.is_boundary {
-            // Tickets that go elsewhere: the cold-start rate is next to no belief for them.
-            let rate = WEAK_PRIOR_WINDOWS + s.history.windows;
-            let shape = rules.cold_start.rate * WEAK_PRIOR_WINDOWS + s.history.tickets;
-            sum += Moments::of(shape, rate, 1.0);
-            continue;
-        }
         let (shape, rate, prior, holds_prior) = belief(s);
         sum += Moments::of(shape, rate, 1.0);
+        if s.is_boundary {
+            continue;
+        }
         young &= s.history.windows < prior;
         judgeable |= holds_prior || s.history.windows >= 1.0;
     }

@@ -136,7 +136,9 @@ impl DetectorState {
         end: DateTime<Utc>,
     ) -> bool {
         let first_at = self.first_at.unwrap_or(end);
-        rules.cold_start.enabled
+        // A boundary's tickets go to other clusters: no complaint of its own starts there.
+        !self.is_boundary
+            && rules.cold_start.enabled
             && (first_at - scope_started).to_std().unwrap_or_default() >= rules.cold_start.warmup
     }
 
