@@ -897,29 +897,41 @@ mod tests {
         }
     }
 
-    /// A cluster watched for a day at 2 tickets per window (along the first axis) and a busy
-    /// one at 30 (0.6 alike to it), with `source_window` as the busy one's recent tickets: what
-    /// detection decides as the burst joins the first. Each ticket is 0.78 alike to the first
-    /// and 0.56 to the busy one: not near enough to count toward it, but where it would have
-    /// gone otherwise (its source).
+    /// Cluster 1 (`first`, along the first axis) beside cluster 2 (`second`, 0.6 alike to it),
+    /// both watched for a day: what detection decides, by `rules`, as a burst joins cluster 1.
+    /// Each ticket's vector starts with `xy`, the rest its own.
+    fn burst_beside(
+        first: DetectorState,
+        second: DetectorState,
+        rules: &RuleBook,
+        xy: [f32; 2],
+    ) -> Vec<Decision> {
+        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+            vec![
+                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, first),
+                checkpoint(lsh, 2, &along([0.6, 0.8, 0.0]), 500, -24 * 60, second),
+            ]
+        };
+        let own = (1.0 - xy[0] * xy[0] - xy[1] * xy[1]).sqrt();
+        burst_judged_by(rules, clusters, 1, |i| {
+            let mut v = vec![0.0; DIM];
+            v[..2].copy_from_slice(&xy);
+            v[2 + i] = own;
+            v
+        })
+    }
+
+    /// A cluster at 2 tickets per window beside a busy one at 30, with `source_window` as the
+    /// busy one's recent tickets: what detection decides as the burst joins the first. Each
+    /// ticket is 0.78 alike to the first and 0.56 to the busy one: not near enough to count
+    /// toward it, but where it would have gone otherwise (its source).
     fn traffic_moving_in(source_window: Vec<Member>) -> Vec<Decision> {
-        let quiet = watched(2.0, -30);
         let busy = DetectorState {
             window: source_window.into(),
             ..watched(30.0, -30)
         };
-        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
-            vec![
-                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, quiet),
-                checkpoint(lsh, 2, &along([0.6, 0.8, 0.0]), 500, -24 * 60, busy),
-            ]
-        };
-        burst(clusters, 1, |i| {
-            let mut v = vec![0.0; DIM];
-            v[..2].copy_from_slice(&[0.78, 0.12]);
-            v[2 + i] = 0.614;
-            v
-        })
+        let rules = RuleBook::default();
+        burst_beside(watched(2.0, -30), busy, &rules, [0.78, 0.12])
     }
 
     fn assert_all_quiet(decisions: &[Decision]) {
@@ -994,18 +1006,7 @@ mod tests {
             })),
             ..watched(2.0, -30)
         };
-        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
-            vec![
-                checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, first),
-                checkpoint(lsh, 2, &along([0.6, 0.8, 0.0]), 500, -24 * 60, neighbour),
-            ]
-        };
-        burst_judged_by(rules, clusters, 1, |i| {
-            let mut v = vec![0.0; DIM];
-            v[..2].copy_from_slice(&[0.85, 0.3]);
-            v[2 + i] = 0.433;
-            v
-        })
+        burst_beside(first, neighbour, rules, [0.85, 0.3])
     }
 
     fn region_gate(gate: f64) -> RuleBook {

@@ -64,7 +64,9 @@ fn feed(
 }
 
 fn final_clusters(scope: &Scope, seen: &[Observation]) -> Vec<u64> {
-    seen.iter().map(|o| scope.clusterer().resolve(o.seq)).collect()
+    seen.iter()
+        .map(|o| scope.clusterer().resolve(o.seq))
+        .collect()
 }
 
 #[test]
