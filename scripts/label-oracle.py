@@ -2,7 +2,7 @@
 """The detection delay a perfect clustering would allow: each incident's tickets judged by their
 true label, with the default rules' arithmetic (Poisson tail of the label's known background rate
 over the 30-minute window and the 5/10/15-minute spans, the false-alarm rate split among the
-judgements per window and the spans, the floor of 6 tickets in the window). Prints, per injected
+spans and the square root of the judgements per window, the floor of 6 tickets in the window). Prints, per injected
 incident, the incident ticket at which the spike would fire: a bound on what `backtest` can reach,
 which separates what the rules allow from what the clustering loses.
 
@@ -60,7 +60,7 @@ def main():
             injected += row["injected"]
             if not injected:
                 continue
-            bound = alpha / (max(1.0, per_second * WINDOW) * len(SPANS))
+            bound = alpha / (math.sqrt(max(1.0, per_second * WINDOW)) * len(SPANS))
             p = min(
                 poisson_tail(sum(1 for s in seen if s > now - span), per_second * span)
                 for span in SPANS

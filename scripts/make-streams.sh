@@ -26,7 +26,8 @@ make h --seed 12 --rate-per-hour 200 --incident getting_virtual_card:20:20 \
   --incident Refund_not_showing_up:35:60 --angry top_up_failed:12
 # Held out: labels, sizes and rates drawn once with a seeded generator, never tuned on (what the
 # defaults are checked against after tuning on the streams above). v5's incidents barely rise
-# over their labels' own traffic (see docs/MEASUREMENTS.md): no clusterer finds them at the stated false-alarm rate.
+# over their labels' own traffic (see docs/MEASUREMENTS.md): even judged by its true label, one
+# fires only at its 15th ticket and the other never, at the stated false-alarm rate.
 make v1 --seed 21 --rate-per-hour 100 --incident transfer_into_account:20:60 \
   --incident transfer_fee_charged:35:60 --angry age_limit:12
 make v2 --seed 22 --rate-per-hour 400 --incident get_physical_card:30:60 \

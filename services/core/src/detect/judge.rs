@@ -63,9 +63,11 @@ impl Verdict {
 }
 
 /// An open episode stays hot while its window is this improbable at the usual rate, per window
-/// of time: the rate is split among the judgements of a window as the false-alarm rate is (a
-/// busy cluster is judged hundreds of times a window, and 1% per judgement would keep a false
-/// alarm's episode hot, and filing every ticket under its SEV, for ever).
+/// of time: the rate is split among all the judgements of a window (a busy cluster is judged
+/// hundreds of times a window, and 1% per judgement would keep a false alarm's episode hot,
+/// and filing every ticket under its SEV, for ever). A level this near the usual count is
+/// crossed at nearly every judgement that exceeds it, so the split is not eased as the
+/// false-alarm rate's is (see [`tests_per_window`]).
 const HOT: f64 = 0.01;
 
 /// A verdict and the tickets it was made on.
@@ -130,8 +132,7 @@ pub fn judge(
             best
         }
     });
-    let judgements = judgements_per_window(&usual, spans.len());
-    let bound = rules.spike.max_false_alarm / judgements;
+    let bound = rules.spike.max_false_alarm / tests_per_window(&usual, spans.len());
     let significant = usual.judgeable && scan.p_value <= bound;
     // The evidence is the longest span that stands out on its own: the whole burst, but not
     // the usual traffic before it.
@@ -159,7 +160,7 @@ pub fn judge(
         None => &[],
     };
     Judgement {
-        hot: scan.p_value <= HOT / judgements,
+        hot: scan.p_value <= HOT / judgements_per_window(&usual, spans.len()),
         verdict,
         first_ticket_at: evidence.first().map(|m| m.at),
         evidence: evidence.iter().map(|m| m.ticket_id.clone()).collect(),
@@ -196,7 +197,7 @@ pub fn could_fire(
     if policy == Policy::Combined && whole < rules.floor.min_tickets as usize {
         return false;
     }
-    let bound = rules.spike.max_false_alarm / judgements_per_window(&usual, spans.len());
+    let bound = rules.spike.max_false_alarm / tests_per_window(&usual, spans.len());
     std::iter::once(scan_span(whole, &usual, rules.floor.window, end, rules))
         .chain(scan_spans(&spans, &per_span, &usual, end, rules))
         .any(|s| s.p_value <= bound)
@@ -246,12 +247,20 @@ pub fn moved_in(
     moved
 }
 
-/// How many tests a window's rates are split among. The window is judged at every ticket it
-/// counts: a busy neighbourhood is judged about `usual` times per window, and each judgement
-/// scans the shorter spans and the whole; split among them, the false-alarm rate stays per
-/// window of time, however busy the complaint.
+/// How many judgements a window sees: a busy neighbourhood is judged about `usual` times per
+/// window, and each judgement scans the shorter spans and the whole.
 fn judgements_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
     (usual.shape / usual.rate).max(1.0) * (shorter_spans + 1) as f64
+}
+
+/// How many tests the false-alarm rate is split among, so it stays per window of time however
+/// busy the complaint: fewer than the judgements. Judgements at consecutive tickets share all
+/// but one ticket: a sliding count whose usual count is `u` crosses a level z standard
+/// deviations above it about z·√u times as often as one test at that level fires, not u times.
+/// Split u ways, a busy neighbourhood's bound was needlessly strict, and a burst beside busy
+/// clusters waited many tickets longer (docs/MEASUREMENTS.md).
+fn tests_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
+    (usual.shape / usual.rate).max(1.0).sqrt() * (shorter_spans + 1) as f64
 }
 
 fn scan_spans(

@@ -34,7 +34,9 @@ impl Default for FloorRule {
 }
 
 /// The spike: the window's distinct customers are improbable at the cluster's usual rate: at
-/// most `max_false_alarm` per window of time that a cluster at its usual rate fires anyway. The usual rate is not known exactly, so X is the predictive
+/// most `max_false_alarm` per window of time that a cluster at its usual rate fires anyway,
+/// split among the spans scanned and √usual judgements (see `tests_per_window` in judge.rs).
+/// The usual rate is not known exactly, so X is the predictive
 /// count of a Poisson rate with a Gamma belief: the cold-start rate held as strongly as
 /// `prior_windows` windows of history, updated with the cluster's own tickets per window. A
 /// short history therefore cannot make the usual rate look tiny, and a long one decides alone.
