@@ -2,9 +2,9 @@
 """The detection delay a perfect clustering would allow: each incident's tickets judged by their
 true label, with the default rules' arithmetic (Poisson tail of the label's known background rate
 over the 30-minute window and the 5/10/15-minute spans, the false-alarm rate split among the
-spans and the square root of the judgements per window, the floor of 6 tickets in the window). Prints, per injected
-incident, the incident ticket at which the spike would fire: a bound on what `backtest` can reach,
-which separates what the rules allow from what the clustering loses.
+spans and the square root of the judgements per window, the floor of 6 tickets in the window).
+Prints, per injected incident, the incident ticket at which the spike would fire: a bound on what
+`backtest` can reach, which separates what the rules allow from what the clustering loses.
 
 usage: scripts/label-oracle.py STREAM [MAX_FALSE_ALARM]   (STREAM: path without .tickets.jsonl)
 """

@@ -34,16 +34,17 @@ impl Default for FloorRule {
 }
 
 /// The spike: the window's distinct customers are improbable at the cluster's usual rate: at
-/// most `max_false_alarm` per window of time that a cluster at its usual rate fires anyway,
-/// split among the spans scanned and √usual judgements (see `tests_per_window` in judge.rs).
-/// The usual rate is not known exactly, so X is the predictive
-/// count of a Poisson rate with a Gamma belief: the cold-start rate held as strongly as
-/// `prior_windows` windows of history, updated with the cluster's own tickets per window. A
-/// short history therefore cannot make the usual rate look tiny, and a long one decides alone.
+/// most `max_false_alarm` per window of time (nominally: split among the spans scanned and
+/// √usual judgements, see `tests_per_window` in judge.rs) that a cluster at its usual rate
+/// fires anyway. The usual rate is not known exactly, so X is the predictive count of a
+/// Poisson rate with a Gamma belief: the cold-start rate held as strongly as `prior_windows`
+/// windows of history, updated with the cluster's own tickets per window. A short history
+/// therefore cannot make the usual rate look tiny, and a long one decides alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpikeRule {
-    /// Probability, per window of time, that a cluster at its usual rate fires anyway. The
+    /// Probability, per window of time, that a cluster at its usual rate fires anyway
+    /// (nominal: the tests it is split among are not independent, see above). The
     /// default, 2e-5, was set on the streams and the steady bench (docs/MEASUREMENTS.md): the
     /// false SEVs left come from clusters forming and merging, not from chance, so doubling the
     /// rate from 1e-5 doubled the incidents found within 10 tickets and opened no more false

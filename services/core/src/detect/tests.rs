@@ -255,6 +255,38 @@ fn a_busy_cluster_escalates_on_the_spike_rule_when_it_jumps_far_above_its_usual_
     assert!((per_minute * 30.0 - 5.0).abs() < 1.5, "{:?}", fired.verdict);
 }
 
+#[test]
+fn a_busy_cluster_fires_where_splitting_the_rate_among_every_judgement_would_wait() {
+    // A hundred a window: judged about a hundred times a window, but those judgements share
+    // all but one ticket, so the rate is split among √100 of them (and the spans).
+    let mut s = with_history(100);
+    let strict = Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    };
+    // Six a minute, nearly twice the usual rate.
+    let fired = (0..300u32)
+        .map(|j| {
+            let m = Member {
+                at: t0() + chrono::Duration::seconds(10 * j as i64),
+                ..member(j, &format!("x{j}"), 0)
+            };
+            observe(&mut s, m, &strict)
+        })
+        .find_map(|d| escalation(&d).cloned())
+        .expect("the rise escalates");
+    let v = &fired.verdict;
+    let usual = v.expected * 30.0 / v.span_minutes;
+    let tests = (strict.spike.spans.len() + 1) as f64;
+    let alpha = strict.spike.max_false_alarm;
+    assert!((usual - 100.0).abs() < 10.0, "{v:?}");
+    assert!(v.p_value <= alpha / (usual.sqrt() * tests), "{v:?}");
+    assert!(
+        v.p_value > alpha / (usual * tests),
+        "split among every judgement, it would not have fired yet: {v:?}"
+    );
+}
+
 /// The burst tickets counted when a cluster running at 6 per 30 minutes first escalates, if
 /// it does: its usual tickets for 25 minutes, then 12 customers within 6 minutes.
 fn burst_tickets_to_escalate(rules: &Rules) -> Option<usize> {
