@@ -515,6 +515,7 @@ impl Scope {
         }
         self.latest = Some(t);
         let round = self.clusterer.consolidate(last, t);
+        self.touched.extend(&round.checked);
         let mut moved = Vec::new();
         for split in round.splits {
             self.touched.extend([split.from, split.into]);

@@ -85,9 +85,14 @@ pub struct Split {
 pub struct Round {
     pub splits: Vec<Split>,
     pub merges: Vec<Merge>,
+    /// Clusters checked for drift, split or not: their count of members since the last check
+    /// went back to zero, and their checkpoints must hold that (restored with the old count, a
+    /// cluster would be checked again sooner than in a run that never stopped).
+    pub checked: Vec<u64>,
 }
 
 impl Round {
+    /// No cluster was split or merged (drift checks alone change no membership).
     pub fn is_empty(&self) -> bool {
         self.splits.is_empty() && self.merges.is_empty()
     }
@@ -119,18 +124,27 @@ impl Clusterer {
             .filter(|k| k.last_seen >= from)
             .map(|k| k.seq)
             .collect();
-        let splits = self.split_drifted(&changed, &c.split);
+        let (splits, checked) = self.split_drifted(&changed, &c.split);
         changed.extend(splits.iter().map(|s| s.into));
         let mut merges = self.merge_fragments(changed, &c);
         let quiet = (from - duration(c.stray_after), to - duration(c.stray_after));
         merges.extend(self.fold_strays(quiet, &c));
         self.expire_aliases(to);
-        Round { splits, merges }
+        Round {
+            splits,
+            merges,
+            checked,
+        }
     }
 
     /// Splits off the recent members of `changed` clusters that drifted to another complaint.
-    fn split_drifted(&mut self, changed: &BTreeSet<u64>, config: &SplitConfig) -> Vec<Split> {
-        let mut splits = Vec::new();
+    /// Returns the splits and the clusters checked.
+    fn split_drifted(
+        &mut self,
+        changed: &BTreeSet<u64>,
+        config: &SplitConfig,
+    ) -> (Vec<Split>, Vec<u64>) {
+        let (mut splits, mut checked) = (Vec::new(), Vec::new());
         for seq in changed {
             let Some(k) = self
                 .clusters
@@ -140,6 +154,7 @@ impl Clusterer {
                 continue;
             };
             k.unchecked = 0;
+            checked.push(*seq);
             let Some(away) = drift::drifted(k, config) else {
                 continue;
             };
@@ -156,7 +171,7 @@ impl Clusterer {
                 });
             }
         }
-        splits
+        (splits, checked)
     }
 
     /// Merges close pairs among `changed` and their neighbours, closest pair first.
