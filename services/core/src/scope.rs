@@ -244,19 +244,17 @@ impl Scope {
         detection: &Detection,
     ) {
         for n in near {
-            if !self.detectors.contains_key(n) {
-                continue;
-            }
             let rules = self.rules_for(*n, ticket, detection);
-            if let Some(d) = self.detectors.get_mut(n) {
-                let joined = Member {
-                    source: Some(seq),
-                    ..member.clone()
-                };
-                d.count_in_boundary(joined, rules);
-                // Checkpointed with the cluster, so a restart decides as if it never stopped.
-                self.touched.insert(*n);
-            }
+            let Some(d) = self.detectors.get_mut(n) else {
+                continue;
+            };
+            let joined = Member {
+                source: Some(seq),
+                ..member.clone()
+            };
+            d.count_in_boundary(joined, rules);
+            // Checkpointed with the cluster, so a restart decides as if it never stopped.
+            self.touched.insert(*n);
         }
     }
 

@@ -233,7 +233,7 @@ pub fn moved_in(
         if !usual.judgeable {
             continue;
         }
-        let per_window = usual.shape / usual.rate;
+        let per_window = usual.per_window();
         let shortfall = |span: Duration| {
             let share = span.as_secs_f64() / window.as_secs_f64().max(1.0);
             let seen = source.members_in(end - event_span(span), end) as f64;
@@ -250,7 +250,7 @@ pub fn moved_in(
 /// How many judgements a window sees: a busy neighbourhood is judged about `usual` times per
 /// window, and each judgement scans the shorter spans and the whole.
 fn judgements_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
-    (usual.shape / usual.rate).max(1.0) * (shorter_spans + 1) as f64
+    usual.per_window().max(1.0) * (shorter_spans + 1) as f64
 }
 
 /// How many tests the false-alarm rate is split among, so it stays per window of time however
@@ -261,7 +261,7 @@ fn judgements_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
 /// streams and the bench). Split u ways, a busy neighbourhood's bound was needlessly strict,
 /// and a burst beside busy clusters waited many tickets longer (docs/MEASUREMENTS.md).
 fn tests_per_window(usual: &Usual, shorter_spans: usize) -> f64 {
-    (usual.shape / usual.rate).max(1.0).sqrt() * (shorter_spans + 1) as f64
+    usual.per_window().max(1.0).sqrt() * (shorter_spans + 1) as f64
 }
 
 fn scan_spans(
@@ -385,6 +385,13 @@ struct Usual {
     /// prior stands for it), or watched for a window since. Clusters born while the product was
     /// new have neither at first, and a window of them proves nothing.
     judgeable: bool,
+}
+
+impl Usual {
+    /// The usual tickets per window: the belief's mean.
+    fn per_window(&self) -> f64 {
+        self.shape / self.rate
+    }
 }
 
 /// The sum of the group's usual rates, and of the `carriers`' shares of theirs. Each cluster's

@@ -395,27 +395,24 @@ mod tests {
 
     #[test]
     fn a_nonsensical_value_is_refused_with_its_rule() {
-        let err = config(
-            json!({}),
-            json!({"ops": {"spike": {"max_false_alarm": 2.0}}}),
-        )
-        .rule_book()
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("ops") && err.contains("max_false_alarm"),
-            "{err}"
-        );
-        let err = config(
-            json!({"cards": {"spike": {"region_gate": -0.1}}}),
-            json!({}),
-        )
-        .rule_book()
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("cards") && err.contains("region_gate"),
-            "{err}"
-        );
+        // (product overrides, team overrides, who is named, the setting named)
+        let cases = [
+            (
+                json!({}),
+                json!({"ops": {"spike": {"max_false_alarm": 2.0}}}),
+                "ops",
+                "max_false_alarm",
+            ),
+            (
+                json!({"cards": {"spike": {"region_gate": -0.1}}}),
+                json!({}),
+                "cards",
+                "region_gate",
+            ),
+        ];
+        for (products, teams, who, setting) in cases {
+            let err = config(products, teams).rule_book().unwrap_err().to_string();
+            assert!(err.contains(who) && err.contains(setting), "{err}");
+        }
     }
 }

@@ -37,6 +37,15 @@ fn rules() -> Rules {
     }
 }
 
+/// [`rules`] with the default spike rule: its false-alarm rate as shipped, not the lenient
+/// one most tests judge by.
+fn strict() -> Rules {
+    Rules {
+        spike: SpikeRule::default(),
+        ..rules()
+    }
+}
+
 /// The product has been watched for a day before these tests' tickets.
 fn scope_start() -> DateTime<Utc> {
     t0() - chrono::Duration::hours(24)
@@ -224,10 +233,7 @@ fn could_fire_passes_a_burst_and_stops_usual_traffic() {
 #[test]
 fn a_busy_cluster_at_its_usual_rate_does_not_escalate() {
     let mut s = with_history(10);
-    let strict = Rules {
-        spike: SpikeRule::default(),
-        ..rules()
-    };
+    let strict = strict();
     // Still ten tickets every 30 minutes: busy, but usual.
     for i in 0..100u32 {
         let d = observe(&mut s, member(i, &format!("c{i}"), i as i64 * 3), &strict);
@@ -260,10 +266,7 @@ fn a_busy_cluster_fires_where_splitting_the_rate_among_every_judgement_would_wai
     // A hundred a window: judged about that many times a window, but those judgements share
     // all but one ticket, so the rate is split among the square root of that (and the spans).
     let mut s = with_history(100);
-    let strict = Rules {
-        spike: SpikeRule::default(),
-        ..rules()
-    };
+    let strict = strict();
     // Six a minute, nearly twice the usual rate.
     let fired = (0..300u32)
         .map(|j| {
@@ -313,10 +316,7 @@ fn burst_tickets_to_escalate(rules: &Rules) -> Option<usize> {
 
 #[test]
 fn a_fast_burst_stands_out_in_a_short_span_before_it_fills_the_window() {
-    let strict = Rules {
-        spike: SpikeRule::default(),
-        ..rules()
-    };
+    let strict = strict();
     let whole_window_only = Rules {
         spike: SpikeRule {
             spans: Vec::new(),
@@ -454,10 +454,7 @@ fn a_window_checkpointed_out_of_order_is_restored_in_event_time_order() {
 #[test]
 fn a_cluster_born_while_the_product_is_new_waits_for_its_history() {
     let mut s = DetectorState::default();
-    let strict = Rules {
-        spike: SpikeRule::default(),
-        ..rules()
-    };
+    let strict = strict();
     for i in 0..20u32 {
         let d = observe_in(
             &mut s,
@@ -507,10 +504,7 @@ fn an_episode_of_a_busy_cluster_ends_once_it_is_back_at_its_usual_rate() {
     s.active = true;
     s.hot_at = Some(t0());
     s.sev_cluster = Some("cards:1".into());
-    let strict = Rules {
-        spike: SpikeRule::default(),
-        ..rules()
-    };
+    let strict = strict();
     let mut rng = 0x5eed_u64;
     let mut at = t0();
     let mut ended_at = None;
@@ -554,10 +548,7 @@ fn a_closed_episode_lets_the_next_crossing_escalate_again() {
 fn each_rule_alone_fires_where_the_combination_would_not() {
     let busy = |policy: Policy| {
         let mut s = with_history(10);
-        let strict = Rules {
-            spike: SpikeRule::default(),
-            ..rules()
-        };
+        let strict = strict();
         (0..20u32).find_map(|i| {
             let m = member(i, &format!("c{i}"), i as i64 * 3);
             escalation(&observe_in(&mut s, m, &strict, scope_start(), policy)).cloned()
