@@ -21,7 +21,7 @@ fn an_opened_sev_renders_for_every_channel() {
     assert_json_snapshot!("pagerduty_opened", pagerduty(&n, ROUTING_KEY, INSTALLATION));
     assert_json_snapshot!("alertmanager_opened", am(NoticeKind::Opened));
     assert_json_snapshot!("slack_opened", slack(&n));
-    assert_json_snapshot!("webhook_opened", webhook(&n));
+    assert_json_snapshot!("webhook_opened", webhook(&n, INSTALLATION));
     assert_json_snapshot!("helpdesk_note_opened", helpdesk_note(&n));
 }
 
@@ -194,12 +194,29 @@ fn slack_keeps_a_long_title_within_the_header_limit() {
 fn webhook_events_are_typed_by_kind_and_carry_the_whole_notice() {
     for kind in NoticeKind::ALL {
         let n = notice(kind);
-        let event = webhook(&n);
+        let event = webhook(&n, INSTALLATION);
         assert_eq!(event["type"], format!("sev.{}", kind.as_str()));
         let data: sevloop_notify::SevNotice =
             serde_json::from_value(event["data"].clone()).expect("data is a SevNotice");
-        assert_eq!(data, n);
+        let scoped_id = format!("{INSTALLATION}/{}", n.event_id);
+        assert_eq!(
+            data.event_id, scoped_id,
+            "{kind:?}: the id as the webhook-id header has it"
+        );
+        assert_eq!(
+            data,
+            sevloop_notify::SevNotice {
+                event_id: scoped_id,
+                ..n
+            }
+        );
     }
+}
+
+#[test]
+fn an_installation_without_a_name_keeps_bare_event_ids() {
+    let n = notice(NoticeKind::Opened);
+    assert_eq!(webhook(&n, "")["data"]["event_id"], n.event_id.as_str());
 }
 
 #[test]

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use common::notice;
+use common::{notice, INSTALLATION};
 use serde_json::{json, Map, Value};
-use sevloop_notify::{headers, webhook, NoticeKind, WebhookSecret};
+use sevloop_notify::{headers, scoped, webhook, NoticeKind, WebhookSecret};
 
 const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -99,9 +99,10 @@ fn secret(s: &str) -> WebhookSecret {
 /// refuses timestamps more than five minutes from its clock.
 fn delivery(secrets: &[WebhookSecret]) -> (Vec<(&'static str, String)>, Vec<u8>) {
     let n = notice(NoticeKind::Opened);
-    let body = serde_json::to_vec(&webhook(&n)).expect("a JSON value serializes");
+    let id = scoped(INSTALLATION, &n.event_id);
+    let body = serde_json::to_vec(&webhook(&n, INSTALLATION)).expect("a JSON value serializes");
     let now = chrono::Utc::now().timestamp();
-    (headers(secrets, &n.event_id, now, &body), body)
+    (headers(secrets, &id, now, &body), body)
 }
 
 fn assert_verified(secret: &str, headers: &[(&str, String)], body: &[u8]) {

@@ -158,7 +158,7 @@ fn channel_request(
             sevloop_notify::alertmanager(notice, name, &origin.public_url, &origin.installation)
         }
         ChannelKind::Slack => sevloop_notify::slack(notice),
-        ChannelKind::Webhook => sevloop_notify::webhook(notice),
+        ChannelKind::Webhook => sevloop_notify::webhook(notice, &origin.installation),
     };
     let key = origin.key(n);
     let mut request = json_request(
@@ -341,6 +341,8 @@ id_prefix = "ZD-"
         }
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["type"], "sev.opened");
+        // The change's id in the body is scoped as the key is (the key also names the channel).
+        assert_eq!(body["data"]["event_id"], "5e1f00c0ffee/esc-1.opened");
     }
 
     #[test]
