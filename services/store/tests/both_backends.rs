@@ -34,11 +34,9 @@ fn escalation() -> Escalation {
             expected: 0.5,
             p_value: 1e-6,
             span_minutes: 30.0,
-            moved_in: 0,
-            region: false,
             floor: true,
-            spike: false,
             cold_start: true,
+            ..Verdict::default()
         },
     }
 }

@@ -56,11 +56,8 @@ fn escalation(n: u32, cluster: &str, evidence: Vec<String>) -> Escalation {
             expected: 0.5,
             p_value: 1e-6,
             span_minutes: 30.0,
-            moved_in: 0,
-            region: false,
             floor: true,
-            spike: false,
-            cold_start: false,
+            ..Verdict::default()
         },
     }
 }

@@ -158,11 +158,8 @@ pub async fn sev(
             expected: 0.5,
             p_value: 1e-6,
             span_minutes: 30.0,
-            moved_in: 0,
-            region: false,
             floor: true,
-            spike: false,
-            cold_start: false,
+            ..Verdict::default()
         },
     };
     let new = NewSev {

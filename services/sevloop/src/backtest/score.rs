@@ -311,11 +311,9 @@ mod tests {
                 expected: 0.5,
                 p_value: 1e-9,
                 span_minutes: 30.0,
-                moved_in: 0,
-                region: false,
                 floor: true,
                 spike: true,
-                cold_start: false,
+                ..Verdict::default()
             },
             evidence: evidence.iter().map(|e| e.to_string()).collect(),
             ticket_ids: evidence.iter().map(|e| e.to_string()).collect(),

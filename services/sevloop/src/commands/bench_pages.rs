@@ -184,11 +184,8 @@ fn escalation(
             expected: 1.0,
             p_value: 0.0,
             span_minutes: 30.0,
-            moved_in: 0,
-            region: false,
             floor: true,
-            spike: false,
-            cold_start: false,
+            ..Verdict::default()
         },
     }
 }
