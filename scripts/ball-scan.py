@@ -11,9 +11,14 @@ Needs numpy and the embedding cache `backtest` writes (~/.cache/sevloop/embeddin
 distinct masked texts in byte order, 384 floats each); the masking below mirrors
 `sevloop_core::embedding_text`, and a mismatch fails the length check.
 
+Unlike the rules it borrows from: customers are not weighted by tier, there is no cold-start
+rule, and a ball is judged only once its product has 2 hours of history. An incident counts as
+found when any of its firings is its own (several firings of one burst would be one episode).
+
 usage: CACHE=FILE [RADIUS=0.55] [ALPHA=5e-6] [HISTORY=24] scripts/ball-scan.py STREAM...
        (STREAM: path without .tickets.jsonl, with .truth.jsonl and .incidents.json beside it)
 """
+import hashlib
 import importlib.util
 import json
 import math
@@ -47,15 +52,25 @@ def masked_text(t):
             out.append("xemailx")
         elif any(c.isascii() and c.isdigit() for c in bare):
             out.append("xnumx")
-        elif bare and any(p.lower() == bare.lower() for p in personal if p):
+        elif bare and any(same_ignoring_ascii_case(p, bare) for p in personal):
             out.append("xnamex")
         else:
             out.append(word)
     return " ".join(out)
 
 
+def same_ignoring_ascii_case(a, b):
+    return len(a) == len(b) and all(
+        x == y or (x.isascii() and y.isascii() and x.lower() == y.lower()) for x, y in zip(a, b))
+
+
 def vectors(cache, texts):
     distinct = sorted(set(texts), key=str.encode)
+    # The cache is named by the SHA-256 of its texts (as `embed_cached` names it): a masking that
+    # drifted from sevloop's would name another file.
+    digest = hashlib.sha256(b"".join(t.encode() + b"\0" for t in distinct)).hexdigest()[:16]
+    if not Path(cache).stem.endswith(digest):
+        sys.exit(f"{cache} holds other texts than these streams' (their digest is {digest})")
     table = np.fromfile(cache, dtype="<f4")
     if table.size != len(distinct) * DIM:
         sys.exit(f"{cache}: {table.size // DIM} vectors for {len(distinct)} distinct texts")
@@ -105,21 +120,26 @@ def score(base, cache, radius, alpha, history):
     for incident in json.load(open(base + ".incidents.json"))["incidents"]:
         members = [j for j, r in enumerate(rows) if r["injected"] and r["label"] == incident["label"]]
         mine = set(members)
-        # A firing is the incident's when its ticket is one of the burst's, or most of its ball is.
-        first = next((f for f in fired if f[0] in mine or len(f[3] & mine) * 2 >= len(f[3])), None)
-        claimed |= {f[0] for f in fired if f[0] in mine or len(f[3] & mine) * 3 >= len(f[3])}
+        # A firing is the incident's when its ticket is one of the burst's, or half its ball is.
+        ours = [f for f in fired if f[0] in mine or len(f[3] & mine) * 2 >= len(f[3])]
+        claimed |= {f[0] for f in ours}
         found[(incident["label"], incident["kind"])] = (
-            None if first is None else sum(1 for j in members if j <= first[0]))
-    # Other firings are false; one whose ball overlaps an earlier false one's within 2 h is the
-    # same episode.
-    false = []
+            None if not ours else sum(1 for j in members if j <= ours[0][0]))
+    # Other firings are false; one whose ball overlaps a false episode's latest ball within 2 h
+    # carries that episode on.
+    episodes = []
     for i, p, usual, ball in fired:
         if i in claimed:
             continue
-        start = seconds(tickets[i]["event_time"])
-        if not any(start - s < 7200 and len(ball & b) * 10 >= 3 * len(ball) for s, b, _ in false):
-            false.append((start, ball, f"{rows[i]['label']} p={p:.2g} usual={usual:.2f}"))
-    return found, [f[2] for f in false]
+        now = seconds(tickets[i]["event_time"])
+        going = next((e for e in episodes
+                      if now - e["at"] < 7200 and len(ball & e["ball"]) * 10 >= 3 * len(ball)), None)
+        if going:
+            going.update(at=now, ball=ball)
+        else:
+            episodes.append({"at": now, "ball": ball,
+                             "what": f"{rows[i]['label']} p={p:.2g} usual={usual:.2f}"})
+    return found, [e["what"] for e in episodes]
 
 
 def main():

@@ -201,7 +201,7 @@ fn webhook_events_are_typed_by_kind_and_carry_the_whole_notice() {
         let scoped_id = format!("{INSTALLATION}/{}", n.event_id);
         assert_eq!(
             data.event_id, scoped_id,
-            "{kind:?}: the id as the webhook-id header has it"
+            "{kind:?}: scoped as webhook-id is"
         );
         assert_eq!(
             data,
