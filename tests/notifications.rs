@@ -129,6 +129,18 @@ impl Run {
     async fn settled(&self, sev_ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
         settled(self, sev_ids, timeout).await
     }
+
+    /// Replaces the catalog as an admin does; it is used at once.
+    async fn replace_catalog(&self, catalog: String) {
+        let put = client_with(&self.token)
+            .put(format!("{}/api/v1/catalog", self.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(catalog)
+            .send()
+            .await
+            .expect("sevloop answers");
+        assert_eq!(put.status(), 200, "the admin replaces the catalog");
+    }
 }
 
 impl Deref for Run {
@@ -843,14 +855,7 @@ async fn a_receiver_answering_410_gone_has_its_endpoint_disabled_and_is_not_call
         ],
         &["gone", "fine"],
     );
-    let put = client_with(&run.token)
-        .put(format!("{}/api/v1/catalog", run.url))
-        .header(reqwest::header::CONTENT_TYPE, "application/toml")
-        .body(catalog)
-        .send()
-        .await
-        .expect("sevloop answers");
-    assert_eq!(put.status(), 200, "the admin replaces the catalog");
+    run.replace_catalog(catalog).await;
     run.act(sev, "resolve", None).await;
     let all = run.settled(&ids, Duration::from_secs(60)).await;
     let resolved = to_endpoint(&all, "gone")
@@ -886,6 +891,7 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_it_is_called_again()
     let items = disabled["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{disabled:#}");
     assert_eq!(items[0]["name"], "hook");
+    assert_eq!(items[0]["in_catalog"], true, "{disabled:#}");
     assert!(str_of(&items[0], "reason").contains("410"), "{disabled:#}");
     assert!(
         !disabled.to_string().contains(&receiver.base),
@@ -898,6 +904,21 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_it_is_called_again()
         listed.starts_with("hook\tdisabled "),
         "the CLI lists it too: {listed:?}"
     );
+
+    // The channel leaves the catalog: still listed (added back at the same URL, it is still
+    // gone), but marked as no longer in the catalog; back in the catalog, marked again.
+    let url = receiver.url("/hook");
+    let without = catalog(
+        &[("renamed", signed_webhook(&url, &[OLD_SECRET]))],
+        &["renamed"],
+    );
+    run.replace_catalog(without).await;
+    let (_, disabled) = run.get("/api/v1/endpoints/disabled").await;
+    assert_eq!(disabled["items"][0]["name"], "hook", "{disabled:#}");
+    assert_eq!(disabled["items"][0]["in_catalog"], false, "{disabled:#}");
+    run.replace_catalog(one_webhook(&url, &[OLD_SECRET])).await;
+    let (_, disabled) = run.get("/api/v1/endpoints/disabled").await;
+    assert_eq!(disabled["items"][0]["in_catalog"], true, "{disabled:#}");
 
     let (status, answer) = run.post("/api/v1/endpoints/hook/enable", None).await;
     assert_eq!(status, 204, "{answer}");

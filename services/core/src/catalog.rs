@@ -108,6 +108,9 @@ pub struct Catalog {
     pub helpdesk: Option<Helpdesk>,
 }
 
+/// The notification endpoint of the helpdesk write-back (beside the catalog's channels).
+pub const HELPDESK: &str = "sevloop:helpdesk";
+
 /// The ack timeout of a team that does not set one.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Shorter, a SEV would escalate as it opens (and the catalog's summary shows whole seconds).
@@ -223,6 +226,14 @@ pub struct ChannelSummary {
     pub kind: ChannelKind,
     /// Standard Webhooks secrets in use (two during a rotation).
     pub signing_secrets: usize,
+}
+
+impl CatalogSummary {
+    /// Whether notifications can go to `endpoint` under this catalog: one of its channels, or
+    /// the helpdesk write-back when it has a helpdesk.
+    pub fn has_endpoint(&self, endpoint: &str) -> bool {
+        self.channels.iter().any(|c| c.name == endpoint) || (self.helpdesk && endpoint == HELPDESK)
+    }
 }
 
 impl Catalog {

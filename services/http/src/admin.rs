@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use sevloop_core::access::{Need, Role};
 use sevloop_core::{CatalogError, CatalogSummary};
 use sevloop_store::Revoked;
@@ -101,13 +101,30 @@ pub(crate) async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Endpoints a 410 Gone disabled.
+/// Endpoints a 410 Gone disabled, each saying whether the catalog in use still has it (when
+/// sevloop runs with a catalog file). The record of one that left is kept: a channel added
+/// back at the same URL is still gone.
 pub(crate) async fn list_disabled_endpoints(
     actor: Actor,
     State(s): State<AppState>,
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
-    Ok(Json(json!({"items": s.store.disabled_endpoints().await?})))
+    let catalog = s.catalog.as_ref().map(|c| c.summary());
+    let items: Vec<Value> = s
+        .store
+        .disabled_endpoints()
+        .await?
+        .into_iter()
+        .map(|e| {
+            let in_catalog = catalog.as_ref().map(|c| c.has_endpoint(&e.name));
+            let mut item = json!(e);
+            if let Some(known) = in_catalog {
+                item["in_catalog"] = json!(known);
+            }
+            item
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 /// Calls a disabled endpoint again; later notifications go to it.

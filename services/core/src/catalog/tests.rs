@@ -160,6 +160,30 @@ fn the_summary_shows_ownership_and_escalation_but_no_url_or_secret() {
 }
 
 #[test]
+fn the_summary_knows_its_endpoints() {
+    let mut c = example();
+    let channel = c
+        .channels
+        .keys()
+        .next()
+        .expect("the example has channels")
+        .clone();
+    assert!(c.summary().has_endpoint(&channel));
+    assert!(!c.summary().has_endpoint("no-such-channel"));
+    c.helpdesk = None;
+    assert!(
+        !c.summary().has_endpoint(HELPDESK),
+        "no helpdesk, no write-back"
+    );
+    c.helpdesk = Some(Helpdesk {
+        url: "http://127.0.0.1:1/".into(),
+        authorization: None,
+        id_prefix: String::new(),
+    });
+    assert!(c.summary().has_endpoint(HELPDESK));
+}
+
+#[test]
 fn a_channel_named_with_a_control_character_is_refused() {
     let text = EXAMPLE
         .replace("[channels.cards-pd]", "[channels.\"cards\\u0000pd\"]")

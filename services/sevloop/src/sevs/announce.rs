@@ -11,8 +11,7 @@ use sevloop_store::{Conn, NewNotification, SevRow, StoreError};
 
 /// The outbox endpoint of the SEV events topic.
 pub const SEV_EVENTS: &str = "sevloop:sev-events";
-/// The outbox endpoint of the helpdesk write-back.
-pub const HELPDESK: &str = "sevloop:helpdesk";
+pub use sevloop_core::catalog::HELPDESK;
 /// The kind of an outbox row that says a ticket was linked.
 pub const TICKET_LINKED: &str = "ticket_linked";
 
