@@ -8,11 +8,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sevloop_core::access::{Need, Role};
 use sevloop_core::{CatalogError, CatalogSummary};
-use sevloop_store::Revoked;
+use sevloop_store::{DisabledEndpoint, Revoked};
 
 use crate::extract::{Body, Id, Raw};
 use crate::{auth, Actor, ApiError, AppState};
@@ -110,21 +110,27 @@ pub(crate) async fn list_disabled_endpoints(
 ) -> Result<impl IntoResponse, ApiError> {
     actor.need(Need::Administer)?;
     let catalog = s.catalog.as_ref().map(|c| c.summary());
-    let items: Vec<Value> = s
+    let items: Vec<Listed> = s
         .store
         .disabled_endpoints()
         .await?
         .into_iter()
-        .map(|e| {
-            let in_catalog = catalog.as_ref().map(|c| c.has_endpoint(&e.name));
-            let mut item = json!(e);
-            if let Some(known) = in_catalog {
-                item["in_catalog"] = json!(known);
-            }
-            item
+        .map(|endpoint| Listed {
+            in_catalog: catalog.as_ref().map(|c| c.has_endpoint(&endpoint.name)),
+            endpoint,
         })
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// A disabled endpoint as the list shows it.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    endpoint: DisabledEndpoint,
+    /// Absent when sevloop runs without a catalog file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_catalog: Option<bool>,
 }
 
 /// Calls a disabled endpoint again; later notifications go to it.

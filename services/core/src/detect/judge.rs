@@ -63,11 +63,11 @@ impl Verdict {
 }
 
 /// An open episode stays hot while its window is this improbable at the usual rate, per window
-/// of time: the rate is split among all the judgements of a window (a busy cluster is judged
-/// hundreds of times a window, and 1% per judgement would keep a false alarm's episode hot,
-/// and filing every ticket under its SEV, for ever). Any judgement above the level keeps the
-/// episode hot, not only one that crosses it, so the split is among all the judgements, not
-/// eased as the false-alarm rate's is (see [`tests_per_window`]).
+/// of time, split among all the judgements of a window (a busy cluster is judged hundreds of
+/// times a window, and 1% per judgement would keep a false alarm's episode hot, and filing
+/// every ticket under its SEV, for ever). Not eased as the false-alarm rate's split is (see
+/// [`tests_per_window`]): any judgement above the level keeps the episode hot, not only one
+/// that crosses it.
 const HOT: f64 = 0.01;
 
 /// A verdict and the tickets it was made on.

@@ -4,12 +4,12 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sevloop_core::catalog::{Channel, ChannelKind, Helpdesk};
+use sevloop_core::catalog::{Channel, ChannelKind, Helpdesk, HELPDESK};
 use sevloop_core::Catalog;
 use sevloop_notify::{SevNotice, WebhookSecret};
 use sevloop_store::Notification;
 
-use crate::sevs::announce::{HELPDESK, SEV_EVENTS};
+use crate::sevs::announce::SEV_EVENTS;
 
 /// What an outbox row carries.
 #[derive(Debug, Deserialize)]

@@ -5,13 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sevloop_core::catalog::HELPDESK;
 use sevloop_core::{Catalog, SevState, Severity};
 use sevloop_notify::{NoticeKind, SevNotice};
 use sevloop_store::{Conn, NewNotification, SevRow, StoreError};
 
 /// The outbox endpoint of the SEV events topic.
 pub const SEV_EVENTS: &str = "sevloop:sev-events";
-pub use sevloop_core::catalog::HELPDESK;
 /// The kind of an outbox row that says a ticket was linked.
 pub const TICKET_LINKED: &str = "ticket_linked";
 
