@@ -128,17 +128,19 @@ pub struct Ledger {
 /// A receiver on loopback that records every request, whatever its method and path.
 pub struct Capture {
     pub base: String,
+    behaviour: Arc<Mutex<Behaviour>>,
     ledger: Arc<Mutex<Ledger>>,
 }
 
-type ReceiverState = (Behaviour, Arc<Mutex<Ledger>>);
+type ReceiverState = (Arc<Mutex<Behaviour>>, Arc<Mutex<Ledger>>);
 
 impl Capture {
     pub async fn start(behaviour: Behaviour) -> Self {
         let ledger: Arc<Mutex<Ledger>> = Arc::default();
+        let behaviour = Arc::new(Mutex::new(behaviour));
         let app = axum::Router::new()
             .fallback(receive)
-            .with_state((behaviour, ledger.clone()));
+            .with_state((behaviour.clone(), ledger.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a receiver on loopback");
@@ -147,7 +149,16 @@ impl Capture {
             listener.local_addr().expect("receiver address")
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Capture { base, ledger }
+        Capture {
+            base,
+            behaviour,
+            ledger,
+        }
+    }
+
+    /// Answers as `behaviour` says from the next request on (a receiver that comes back).
+    pub fn answer_as(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().expect("behaviour lock") = behaviour;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -170,6 +181,7 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let arrived = Instant::now();
+    let behaviour = *behaviour.lock().expect("behaviour lock");
     match behaviour {
         Behaviour::Slow => tokio::time::sleep(Duration::from_millis(400)).await,
         Behaviour::Hang => tokio::time::sleep(HANG).await,

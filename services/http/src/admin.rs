@@ -133,7 +133,8 @@ struct Listed {
     in_catalog: Option<bool>,
 }
 
-/// Calls a disabled endpoint again; later notifications go to it.
+/// Calls a disabled endpoint again: notifications go to it, and the dispatcher settles those it
+/// held meanwhile.
 pub(crate) async fn enable_endpoint(
     actor: Actor,
     State(s): State<AppState>,

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub notifications_delivered: Counter,
     pub notifications_failed: Counter,
     pub notifications_given_up: Counter,
+    pub notifications_held: Counter,
     pub endpoints_disabled: Counter,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
@@ -43,6 +44,7 @@ impl Default for Metrics {
             notifications_delivered: Counter::default(),
             notifications_failed: Counter::default(),
             notifications_given_up: Counter::default(),
+            notifications_held: Counter::default(),
             endpoints_disabled: Counter::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -77,8 +79,13 @@ impl Default for Metrics {
         );
         registry.register(
             "notifications_given_up",
-            "Notifications given up for good (a 4xx, a disabled endpoint, or past give_up_after)",
+            "Notifications given up for good (a 4xx, or past give_up_after)",
             m.notifications_given_up.clone(),
+        );
+        registry.register(
+            "notifications_held",
+            "Notifications held because their endpoint is disabled (it answered 410 Gone); settled when it is called again",
+            m.notifications_held.clone(),
         );
         registry.register(
             "endpoints_disabled",

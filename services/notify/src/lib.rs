@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sevloop_core::{SevState, Severity};
 
+pub mod catch_up;
 pub mod formats;
 pub mod signing;
 
+pub use catch_up::{catch_up, CatchUp};
 pub use formats::{alertmanager, helpdesk_note, pagerduty, scoped, slack, webhook};
 pub use signing::{headers, sign, verify, SigningError, WebhookSecret};
 
@@ -65,6 +67,11 @@ impl NoticeKind {
                 | NoticeKind::Merged
                 | NoticeKind::ReroutedAway
         )
+    }
+
+    /// The kind [`as_str`](Self::as_str) names; none for any other name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {

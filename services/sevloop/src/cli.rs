@@ -55,13 +55,13 @@ pub enum EndpointCommand {
     /// The endpoints disabled by a 410 Gone, with when and why.
     List(DatabaseArgs),
     /// Call a disabled endpoint again (pointing its channel at another URL in the catalog does
-    /// this by itself).
+    /// this by itself); the dispatcher then settles what it missed.
     Enable(EndpointEnableArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct EndpointEnableArgs {
-    /// The channel's name in the catalog (or `helpdesk`).
+    /// The channel's name in the catalog (or `sevloop:helpdesk`).
     pub name: String,
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -68,8 +68,13 @@ pub struct ChannelState {
     pub endpoint: String,
     pub delivered: i64,
     pub pending: i64,
+    /// Waiting for the endpoint, disabled by a 410, to be called again.
+    pub held: i64,
     /// Given up on (4xx, or retried past the give-up time).
     pub failed: i64,
+    /// Not sent: the SEV closed while the endpoint was disabled, so a later change stood for
+    /// them (or nothing, for a receiver that never heard of the SEV).
+    pub superseded: i64,
     /// Most attempts any one of them took.
     pub attempts: i64,
     pub last_delivered_at: Option<DateTime<Utc>>,
@@ -245,6 +250,8 @@ impl Store {
             match get::<String>(r, "state")?.as_str() {
                 "delivered" => c.delivered += n,
                 "pending" => c.pending += n,
+                "held" => c.held += n,
+                "superseded" => c.superseded += n,
                 _ => c.failed += n,
             }
             c.attempts = c.attempts.max(get(r, "attempts")?);

@@ -41,7 +41,7 @@ pub use lifecycle::{
 };
 pub use offsets::{advance_offset, read_offset, stored_offsets};
 pub use outbox::enqueue;
-pub use outbox::{NewNotification, Notification};
+pub use outbox::{Held, Missed, NewNotification, Notification};
 pub use sevs::{
     add_sev_event, cover_cluster, cover_clusters_of, latest_sev_of_cluster, link_tickets, open_sev,
     sev_in, sev_ticket_ids, update_severity,

@@ -188,6 +188,9 @@ pub struct DisabledEndpoint {
     pub target: String,
     pub disabled_at: DateTime<Utc>,
     pub reason: String,
+    /// Its notifications not sent yet (held, or waiting to be tried); they are settled when it
+    /// is called again.
+    pub waiting: i64,
 }
 
 impl Store {
@@ -278,25 +281,28 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<DisabledEndpoint>, StoreError> {
-        let row =
-            sqlx::query("SELECT name, target, disabled_at, reason FROM endpoints WHERE name = $1")
-                .bind(name)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(|e| StoreError::sql(format!("read endpoint {name}"), e))?;
+        let row = sqlx::query(&format!(
+            "SELECT {DISABLED} FROM endpoints e WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("read endpoint {name}"), e))?;
         row.as_ref().map(disabled_endpoint).transpose()
     }
 
     /// Every disabled endpoint, by name.
     pub async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, target, disabled_at, reason FROM endpoints ORDER BY name")
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| StoreError::sql("list disabled endpoints", e))?;
+        let rows = sqlx::query(&format!("SELECT {DISABLED} FROM endpoints e ORDER BY name"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql("list disabled endpoints", e))?;
         rows.iter().map(disabled_endpoint).collect()
     }
 }
+
+const DISABLED: &str = "name, target, disabled_at, reason, (SELECT COUNT(*) FROM outbox o \
+     WHERE o.endpoint = e.name AND o.state IN ('held', 'pending')) AS waiting";
 
 fn disabled_endpoint(r: &AnyRow) -> Result<DisabledEndpoint, StoreError> {
     Ok(DisabledEndpoint {
@@ -304,5 +310,6 @@ fn disabled_endpoint(r: &AnyRow) -> Result<DisabledEndpoint, StoreError> {
         target: get(r, "target")?,
         disabled_at: from_ms(get(r, "disabled_at")?),
         reason: get(r, "reason")?,
+        waiting: get(r, "waiting")?,
     })
 }

@@ -64,6 +64,26 @@ pub async fn enqueue(conn: &mut AnyConnection, n: &NewNotification<'_>) -> Resul
     Ok(())
 }
 
+/// Endpoints with held notifications (see [`Store::held`]).
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Called again: their held notifications are to be settled.
+    pub enabled: Vec<String>,
+    /// Still disabled: the newest held notification of each.
+    pub disabled: Vec<Notification>,
+}
+
+/// One stream's held notification and those after it, oldest first (see [`Store::missed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missed {
+    pub ordering_key: String,
+    pub sev_id: String,
+    /// Whether a notification of the stream was delivered before.
+    pub heard: bool,
+    pub ids: Vec<String>,
+    pub kinds: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notification {
     pub id: String,
@@ -74,7 +94,7 @@ pub struct Notification {
     pub payload: String,
     pub state: String,
     pub attempts: i64,
-    /// When it is tried next; none once it was delivered or given up.
+    /// When it is tried next; none once it was delivered, given up, held or superseded.
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -88,7 +108,8 @@ impl Store {
     /// Takes up to `limit` due notifications under a lease, so two dispatchers never send the
     /// same one at once (a crashed dispatcher's lease simply expires). Only the oldest pending
     /// notification of each ordering key is due: the next waits until it is delivered or given
-    /// up. At most `per_endpoint` go to one endpoint, and endpoints in `busy` are skipped, so
+    /// up (a held one holds back those after it until its endpoint is called again). At most
+    /// `per_endpoint` go to one endpoint, and endpoints in `busy` are skipped, so
     /// one slow receiver's backlog cannot fill the batch. Returned in the order they were
     /// queued.
     pub async fn lease_due(
@@ -113,7 +134,7 @@ impl Store {
              FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $2 \
              AND o.lease_until <= $2 {skip}\
              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
-             AND e.state = 'pending' AND e.seq < o.seq)) d \
+             AND e.state IN ('pending', 'held') AND e.seq < o.seq)) d \
              WHERE d.nth <= $4 ORDER BY d.seq LIMIT $3) \
              AND lease_until <= $2 RETURNING {COLUMNS}"
         );
@@ -186,6 +207,126 @@ impl Store {
             .await
             .map_err(|e| StoreError::sql(format!("mark {id} failed"), e))?;
         Ok(())
+    }
+
+    /// Holds a notification while its endpoint is disabled (it answered 410 Gone), so that it
+    /// and those queued after it to the same stream wait for the endpoint to be called again
+    /// ([`Store::missed`]). `attempted` says whether this attempt reached the receiver.
+    pub async fn mark_held(
+        &self,
+        id: &str,
+        error: &str,
+        attempted: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'held', next_attempt_at = 0, last_error = $1, attempts = attempts + $2, lease_until = 0 WHERE id = $3")
+            .bind(error)
+            .bind(i64::from(attempted))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::sql(format!("hold {id}"), e))?;
+        Ok(())
+    }
+
+    /// Endpoints with held notifications: those called again since (their 410 record is gone)
+    /// and those still disabled, each with its newest held notification (whose rendering tells
+    /// whether the catalog has pointed the channel at another URL since).
+    pub async fn held(&self) -> Result<Held, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, (SELECT COUNT(*) FROM endpoints e WHERE e.name = o.endpoint) AS disabled \
+             FROM outbox o WHERE o.state = 'held' ORDER BY o.endpoint, o.seq DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| StoreError::sql("read held notifications", e))?;
+        let mut held = Held::default();
+        let mut last: Option<String> = None;
+        for r in &rows {
+            let n = notification(r)?;
+            if last.as_ref() == Some(&n.endpoint) {
+                continue;
+            }
+            last = Some(n.endpoint.clone());
+            if get::<i64>(r, "disabled")? > 0 {
+                held.disabled.push(n);
+            } else {
+                held.enabled.push(n.endpoint);
+            }
+        }
+        Ok(held)
+    }
+
+    /// What each of `endpoint`'s streams (a SEV's notifications to it; per ticket for the
+    /// helpdesk) missed: its held notification and those queued after it, oldest first.
+    pub async fn missed(&self, endpoint: &str) -> Result<Vec<Missed>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.sev_id, o.kind, o.ordering_key, \
+             (SELECT COUNT(*) FROM outbox d WHERE d.ordering_key = o.ordering_key \
+             AND d.state = 'delivered') AS heard FROM outbox o \
+             WHERE o.endpoint = $1 AND o.state IN ('held', 'pending') AND EXISTS \
+             (SELECT 1 FROM outbox h WHERE h.ordering_key = o.ordering_key AND h.state = 'held' \
+             AND h.seq <= o.seq) ORDER BY o.ordering_key, o.seq",
+        )
+        .bind(endpoint)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("read what {endpoint} missed"), e))?;
+        let mut streams: Vec<Missed> = Vec::new();
+        for r in &rows {
+            let key: String = get(r, "ordering_key")?;
+            if streams.last().is_none_or(|m| m.ordering_key != key) {
+                streams.push(Missed {
+                    ordering_key: key,
+                    sev_id: get(r, "sev_id")?,
+                    heard: get::<i64>(r, "heard")? > 0,
+                    ids: Vec::new(),
+                    kinds: Vec::new(),
+                });
+            }
+            let stream = streams.last_mut().expect("pushed above");
+            stream.ids.push(get(r, "id")?);
+            stream.kinds.push(get(r, "kind")?);
+        }
+        Ok(streams)
+    }
+
+    /// Settles a stream's missed notifications in one transaction: `send` are queued anew (their
+    /// retries start now), the others are marked superseded with `why`. The held notification
+    /// (the first) is settled only if it is still held, so of two dispatchers settling the same
+    /// stream at once one does and the other changes nothing; returns whether this one did.
+    pub async fn settle_missed(
+        &self,
+        missed: &Missed,
+        send: &[bool],
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut state = "held";
+        for (id, &send) in missed.ids.iter().zip(send) {
+            let query = if send {
+                sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1, created_at = $1 WHERE id = $2 AND state = $3")
+                    .bind(to_ms(now))
+            } else {
+                sqlx::query("UPDATE outbox SET state = 'superseded', next_attempt_at = 0, last_error = $1 WHERE id = $2 AND state = $3")
+                    .bind(why)
+            };
+            let done = query
+                .bind(id)
+                .bind(state)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::sql(format!("settle {id}"), e))?;
+            if state == "held" && done.rows_affected() == 0 {
+                return Ok(false); // settled by another dispatcher; rolled back on drop
+            }
+            state = "pending";
+        }
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::sql(format!("settle {}", missed.ordering_key), e))?;
+        Ok(true)
     }
 
     /// Delivery state of a SEV's notifications.

@@ -477,6 +477,150 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
 }
 
 #[tokio::test]
+async fn a_held_notification_holds_back_its_stream_until_what_it_missed_is_settled() {
+    let (stores, _dir) = stores("held").await;
+    for store in stores {
+        let d = store.dialect();
+        let (mut tx, sev) = open_one(&store).await;
+        for (id, endpoint, kind) in [
+            ("1.opened", "ops", "opened"),
+            ("2.acknowledged", "ops", "acknowledged"),
+            ("3.updated", "ops", "updated"),
+            ("4.resolved", "ops", "resolved"),
+            ("1.opened.other", "other", "opened"),
+        ] {
+            let n = NewNotification {
+                id: id.into(),
+                sev_id: &sev,
+                endpoint,
+                ordering_key: format!("{sev}/{endpoint}"),
+                kind,
+                payload: serde_json::json!({}),
+                created_at: t0(),
+            };
+            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+        let lease = std::time::Duration::from_secs(60);
+        let due = |at| store.lease_due(at, lease, 10, 10, &[]);
+        let ids = |due: Vec<sevloop_store::Notification>| -> Vec<String> {
+            due.into_iter().map(|n| n.id).collect()
+        };
+        let first = due(t0()).await.expect("lease");
+        assert_eq!(ids(first), ["1.opened", "1.opened.other"], "{d:?}");
+        store
+            .mark_delivered("1.opened", t0())
+            .await
+            .expect("deliver");
+        store
+            .mark_delivered("1.opened.other", t0())
+            .await
+            .expect("deliver");
+        assert_eq!(
+            ids(due(t0()).await.expect("lease")),
+            ["2.acknowledged"],
+            "{d:?}"
+        );
+        let gone = "the receiver answered 410 Gone; endpoint disabled";
+        store
+            .disable_endpoint("ops", "url-1", t0(), gone)
+            .await
+            .expect("disable");
+        store
+            .mark_held("2.acknowledged", gone, true)
+            .await
+            .expect("hold");
+
+        let later = t0() + chrono::Duration::minutes(5);
+        assert!(
+            due(later).await.expect("lease").is_empty(),
+            "{d:?}: the held notification holds back the rest of its stream"
+        );
+        let held = store.held().await.expect("held");
+        assert!(held.enabled.is_empty(), "{d:?} {held:?}");
+        let newest: Vec<(&str, &str)> = held
+            .disabled
+            .iter()
+            .map(|n| (n.endpoint.as_str(), n.id.as_str()))
+            .collect();
+        assert_eq!(newest, [("ops", "2.acknowledged")], "{d:?}");
+        assert_eq!(held.disabled[0].state, "held", "{d:?}");
+        assert_eq!(held.disabled[0].attempts, 1, "{d:?}");
+        assert_eq!(held.disabled[0].next_attempt_at, None, "{d:?}");
+
+        assert!(store.enable_endpoint("ops", None).await.expect("enable"));
+        let held = store.held().await.expect("held");
+        assert_eq!(held.enabled, ["ops"], "{d:?}");
+        assert!(held.disabled.is_empty(), "{d:?}");
+        assert!(
+            due(later).await.expect("lease").is_empty(),
+            "{d:?}: still held back until settled, so nothing overtakes what was missed"
+        );
+        let missed = store.missed("ops").await.expect("missed");
+        assert_eq!(missed.len(), 1, "{d:?} {missed:?}");
+        let m = &missed[0];
+        assert!(m.heard, "{d:?}: the receiver was told the SEV opened");
+        assert_eq!(
+            m.ids,
+            ["2.acknowledged", "3.updated", "4.resolved"],
+            "{d:?}"
+        );
+        assert_eq!(m.kinds, ["acknowledged", "updated", "resolved"], "{d:?}");
+        assert!(
+            store.missed("other").await.expect("missed").is_empty(),
+            "{d:?}"
+        );
+
+        let why = "superseded: test";
+        let settled = store.settle_missed(m, &[false, false, true], why, later);
+        assert!(settled.await.expect("settle"), "{d:?}");
+        assert_eq!(
+            ids(due(later).await.expect("lease")),
+            ["4.resolved"],
+            "{d:?}"
+        );
+        let states: Vec<(String, String, Option<String>)> = store
+            .notifications_of(&sev)
+            .await
+            .expect("state")
+            .into_iter()
+            .filter(|n| n.endpoint == "ops")
+            .map(|n| (n.id, n.state, n.last_error))
+            .collect();
+        let superseded = Some(why.to_string());
+        assert_eq!(
+            states,
+            [
+                ("1.opened".into(), "delivered".into(), None),
+                (
+                    "2.acknowledged".into(),
+                    "superseded".into(),
+                    superseded.clone()
+                ),
+                ("3.updated".into(), "superseded".into(), superseded),
+                ("4.resolved".into(), "pending".into(), None),
+            ],
+            "{d:?}"
+        );
+        let again = store.settle_missed(m, &[true, true, true], why, later);
+        assert!(
+            !again.await.expect("settling twice"),
+            "{d:?}: the held notification was settled already"
+        );
+        let states = store.notifications_of(&sev).await.expect("state");
+        assert_eq!(
+            states.iter().filter(|n| n.state == "superseded").count(),
+            2,
+            "{d:?}: a second settling changes nothing already settled"
+        );
+        assert!(
+            store.held().await.expect("held").enabled.is_empty(),
+            "{d:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_busy_endpoint_is_skipped_one_takes_its_share_and_a_release_is_due_again_at_once() {
     let (stores, _dir) = stores("busy").await;
     for store in stores {

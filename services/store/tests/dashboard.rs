@@ -139,9 +139,9 @@ async fn seed(store: &Store) {
         .await
         .expect("retry");
     store
-        .mark_failed(&format!("{id}.3"), "HTTP 410 Gone", None)
+        .mark_held(&format!("{id}.3"), "HTTP 410 Gone", true)
         .await
-        .expect("gave up");
+        .expect("held");
     store
         .disable_endpoint("pager", "pager-url", t0(), "410 Gone")
         .await
@@ -252,10 +252,11 @@ async fn a_sevs_growth_tickets_and_deliveries_add_up() {
         assert_eq!(
             (
                 pager.endpoint.as_str(),
+                pager.held,
                 pager.failed,
                 pager.disabled.as_deref()
             ),
-            ("pager", 1, Some("410 Gone"))
+            ("pager", 1, 0, Some("410 Gone"))
         );
         assert_eq!(pager.last_error.as_deref(), Some("HTTP 410 Gone"));
         assert_eq!((slack.delivered, slack.pending, slack.failed), (1, 2, 0));

@@ -7,7 +7,10 @@ pub async fn run(command: EndpointCommand) -> anyhow::Result<()> {
     match command {
         EndpointCommand::List(database) => {
             for e in open(&database).await?.disabled_endpoints().await? {
-                println!("{}\tdisabled {}\t{}", e.name, e.disabled_at, e.reason);
+                println!(
+                    "{}\tdisabled {}\t{} waiting\t{}",
+                    e.name, e.disabled_at, e.waiting, e.reason
+                );
             }
         }
         EndpointCommand::Enable(args) => {
@@ -16,7 +19,7 @@ pub async fn run(command: EndpointCommand) -> anyhow::Result<()> {
                 anyhow::bail!("endpoint {} is not disabled", args.name);
             }
             eprintln!(
-                "enabled {}: later notifications are sent to it again",
+                "enabled {}: the dispatcher sends to it again and, within seconds, settles what it missed",
                 args.name
             );
         }

@@ -1,11 +1,13 @@
 //! The outbox dispatcher: delivers queued notifications at least once, each with its stable
-//! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`;
-//! and the ack-timeout sweep that escalates SEVs nobody acknowledged in time.
+//! idempotency key, retrying with capped exponential backoff and jitter until `give_up_after`,
+//! holding those to an endpoint a 410 Gone disabled; and the sweep that escalates SEVs nobody
+//! acknowledged in time and settles what endpoints called again missed.
 //!
 //! Deliveries run concurrently, at most four at a time to one endpoint, so a receiver that
 //! hangs or times out holds up only its own notifications.
 
 mod escalation;
+mod held;
 pub mod render;
 
 use std::collections::HashMap;
@@ -31,7 +33,8 @@ use render::{Delivery, Request};
 const POLL: Duration = Duration::from_millis(250);
 const LEASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// How often unacknowledged SEVs are checked against their team's ack timeout.
+/// How often unacknowledged SEVs are checked against their team's ack timeout, and held
+/// notifications for endpoints called again.
 const SWEEP: Duration = Duration::from_secs(5);
 /// Deliveries under way at once, in all and to one endpoint.
 const MAX_IN_FLIGHT: usize = 32;
@@ -75,6 +78,10 @@ enum Outcome {
         after: Option<Duration>,
     },
     GiveUp {
+        error: String,
+    },
+    /// The endpoint is disabled: the notification waits until it is called again.
+    Held {
         error: String,
     },
     /// 410 Gone: the receiver asked never to be called again (at the URL `target` fingerprints).
@@ -175,6 +182,9 @@ impl Dispatcher {
                 if let Err(e) = self.escalate_overdue().await {
                     break Err(e);
                 }
+                if let Err(e) = self.settle_held().await {
+                    break Err(e);
+                }
                 last_sweep = tokio::time::Instant::now();
             }
             if let Err(e) = self.take_off(&mut flights).await {
@@ -254,9 +264,13 @@ impl Dispatcher {
                 tracing::warn!(notification = %n.id, endpoint = %n.endpoint, %error, "notification given up");
                 self.store.mark_failed(&n.id, &error, None).await
             }
+            Outcome::Held { error } => {
+                self.metrics.notifications_held.inc();
+                self.store.mark_held(&n.id, &error, false).await
+            }
             Outcome::Gone { target } => {
                 self.metrics.notifications_failed.inc();
-                self.metrics.notifications_given_up.inc();
+                self.metrics.notifications_held.inc();
                 let reason = "the receiver answered 410 Gone; endpoint disabled";
                 let disabled = self
                     .store
@@ -265,7 +279,7 @@ impl Dispatcher {
                     self.metrics.endpoints_disabled.inc();
                     tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
                 }
-                self.store.mark_failed(&n.id, reason, None).await
+                self.store.mark_held(&n.id, reason, true).await
             }
         }
     }
@@ -280,7 +294,7 @@ impl Dispatcher {
             Ok(Delivery::Http(request)) => {
                 let target = fingerprint(&request.endpoint_url);
                 Ok(match self.disabled(&n.endpoint, &target).await? {
-                    Some(d) => Outcome::GiveUp {
+                    Some(d) => Outcome::Held {
                         error: format!(
                             "endpoint disabled since {}: {}",
                             d.disabled_at.to_rfc3339(),

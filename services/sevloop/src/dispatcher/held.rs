@@ -1,0 +1,56 @@
+//! Endpoints called again after a 410 Gone: their notifications were held meanwhile, and what
+//! each SEV's stream missed is settled by the SEV's state now (`sevloop_notify::catch_up`). The
+//! sweep finds them, whether an admin enabled them (their 410 record is gone) or the catalog
+//! pointed their channel at another URL. Settling is a compare-and-set on the held row, so
+//! several dispatchers settle a stream once.
+
+use chrono::Utc;
+use sevloop_core::catalog::HELPDESK;
+use sevloop_store::StoreError;
+
+use super::render::{self, Delivery};
+use super::{fingerprint, Dispatcher};
+
+impl Dispatcher {
+    pub(super) async fn settle_held(&self) -> Result<(), StoreError> {
+        let held = self.store.held().await?;
+        let mut enabled = held.enabled;
+        let catalog = self.catalog.get();
+        for n in held.disabled {
+            // Only the URL matters here. A channel that left the catalog cannot be rendered:
+            // its notifications stay held until it comes back or an admin enables it.
+            let Ok(Delivery::Http(request)) = render::render(&n, &catalog, &self.origin, 0) else {
+                continue;
+            };
+            let target = fingerprint(&request.endpoint_url);
+            if self.disabled(&n.endpoint, &target).await?.is_none() {
+                enabled.push(n.endpoint);
+            }
+        }
+        for endpoint in enabled {
+            self.catch_up(&endpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles each of `endpoint`'s streams: what is sent is queued anew, the rest superseded.
+    async fn catch_up(&self, endpoint: &str) -> Result<(), StoreError> {
+        let raises_alerts = endpoint != HELPDESK;
+        for missed in self.store.missed(endpoint).await? {
+            let kinds: Vec<&str> = missed.kinds.iter().map(String::as_str).collect();
+            let plan = sevloop_notify::catch_up(&kinds, missed.heard, raises_alerts);
+            let now = Utc::now();
+            if !self
+                .store
+                .settle_missed(&missed, &plan.send, plan.why_not, now)
+                .await?
+            {
+                continue;
+            }
+            let sent = plan.send.iter().filter(|&&s| s).count();
+            let superseded = plan.send.len() - sent;
+            tracing::info!(endpoint, sev_id = %missed.sev_id, sent, superseded, "endpoint called again: what it missed is settled");
+        }
+        Ok(())
+    }
+}
