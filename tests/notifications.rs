@@ -795,6 +795,22 @@ async fn endpoint_state(
     .await
 }
 
+/// Waits until `endpoint`'s lifecycle notifications of these SEVs are in the `expected` states
+/// (see [`by_state`]); returns all its notifications by id.
+async fn until_states(
+    run: &Run,
+    sev_ids: &[String],
+    endpoint: &str,
+    what: &str,
+    expected: &[(&str, &[&str])],
+) -> BTreeMap<String, Value> {
+    let expected = states(expected);
+    endpoint_state(run, sev_ids, endpoint, what, |rows| {
+        by_state(rows) == expected
+    })
+    .await
+}
+
 /// Whether a notification is of the SEV's lifecycle. Severity updates (`updated`) come and go
 /// with the replay's timing, so the 410 tests leave them out.
 fn of_lifecycle(n: &Value) -> bool {
@@ -869,13 +885,12 @@ async fn a_receiver_answering_410_gone_is_held_then_told_in_full_when_its_channe
     );
 
     run.act(sev, "acknowledge", None).await;
-    let waiting = states(&[("held", &["opened"]), ("pending", &["acknowledged"])]);
-    endpoint_state(
+    until_states(
         &run,
         &ids,
         "gone",
         "the acknowledgement to wait behind",
-        |rows| by_state(rows) == waiting,
+        &[("held", &["opened"]), ("pending", &["acknowledged"])],
     )
     .await;
     assert_eq!(
@@ -901,23 +916,21 @@ async fn a_receiver_answering_410_gone_is_held_then_told_in_full_when_its_channe
         &["gone", "fine"],
     );
     run.replace_catalog(catalog).await;
-    let missed = states(&[("delivered", &["acknowledged", "opened"])]);
-    endpoint_state(
+    until_states(
         &run,
         &ids,
         "gone",
         "what it missed to be delivered",
-        |rows| by_state(rows) == missed,
+        &[("delivered", &["acknowledged", "opened"])],
     )
     .await;
     run.act(sev, "resolve", None).await;
-    let all = states(&[("delivered", &["acknowledged", "opened", "resolved"])]);
-    endpoint_state(
+    until_states(
         &run,
         &ids,
         "gone",
         "the resolution to be delivered",
-        |rows| by_state(rows) == all,
+        &[("delivered", &["acknowledged", "opened", "resolved"])],
     )
     .await;
     assert_eq!(
@@ -945,13 +958,12 @@ async fn an_endpoint_called_again_after_410_hears_only_the_close_of_a_sev_it_kne
     .await;
     let ids = run.sev_ids(&["statements"]).await;
     let sev = &ids[0];
-    let opened = states(&[("delivered", &["opened"])]);
-    endpoint_state(
+    until_states(
         &run,
         &ids,
         "hook",
         "the SEV's opening to be delivered",
-        |rows| by_state(rows) == opened,
+        &[("delivered", &["opened"])],
     )
     .await;
 
@@ -960,37 +972,42 @@ async fn an_endpoint_called_again_after_410_hears_only_the_close_of_a_sev_it_kne
     run.replace_catalog(one_webhook(&gone.url("/hook"), &[OLD_SECRET]))
         .await;
     run.act(sev, "acknowledge", None).await;
-    let held = states(&[("delivered", &["opened"]), ("held", &["acknowledged"])]);
-    endpoint_state(
+    until_states(
         &run,
         &ids,
         "hook",
         "the acknowledgement to be held",
-        |rows| by_state(rows) == held,
+        &[("delivered", &["opened"]), ("held", &["acknowledged"])],
     )
     .await;
     run.act(sev, "resolve", None).await;
-    let queued = states(&[
-        ("delivered", &["opened"]),
-        ("held", &["acknowledged"]),
-        ("pending", &["resolved"]),
-    ]);
-    endpoint_state(&run, &ids, "hook", "the resolution to queue", |rows| {
-        by_state(rows) == queued
-    })
+    until_states(
+        &run,
+        &ids,
+        "hook",
+        "the resolution to queue",
+        &[
+            ("delivered", &["opened"]),
+            ("held", &["acknowledged"]),
+            ("pending", &["resolved"]),
+        ],
+    )
     .await;
 
     // Back at the first receiver: it knew the SEV open, so it is told it resolved, and not
     // of the acknowledgement on the way.
     run.replace_catalog(one_webhook(&first.url("/hook"), &[OLD_SECRET]))
         .await;
-    let settled = states(&[
-        ("delivered", &["opened", "resolved"]),
-        ("superseded", &["acknowledged"]),
-    ]);
-    let rows = endpoint_state(&run, &ids, "hook", "the close to be delivered", |rows| {
-        by_state(rows) == settled
-    })
+    let rows = until_states(
+        &run,
+        &ids,
+        "hook",
+        "the close to be delivered",
+        &[
+            ("delivered", &["opened", "resolved"]),
+            ("superseded", &["acknowledged"]),
+        ],
+    )
     .await;
     let ack = rows
         .values()
@@ -1024,10 +1041,13 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_only_sevs_still_open
     let sevs = run.sevs(&products).await;
     let ids: Vec<String> = sevs.values().cloned().collect();
     let (closed, open) = (&sevs["statements"], &sevs["transfers"]);
-    let held = states(&[("held", &["opened", "opened"])]);
-    endpoint_state(&run, &ids, "hook", "both openings to be held", |rows| {
-        by_state(rows) == held
-    })
+    until_states(
+        &run,
+        &ids,
+        "hook",
+        "both openings to be held",
+        &[("held", &["opened", "opened"])],
+    )
     .await;
     let (status, disabled) = run.get("/api/v1/endpoints/disabled").await;
     assert_eq!(status, 200, "{disabled}");
@@ -1065,10 +1085,13 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_only_sevs_still_open
 
     // One SEV is resolved while its receiver is gone; the other stays open.
     run.act(closed, "resolve", None).await;
-    let queued = states(&[("held", &["opened", "opened"]), ("pending", &["resolved"])]);
-    let rows = endpoint_state(&run, &ids, "hook", "the resolution to queue", |rows| {
-        by_state(rows) == queued
-    })
+    let rows = until_states(
+        &run,
+        &ids,
+        "hook",
+        "the resolution to queue",
+        &[("held", &["opened", "opened"]), ("pending", &["resolved"])],
+    )
     .await;
     let unsent = rows
         .values()
