@@ -428,6 +428,27 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
     }
 }
 
+/// Queues notification `id` of `sev` at `t0`, with an empty payload.
+async fn queue(
+    tx: &mut sevloop_store::Tx,
+    sev: &str,
+    id: &str,
+    endpoint: &str,
+    ordering_key: String,
+    kind: &str,
+) {
+    let n = NewNotification {
+        id: id.into(),
+        sev_id: sev,
+        endpoint,
+        ordering_key,
+        kind,
+        payload: serde_json::json!({}),
+        created_at: t0(),
+    };
+    sevloop_store::enqueue(tx, &n).await.expect("enqueue");
+}
+
 #[tokio::test]
 async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queued() {
     let (stores, _dir) = stores("ordering").await;
@@ -441,16 +462,7 @@ async fn notifications_of_one_ordering_key_leave_one_at_a_time_in_the_order_queu
             ("x-resolved", "a"),
             ("w-other", "b"),
         ] {
-            let n = NewNotification {
-                id: id.into(),
-                sev_id: &sev,
-                endpoint: "ops",
-                ordering_key: key.into(),
-                kind: id,
-                payload: serde_json::json!({}),
-                created_at: t0(),
-            };
-            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+            queue(&mut tx, &sev, id, "ops", key.into(), id).await;
         }
         tx.commit().await.expect("commit");
         let lease = std::time::Duration::from_secs(60);
@@ -489,16 +501,15 @@ async fn a_held_notification_holds_back_its_stream_until_what_it_missed_is_settl
             ("4.resolved", "ops", "resolved"),
             ("1.opened.other", "other", "opened"),
         ] {
-            let n = NewNotification {
-                id: id.into(),
-                sev_id: &sev,
+            queue(
+                &mut tx,
+                &sev,
+                id,
                 endpoint,
-                ordering_key: format!("{sev}/{endpoint}"),
+                format!("{sev}/{endpoint}"),
                 kind,
-                payload: serde_json::json!({}),
-                created_at: t0(),
-            };
-            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+            )
+            .await;
         }
         tx.commit().await.expect("commit");
         let lease = std::time::Duration::from_secs(60);
@@ -633,16 +644,15 @@ async fn a_busy_endpoint_is_skipped_one_takes_its_share_and_a_release_is_due_aga
             ("1.desk.a", "desk", "desk/a"),
             ("1.desk.b", "desk", "desk/b"),
         ] {
-            let n = NewNotification {
-                id: id.into(),
-                sev_id: &sev,
+            queue(
+                &mut tx,
+                &sev,
+                id,
                 endpoint,
-                ordering_key: format!("{sev}/{key}"),
-                kind: "opened",
-                payload: serde_json::json!({}),
-                created_at: t0(),
-            };
-            sevloop_store::enqueue(&mut tx, &n).await.expect("enqueue");
+                format!("{sev}/{key}"),
+                "opened",
+            )
+            .await;
         }
         tx.commit().await.expect("commit");
         let lease = std::time::Duration::from_secs(60);
