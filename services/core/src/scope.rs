@@ -225,6 +225,11 @@ impl Scope {
                 judged = on_region;
             }
         }
+        // An episode stays hot on its region too: one the region opened may never make its
+        // busier neighbourhood stand out.
+        if let Some(region) = region.filter(|_| judging.active && !judged.hot) {
+            judged.hot = self.judge_group(&region, &[seq], &judging).hot;
+        }
         let verdict = judged.verdict.clone();
         let decision = match self.detectors.get_mut(&seq) {
             Some(d) => d.decide(&cluster_id, judged, end, rules, detection.policy),
@@ -774,6 +779,25 @@ mod tests {
         joins: u64,
         vector: impl Fn(usize) -> Vec<f32>,
     ) -> Vec<Decision> {
+        observe_burst(
+            rules,
+            clusters,
+            joins,
+            &(1..=12).collect::<Vec<_>>(),
+            vector,
+        )
+        .0
+    }
+
+    /// [`burst_judged_by`] with the `i`-th ticket (from 1) at minute `minutes[i - 1]`; also
+    /// the scope after them.
+    fn observe_burst(
+        rules: &RuleBook,
+        clusters: impl FnOnce(&crate::cluster::lsh::LshConfig) -> Vec<ClusterCheckpoint>,
+        joins: u64,
+        minutes: &[i64],
+        vector: impl Fn(usize) -> Vec<f32>,
+    ) -> (Vec<Decision>, Scope) {
         let mut config = ClusterConfig::default();
         config.consolidation.enabled = false;
         // Short LSH keys: every cluster is a candidate, so the test is about detection alone.
@@ -788,16 +812,18 @@ mod tests {
             explain: false,
         };
         let mut f = Featurizer::default();
-        (1..=12)
-            .map(|i| {
+        let decisions = (1..=minutes.len() as u32)
+            .zip(minutes)
+            .map(|(i, minute)| {
                 let mut t = ticket(i, &format!("c{i}"), "my card is declined");
-                t.event_time = at(i as i64);
+                t.event_time = at(*minute);
                 let features = ticket_features(&mut f, &t, Some(unit(vector(i as usize))));
                 let seen = scope.observe(&features, &t, &detection);
                 assert_eq!(seen.seq, joins, "the tickets join cluster {joins}");
                 seen.decision
             })
-            .collect()
+            .collect();
+        (decisions, scope)
     }
 
     /// A cluster watched for a day, its history `per_window` tickets a window up to minute
@@ -905,6 +931,18 @@ mod tests {
         rules: &RuleBook,
         xy: [f32; 2],
     ) -> Vec<Decision> {
+        let minutes: Vec<i64> = (1..=12).collect();
+        burst_beside_at(first, second, rules, xy, &minutes).0
+    }
+
+    /// [`burst_beside`] with the tickets at `minutes`; also the scope after them.
+    fn burst_beside_at(
+        first: DetectorState,
+        second: DetectorState,
+        rules: &RuleBook,
+        xy: [f32; 2],
+        minutes: &[i64],
+    ) -> (Vec<Decision>, Scope) {
         let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
             vec![
                 checkpoint(lsh, 1, &along([1.0, 0.0, 0.0]), 500, -24 * 60, first),
@@ -912,10 +950,10 @@ mod tests {
             ]
         };
         let own = (1.0 - xy[0] * xy[0] - xy[1] * xy[1]).sqrt();
-        burst_judged_by(rules, clusters, 1, |i| {
+        observe_burst(rules, clusters, 1, minutes, |i| {
             let mut v = vec![0.0; DIM];
             v[..2].copy_from_slice(&xy);
-            v[2 + i] = own;
+            v[2 + i % (DIM - 2)] = own;
             v
         })
     }
@@ -988,6 +1026,16 @@ mod tests {
         rules: &RuleBook,
         windows: f64,
     ) -> Vec<Decision> {
+        let (first, neighbour) = beside_a_neighbour(per_window, neighbour_window, windows);
+        burst_beside(first, neighbour, rules, [0.85, 0.3])
+    }
+
+    /// The two clusters of [`burst_beside_a_neighbour_with_boundary`].
+    fn beside_a_neighbour(
+        per_window: f64,
+        neighbour_window: Vec<Member>,
+        windows: f64,
+    ) -> (DetectorState, DetectorState) {
         let neighbour = DetectorState {
             window: neighbour_window.into(),
             ..watched(per_window, -30)
@@ -1005,7 +1053,7 @@ mod tests {
             })),
             ..watched(2.0, -30)
         };
-        burst_beside(first, neighbour, rules, [0.85, 0.3])
+        (first, neighbour)
     }
 
     fn region_gate(gate: f64) -> RuleBook {
@@ -1049,6 +1097,29 @@ mod tests {
         let fresh =
             burst_beside_a_neighbour_with_boundary(6.0, usual(8), &RuleBook::default(), 1.0);
         assert_all_quiet(&fresh);
+    }
+
+    #[test]
+    fn an_episode_its_region_opened_stays_hot_while_the_region_bursts() {
+        // The burst opens on the region, then goes on at two tickets every 3 minutes for over an
+        // hour: still over the region's usual rate, but not over the busier neighbourhood's
+        // once the first burst has left the window (judged on the neighbourhood alone, the
+        // episode was last hot at minute 43).
+        let usual = (0..8)
+            .map(|i| source_member(i, -25 + 5 * i as i64))
+            .collect();
+        let (first, neighbour) = beside_a_neighbour(6.0, usual, 10.0);
+        let minutes: Vec<i64> = (1..=12)
+            .chain((13..=88).step_by(3).flat_map(|m| [m, m]))
+            .collect();
+        let rules = RuleBook::default();
+        let (decisions, scope) = burst_beside_at(first, neighbour, &rules, [0.85, 0.3], &minutes);
+        let opened = escalations(&decisions);
+        assert_eq!(opened.len(), 1, "{decisions:?}");
+        assert!(opened[0].verdict.region, "{:?}", opened[0]);
+        let episode = &scope.detectors[&1];
+        assert!(episode.active);
+        assert_eq!(episode.hot_at, Some(at(88)), "{:?}", episode.hot_at);
     }
 
     #[test]
