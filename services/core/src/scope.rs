@@ -225,9 +225,11 @@ impl Scope {
                 judged = on_region;
             }
         }
-        // An episode stays hot on its region too: one the region opened may never make its
-        // busier neighbourhood stand out.
-        if let Some(region) = region.filter(|_| judging.active && !judged.hot) {
+        // An episode the region opened stays hot on it too: it may never make its busier
+        // neighbourhood stand out. (Not any episode: a boundary swollen by neighbours drifting
+        // closer would keep a false one hot.)
+        let on_region = self.detectors.get(&seq).is_some_and(|d| d.on_region);
+        if let Some(region) = region.filter(|_| on_region && !judged.hot) {
             judged.hot = self.judge_group(&region, &[seq], &judging).hot;
         }
         let verdict = judged.verdict.clone();
@@ -752,8 +754,8 @@ mod tests {
         }
     }
 
-    /// Dimensions of the test vectors: three for the complaints' directions, one per ticket of
-    /// the burst for what sets each ticket apart.
+    /// Dimensions of the test vectors: three for the complaints' directions, the rest for what
+    /// sets each ticket of a burst apart (one each, in turn).
     const DIM: usize = 16;
 
     fn along(direction: [f32; 3]) -> Vec<f32> {
@@ -953,7 +955,7 @@ mod tests {
         observe_burst(rules, clusters, 1, minutes, |i| {
             let mut v = vec![0.0; DIM];
             v[..2].copy_from_slice(&xy);
-            v[2 + i % (DIM - 2)] = own;
+            v[3 + (i - 1) % (DIM - 3)] = own;
             v
         })
     }
@@ -1118,7 +1120,7 @@ mod tests {
         assert_eq!(opened.len(), 1, "{decisions:?}");
         assert!(opened[0].verdict.region, "{:?}", opened[0]);
         let episode = &scope.detectors[&1];
-        assert!(episode.active);
+        assert!(episode.active && episode.on_region, "{episode:?}");
         assert_eq!(episode.hot_at, Some(at(88)), "{:?}", episode.hot_at);
     }
 

@@ -53,9 +53,13 @@ pub struct DetectorState {
     /// While active: the cluster whose SEV this cluster's tickets are linked to.
     #[serde(default)]
     pub sev_cluster: Option<String>,
-    /// While active: the latest event time at which the window met the floor.
+    /// While active: the latest event time at which the window was hot (see [`Judgement::hot`]).
     #[serde(default)]
     pub hot_at: Option<DateTime<Utc>>,
+    /// While active: the episode was opened on the cluster's region, which then keeps it hot
+    /// too (its neighbourhood may never stand out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_region: bool,
     /// The cluster's boundary: tickets of other clusters that came within `near_margin` of
     /// joining this one, with their own window and history. With the cluster, its region (see
     /// [`super::SpikeRule::region_gate`]).
@@ -110,6 +114,7 @@ impl DetectorState {
         self.episode += 1;
         self.sev_cluster = Some(cluster_id.to_string());
         self.hot_at = Some(end);
+        self.on_region = judged.verdict.region;
         let window = event_span(rules.floor.window);
         Decision::Escalate(Escalation {
             id: escalation_id(cluster_id, self.episode, rule.as_str()),
@@ -159,6 +164,7 @@ impl DetectorState {
         self.active = false;
         self.sev_cluster = None;
         self.hot_at = None;
+        self.on_region = false;
     }
 
     /// Adds a member and slides the window to end at the latest event time seen. Returns it.
@@ -255,6 +261,7 @@ impl DetectorState {
             history: History::default(),
             sev_cluster: self.sev_cluster.clone().filter(|_| self.active),
             hot_at: self.hot_at.filter(|_| self.active),
+            on_region: self.on_region && self.active,
             // Counted afresh as tickets come near the new cluster.
             boundary: None,
             is_boundary: false,
@@ -280,6 +287,7 @@ impl DetectorState {
             self.active = true;
             self.sev_cluster = other.sev_cluster;
             self.hot_at = other.hot_at;
+            self.on_region = other.on_region;
         }
     }
 }
