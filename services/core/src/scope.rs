@@ -226,11 +226,12 @@ impl Scope {
             }
         }
         // An episode the region opened stays hot on it too: it may never make its busier
-        // neighbourhood stand out. (Not any episode: a boundary swollen by neighbours drifting
-        // closer would keep a false one hot.)
+        // neighbourhood stand out. (Not any episode, and not on a boundary swollen by
+        // neighbours drifting closer: that would keep a false one hot.)
         let on_region = self.detectors.get(&seq).is_some_and(|d| d.on_region);
         if let Some(region) = region.filter(|_| on_region && !judged.hot) {
-            judged.hot = self.judge_group(&region, &[seq], &judging).hot;
+            judged.hot = self.judge_group(&region, &[seq], &judging).hot
+                && self.widened_stands_out(region, &neighbourhood, &judging);
         }
         let verdict = judged.verdict.clone();
         let decision = match self.detectors.get_mut(&seq) {
@@ -296,6 +297,24 @@ impl Scope {
         if judged.verdict.fired(j.policy).is_some() || judged.verdict.p_value > gate {
             return None;
         }
+        if !self.widened_stands_out(region, neighbourhood, j) {
+            return None;
+        }
+        let mut on_region = self.judge_group(&region, &[seq], j);
+        on_region.verdict.fired(j.policy)?;
+        on_region.verdict.region = true;
+        Some(on_region)
+    }
+
+    /// Whether the neighbourhood, widened by the clusters the region's boundary tickets of the
+    /// window joined, stands out by the region gate (trivially, when they joined none outside
+    /// it): traffic merely moving between neighbours leaves them together as usual.
+    fn widened_stands_out(
+        &self,
+        region: [&DetectorState; 2],
+        neighbourhood: &[u64],
+        j: &Judging,
+    ) -> bool {
         let start = j.end - crate::detect::event_span(j.rules.floor.window);
         let [_, boundary] = region;
         let joined: BTreeSet<u64> = boundary
@@ -304,21 +323,12 @@ impl Scope {
             .map(|s| self.clusterer.resolve(s))
             .filter(|c| !neighbourhood.contains(c) && self.detectors.contains_key(c))
             .collect();
-        if !joined.is_empty() {
-            let wider: Vec<u64> = neighbourhood.iter().copied().chain(joined).collect();
-            if self
-                .judge_group(&self.states(&wider), &wider, j)
-                .verdict
-                .p_value
-                > gate
-            {
-                return None;
-            }
+        if joined.is_empty() {
+            return true;
         }
-        let mut on_region = self.judge_group(&region, &[seq], j);
-        on_region.verdict.fired(j.policy)?;
-        on_region.verdict.region = true;
-        Some(on_region)
+        let wider: Vec<u64> = neighbourhood.iter().copied().chain(joined).collect();
+        let widened = self.judge_group(&self.states(&wider), &wider, j);
+        widened.verdict.p_value <= j.rules.spike.region_gate
     }
 
     /// The rules for cluster `seq`, as a ticket of `ticket`'s product and fields routes it.
