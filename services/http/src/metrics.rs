@@ -79,7 +79,7 @@ impl Default for Metrics {
         );
         registry.register(
             "notifications_given_up",
-            "Notifications given up for good (a 4xx, or past give_up_after)",
+            "Notifications given up for good (a 4xx, a channel no longer in the catalog, or past give_up_after)",
             m.notifications_given_up.clone(),
         );
         registry.register(

@@ -70,7 +70,7 @@ pub struct ChannelState {
     pub pending: i64,
     /// Waiting for the endpoint, disabled by a 410, to be called again.
     pub held: i64,
-    /// Given up on (4xx, or retried past the give-up time).
+    /// Given up on (4xx, a channel no longer in the catalog, or retried past the give-up time).
     pub failed: i64,
     /// Not sent: the SEV closed while the endpoint was disabled, so a later change stood for
     /// them (or nothing, for a receiver that never heard of the SEV).
