@@ -267,11 +267,12 @@ impl Store {
         Ok(channels.into_values().collect())
     }
 
-    /// The newest delivery errors of a SEV's notifications, newest first.
+    /// The newest delivery errors of a SEV's notifications, newest first. A superseded one's
+    /// reason is no error: it is counted apart.
     async fn latest_errors(&self, sev_id: &str) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT endpoint, last_error FROM outbox WHERE sev_id = $1 AND last_error IS NOT NULL \
-             ORDER BY seq DESC LIMIT 100",
+             AND state <> 'superseded' ORDER BY seq DESC LIMIT 100",
         )
         .bind(sev_id)
         .fetch_all(self.pool())

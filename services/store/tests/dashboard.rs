@@ -146,6 +146,21 @@ async fn seed(store: &Store) {
         .disable_endpoint("pager", "pager-url", t0(), "410 Gone")
         .await
         .expect("disable");
+    // The newest slack notification was held, then superseded when its endpoint came back.
+    let newest = format!("{id}.2");
+    store
+        .mark_held(&newest, "HTTP 410 Gone", true)
+        .await
+        .expect("held");
+    let missed = sevloop_store::Missed {
+        ordering_key: format!("{id}/slack"),
+        sev_id: id.clone(),
+        heard: true,
+        ids: vec![newest],
+        kinds: vec!["opened".into()],
+    };
+    let settled = store.settle_missed(&missed, &[false], "superseded: test", t0());
+    assert!(settled.await.expect("settle"));
 }
 
 #[tokio::test]
@@ -259,8 +274,20 @@ async fn a_sevs_growth_tickets_and_deliveries_add_up() {
             ("pager", 1, 0, Some("410 Gone"))
         );
         assert_eq!(pager.last_error.as_deref(), Some("HTTP 410 Gone"));
-        assert_eq!((slack.delivered, slack.pending, slack.failed), (1, 2, 0));
-        assert_eq!(slack.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(
+            (
+                slack.delivered,
+                slack.pending,
+                slack.failed,
+                slack.superseded
+            ),
+            (1, 1, 0, 1)
+        );
+        assert_eq!(
+            slack.last_error.as_deref(),
+            Some("HTTP 500"),
+            "a superseded notification's reason is no delivery error"
+        );
         assert_eq!(slack.last_delivered_at, Some(t0()));
 
         let facets = store.facets().await.expect("facets");
