@@ -64,13 +64,13 @@ pub async fn enqueue(conn: &mut AnyConnection, n: &NewNotification<'_>) -> Resul
     Ok(())
 }
 
-/// Endpoints with held notifications (see [`Store::held`]).
+/// Endpoints with held notifications (see [`Store::held`]), by name.
 #[derive(Debug, Default)]
 pub struct Held {
     /// Called again: their held notifications are to be settled.
     pub enabled: Vec<String>,
-    /// Still disabled: the newest held notification of each.
-    pub disabled: Vec<Notification>,
+    /// Still disabled.
+    pub disabled: Vec<String>,
 }
 
 /// One stream's held notification and those after it, oldest first (see [`Store::missed`]).
@@ -229,31 +229,25 @@ impl Store {
     }
 
     /// Endpoints with held notifications: those called again since (their 410 record is gone)
-    /// and those still disabled, each with its newest held notification (whose rendering tells
-    /// whether the catalog has pointed the channel at another URL since).
+    /// and those still disabled.
     pub async fn held(&self) -> Result<Held, StoreError> {
-        // The newest held row of each endpoint only: one query, however many streams it holds.
-        let sql = format!(
-            "SELECT {COLUMNS}, (SELECT COUNT(*) FROM endpoints e WHERE e.name = o.endpoint) AS disabled \
-             FROM outbox o WHERE o.state = 'held' AND o.seq = (SELECT MAX(h.seq) FROM outbox h \
-             WHERE h.endpoint = o.endpoint AND h.state = 'held') ORDER BY o.endpoint"
-        );
-        let rows = sqlx::query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql("read held notifications", e))?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT o.endpoint, (SELECT COUNT(*) FROM endpoints e \
+             WHERE e.name = o.endpoint) AS disabled FROM outbox o WHERE o.state = 'held' \
+             ORDER BY o.endpoint",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("read endpoints with held notifications", e))?;
         let mut held = Held::default();
         for r in &rows {
-            let n = notification(r)?;
+            let endpoint = get(r, "endpoint")?;
             if get::<i64>(r, "disabled")? > 0 {
-                held.disabled.push(n);
+                held.disabled.push(endpoint);
             } else {
-                held.enabled.push(n.endpoint);
+                held.enabled.push(endpoint);
             }
         }
-        // Rows queued by two processes in one microsecond share a seq.
-        held.enabled.dedup();
-        held.disabled.dedup_by(|a, b| a.endpoint == b.endpoint);
         Ok(held)
     }
 

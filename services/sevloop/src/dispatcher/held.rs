@@ -8,7 +8,7 @@ use chrono::Utc;
 use sevloop_core::catalog::HELPDESK;
 use sevloop_store::StoreError;
 
-use super::render::{self, Delivery};
+use super::render::endpoint_url;
 use super::{fingerprint, Dispatcher};
 
 impl Dispatcher {
@@ -16,15 +16,14 @@ impl Dispatcher {
         let held = self.store.held().await?;
         let mut enabled = held.enabled;
         let catalog = self.catalog.get();
-        for n in held.disabled {
-            // Only the URL matters here. A channel that left the catalog cannot be rendered:
-            // its notifications stay held until it comes back or an admin enables it.
-            let Ok(Delivery::Http(request)) = render::render(&n, &catalog, &self.origin, 0) else {
+        for endpoint in held.disabled {
+            // A channel that left the catalog has no URL: its notifications stay held until it
+            // comes back or an admin enables it.
+            let Some(url) = endpoint_url(&endpoint, &catalog) else {
                 continue;
             };
-            let target = fingerprint(&request.endpoint_url);
-            if self.disabled(&n.endpoint, &target).await?.is_none() {
-                enabled.push(n.endpoint);
+            if self.disabled(&endpoint, &fingerprint(url)).await?.is_none() {
+                enabled.push(endpoint);
             }
         }
         for endpoint in enabled {

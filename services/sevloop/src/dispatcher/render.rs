@@ -70,6 +70,15 @@ impl Origin {
 }
 
 /// Renders a row for its endpoint. `now` is the signing timestamp (unix seconds).
+/// The URL of `endpoint` in `catalog` (a channel's, or the helpdesk's), as a request to it
+/// carries it in [`Request::endpoint_url`]; none for an endpoint the catalog does not have.
+pub fn endpoint_url<'c>(endpoint: &str, catalog: &'c Catalog) -> Option<&'c str> {
+    match endpoint {
+        HELPDESK => catalog.helpdesk.as_ref().map(|h| h.url.as_str()),
+        name => catalog.channels.get(name).map(|c| c.url.as_str()),
+    }
+}
+
 pub fn render(
     n: &Notification,
     catalog: &Catalog,
@@ -383,6 +392,19 @@ id_prefix = "ZD-"
         let chat: Value = serde_json::from_slice(&http("chat").body).unwrap();
         assert!(chat["blocks"].is_array());
         assert_eq!(header(&http("pd"), "webhook-signature"), None);
+    }
+
+    #[test]
+    fn an_endpoints_url_is_the_one_its_requests_carry() {
+        let catalog = Catalog::parse(CATALOG, "test").unwrap();
+        for endpoint in [HELPDESK, "pd", "am", "chat"] {
+            assert_eq!(
+                endpoint_url(endpoint, &catalog),
+                Some(http(endpoint).endpoint_url.as_str()),
+                "{endpoint}"
+            );
+        }
+        assert_eq!(endpoint_url("gone-from-the-catalog", &catalog), None);
     }
 
     #[test]
