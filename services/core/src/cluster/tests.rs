@@ -1,4 +1,5 @@
 use super::*;
+use crate::cluster::lsh::LshConfig;
 use crate::text::Featurizer;
 
 fn t0() -> DateTime<Utc> {
@@ -368,6 +369,7 @@ fn average_linkage_prefers_the_cluster_whose_members_a_ticket_resembles() {
 
 mod sparse {
     use super::*;
+    use crate::cluster::similarity::{shared_products, sorted, sparse_cosine};
     use proptest::prelude::*;
 
     fn terms() -> impl Strategy<Value = BTreeMap<String, f32>> {
