@@ -12,25 +12,26 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
-use sevloop_bus::Outgoing;
 use sevloop_bus::{BusError, LogWriter, Record};
-use sevloop_core::cluster::corrections::{CorrectionRequest, CORRECTION_RECORD};
+use sevloop_core::cluster::corrections::CorrectionRequest;
 use sevloop_core::redact::Redactor;
-use sevloop_core::sev::{SevActionRequest, SEV_ACTION_RECORD};
-use sevloop_core::Catalog;
-use sevloop_core::RECORD_HEADER;
-use sevloop_core::{Decision, Detection, Featurizer, Policy, RuleBook, Scope, TicketEvent};
+use sevloop_core::sev::SevActionRequest;
+use sevloop_core::{Featurizer, RuleBook, Scope, TicketEvent};
 use sevloop_http::Metrics;
-use sevloop_index::{CoveredOffset, IndexDoc, IndexError, TicketIndex};
+use sevloop_index::{IndexError, TicketIndex};
 use sevloop_store::{Store, StoreError};
 
 use crate::catalog::CatalogHandle;
 use crate::config::Settings;
 use crate::embedder::Embedder;
-use crate::sevs::{ActionOutcome, Sevs};
 
 mod corrections;
+mod indexing;
+mod observe;
+mod records;
+
+use indexing::index_doc;
+use records::parse;
 
 /// Infrastructure errors: the batch is rolled back and the stage restarts from stored offsets.
 #[derive(Debug, thiserror::Error)]
@@ -331,301 +332,11 @@ impl Pipeline {
         self.feed_index(docs, &next_of).await?;
         Ok(next_of.into_iter().collect())
     }
-
-    /// Sentence vectors for the tickets this batch sees for the first time (none when the
-    /// encoder is off). Identical texts are embedded once. Read outside the batch's transaction:
-    /// a ticket stored in between only leaves its vector unused.
-    async fn embed_new(
-        &self,
-        parsed: &[Parsed],
-    ) -> Result<HashMap<String, Vec<f32>>, PipelineError> {
-        let Some(embedder) = &self.embedder else {
-            return Ok(HashMap::new());
-        };
-        let tickets: Vec<&TicketEvent> = parsed
-            .iter()
-            .filter_map(|(_, body)| match body {
-                Ok(Body::Ticket(t)) => Some(t),
-                _ => None,
-            })
-            .collect();
-        let ids: Vec<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
-        let known = sevloop_store::known_tickets(&mut *self.store.conn().await?, &ids).await?;
-        let mut seen = BTreeSet::new();
-        let new: Vec<&TicketEvent> = tickets
-            .into_iter()
-            .filter(|t| !known.contains_key(&t.ticket_id) && seen.insert(t.ticket_id.as_str()))
-            .collect();
-        let texts = new
-            .iter()
-            .map(|t| sevloop_core::embedding_text(t))
-            .collect();
-        let vectors = embedder.embed(texts).await?;
-        Ok(new
-            .into_iter()
-            .map(|t| t.ticket_id.clone())
-            .zip(vectors)
-            .collect())
-    }
-
-    /// The product's clusters, restored from their checkpoints on first use.
-    async fn scope(
-        &mut self,
-        tx: &mut sevloop_store::Tx,
-        product: &str,
-    ) -> Result<&mut Scope, PipelineError> {
-        if !self.scopes.contains_key(product) {
-            let checkpoints = sevloop_store::load_clusters(tx, product).await?;
-            let scope = Scope::restore(product, self.settings.clustering.clone(), checkpoints);
-            self.scopes.insert(product.to_string(), scope);
-        }
-        self.scopes
-            .get_mut(product)
-            .ok_or_else(|| PipelineError::Consumer(format!("scope {product} vanished")))
-    }
-
-    /// Clusters a new ticket, stores it and acts on the detection decision. Returns its cluster.
-    async fn observe(
-        &mut self,
-        tx: &mut sevloop_store::Tx,
-        item: &Item,
-        ticket: &TicketEvent,
-        dense: Option<Vec<f32>>,
-    ) -> Result<String, PipelineError> {
-        let features = sevloop_core::ticket_features(&mut self.featurizer, ticket, dense);
-        let (catalog, rules) = (self.catalog.get(), self.rules.clone());
-        let detection = Detection {
-            rules: &rules,
-            catalog: &catalog,
-            policy: Policy::Combined,
-            explain: false,
-        };
-        let scope = self.scope(tx, &ticket.product).await?;
-        let obs = scope.observe(&features, ticket, &detection);
-        let label = escalated_label(scope, &obs.decision);
-        for (ticket_id, seq) in &obs.moved {
-            let cluster = sevloop_core::cluster::cluster_id(&ticket.product, *seq);
-            sevloop_store::set_ticket_cluster(tx, ticket_id, &cluster).await?;
-        }
-        if !obs.moved.is_empty() {
-            tracing::info!(product = %ticket.product, tickets = obs.moved.len(),
-                "drift split: tickets moved to new clusters");
-        }
-        sevloop_store::insert_ticket(
-            tx,
-            ticket,
-            &obs.assignment,
-            features.dense.as_deref(),
-            item.record.partition,
-            item.record.offset,
-        )
-        .await?;
-        let sevs = self.sevs(&catalog);
-        match &obs.decision {
-            Decision::Escalate(e) => {
-                if sevs.escalate(tx, ticket, e, &label).await? {
-                    self.metrics.sevs_opened.inc();
-                }
-            }
-            Decision::Join {
-                escalation,
-                sev_cluster,
-            } => sevs.join(tx, escalation, sev_cluster).await?,
-            Decision::Attach { sev_cluster } => sevs.attach(tx, ticket, sev_cluster).await?,
-            Decision::Quiet => {}
-        }
-        Ok(obs.assignment.cluster_id)
-    }
-
-    /// The SEV side, with the catalog in use and this moment's wall clock.
-    fn sevs<'a>(&'a self, catalog: &'a Catalog) -> Sevs<'a> {
-        Sevs {
-            catalog,
-            public_url: &self.public_url,
-            redactor: &self.redactor,
-            now: Utc::now(),
-        }
-    }
-
-    /// Applies a person's action on a SEV; a SEV that closes ends its clusters' episodes.
-    async fn act(
-        &mut self,
-        tx: &mut sevloop_store::Tx,
-        request: &SevActionRequest,
-    ) -> Result<(), PipelineError> {
-        let catalog = self.catalog.get();
-        let outcome = self.sevs(&catalog).act(tx, request).await?;
-        if let ActionOutcome::Applied {
-            ended: Some(cluster_id),
-        } = outcome
-        {
-            self.scope(tx, &request.product)
-                .await?
-                .end_episodes(&cluster_id);
-        }
-        Ok(())
-    }
-
-    /// Sends bad records to the dead-letter topic with their reason, and waits for the ack: the
-    /// offsets past them are committed only after.
-    async fn dead_letter(&self, dead: &[Dead]) -> Result<(), PipelineError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let out: Vec<Outgoing> = dead
-            .iter()
-            .map(|(r, code, reason)| {
-                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset,
-                    code, "dead-lettered a record");
-                self.metrics.dead_lettered(code);
-                Outgoing {
-                    key: r.key.clone(),
-                    payload: r.payload.clone(),
-                    headers: vec![
-                        ("sevloop.error.code".into(), code.as_bytes().to_vec()),
-                        (
-                            "sevloop.error.reason".into(),
-                            self.safe_reason(&r.payload, reason).into_bytes(),
-                        ),
-                        ("sevloop.source.topic".into(), r.topic.clone().into_bytes()),
-                        (
-                            "sevloop.source.partition".into(),
-                            r.partition.to_string().into_bytes(),
-                        ),
-                        (
-                            "sevloop.source.offset".into(),
-                            r.offset.to_string().into_bytes(),
-                        ),
-                    ],
-                }
-            })
-            .collect();
-        self.dlq
-            .send(&self.settings.pipeline.dlq_topic, out)
-            .await?;
-        Ok(())
-    }
-
-    /// A dead-letter reason fit to leave: a parser may quote the bad value, which may be personal
-    /// data, the record's own customer's included (read from the record as far as it parses).
-    fn safe_reason(&self, payload: &[u8], reason: &str) -> String {
-        let record: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
-        let customer = &record["customer"];
-        let personal = sevloop_core::redact::Personal {
-            name: customer["name"].as_str(),
-            customer_id: customer["id"].as_str(),
-            email: customer["email"].as_str(),
-        };
-        self.redactor.redact(reason, &personal)
-    }
-
-    async fn feed_index(
-        &mut self,
-        docs: Vec<IndexDoc>,
-        next_of: &BTreeMap<Position, i64>,
-    ) -> Result<(), PipelineError> {
-        if !docs.is_empty() {
-            let index = self.index.clone();
-            tokio::task::spawn_blocking(move || index.upsert(&docs)).await??;
-        }
-        for (pos, next) in next_of {
-            let fed = self.index_fed.entry(pos.clone()).or_insert(0);
-            *fed = (*fed).max(*next);
-        }
-        self.index_dirty = true;
-        if self.last_index_commit.elapsed() >= self.settings.pipeline.index_commit_interval {
-            self.commit_index().await?;
-        }
-        Ok(())
-    }
-
-    /// Commits the index with the offsets it covers. Called on a timer and on shutdown.
-    pub async fn commit_index(&mut self) -> Result<(), PipelineError> {
-        if !self.index_dirty {
-            return Ok(());
-        }
-        let covered: Vec<CoveredOffset> = self
-            .index_fed
-            .iter()
-            .map(|((topic, partition), next)| CoveredOffset {
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: *next,
-            })
-            .collect();
-        let index = self.index.clone();
-        tokio::task::spawn_blocking(move || index.commit(&covered)).await??;
-        self.index_dirty = false;
-        self.last_index_commit = Instant::now();
-        Ok(())
-    }
-}
-
-/// Parses a record of the ticket log: a ticket, or a correction or SEV action marked by its
-/// header.
-fn parse(record: &Record) -> Result<Body, (&'static str, String)> {
-    let marked = record
-        .headers
-        .iter()
-        .find(|(k, _)| k == RECORD_HEADER)
-        .map(|(_, v)| v.as_slice());
-    match marked {
-        None => TicketEvent::parse(&record.payload)
-            .map(Body::Ticket)
-            .map_err(|e| (e.code(), e.to_string())),
-        Some(kind) if kind == CORRECTION_RECORD.as_bytes() => {
-            serde_json::from_slice(&record.payload)
-                .map(Body::Correction)
-                .map_err(|e| {
-                    (
-                        "invalid_correction",
-                        format!("invalid correction record: {e}"),
-                    )
-                })
-        }
-        Some(kind) if kind == SEV_ACTION_RECORD.as_bytes() => {
-            serde_json::from_slice(&record.payload)
-                .map(Body::Action)
-                .map_err(|e| ("invalid_action", format!("invalid SEV action record: {e}")))
-        }
-        Some(kind) => Err((
-            "unknown_record",
-            format!(
-                "unknown record kind `{}`",
-                String::from_utf8_lossy(kind)
-                    .chars()
-                    .take(64)
-                    .collect::<String>()
-            ),
-        )),
-    }
-}
-
-/// The label of the cluster a decision escalates (empty for other decisions).
-fn escalated_label(scope: &Scope, d: &Decision) -> Vec<String> {
-    let Decision::Escalate(e) = d else {
-        return Vec::new();
-    };
-    sevloop_core::cluster::parse_cluster_id(&e.cluster_id)
-        .and_then(|(_, seq)| scope.cluster(scope.clusterer().resolve(seq)))
-        .map(|c| scope.clusterer().label(c, 3))
-        .unwrap_or_default()
 }
 
 fn ticket_of(item: &Item) -> Option<&TicketEvent> {
     match &item.body {
         Body::Ticket(t) => Some(t),
         Body::Correction(_) | Body::Action(_) => None,
-    }
-}
-
-fn index_doc(ticket: &TicketEvent, cluster_id: String) -> IndexDoc {
-    IndexDoc {
-        ticket_id: ticket.ticket_id.clone(),
-        product: ticket.product.clone(),
-        subject: ticket.subject.clone(),
-        body: ticket.body.clone(),
-        cluster_id,
-        event_time_ms: ticket.event_time.timestamp_millis(),
     }
 }
