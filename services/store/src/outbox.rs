@@ -80,6 +80,10 @@ pub struct Missed {
     pub sev_id: String,
     /// Whether a notification of the stream was delivered before.
     pub heard: bool,
+    /// When the held notification was queued. Settling queues it anew, so this tells a
+    /// notification held again since it was read (sent, refused with 410 again) from the one
+    /// read: a plan made for the first is stale for the second.
+    pub queued_at: DateTime<Utc>,
     pub ids: Vec<String>,
     pub kinds: Vec<String>,
 }
@@ -255,7 +259,7 @@ impl Store {
     /// helpdesk) missed: its held notification and those queued after it, oldest first.
     pub async fn missed(&self, endpoint: &str) -> Result<Vec<Missed>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.sev_id, o.kind, o.ordering_key, \
+            "SELECT o.id, o.sev_id, o.kind, o.ordering_key, o.created_at, \
              (SELECT COUNT(*) FROM outbox d WHERE d.ordering_key = o.ordering_key \
              AND d.state = 'delivered') AS heard FROM outbox o \
              WHERE o.endpoint = $1 AND o.state IN ('held', 'pending') AND EXISTS \
@@ -274,6 +278,7 @@ impl Store {
                     ordering_key: key,
                     sev_id: get(r, "sev_id")?,
                     heard: get::<i64>(r, "heard")? > 0,
+                    queued_at: from_ms(get(r, "created_at")?),
                     ids: Vec::new(),
                     kinds: Vec::new(),
                 });
@@ -287,8 +292,10 @@ impl Store {
 
     /// Settles a stream's missed notifications in one transaction: `send` are queued anew (their
     /// retries start now), the others are marked superseded with `why`. The held notification
-    /// (the first) is settled only if it is still held, so of two dispatchers settling the same
-    /// stream at once one does and the other changes nothing; returns whether this one did.
+    /// (the first) is settled only if it is still held since it was read (same `queued_at`), so
+    /// of two dispatchers settling the same stream at once one does and the other changes
+    /// nothing, even if the first already sent it and saw it held again; returns whether this
+    /// one did.
     pub async fn settle_missed(
         &self,
         missed: &Missed,
@@ -300,15 +307,16 @@ impl Store {
         let mut state = "held";
         for (id, &send) in missed.ids.iter().zip(send) {
             let query = if send {
-                sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1, created_at = $1 WHERE id = $2 AND state = $3")
+                sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1, created_at = $1 WHERE id = $2 AND state = $3 AND (state <> 'held' OR created_at = $4)")
                     .bind(to_ms(now))
             } else {
-                sqlx::query("UPDATE outbox SET state = 'superseded', next_attempt_at = 0, last_error = $1 WHERE id = $2 AND state = $3")
+                sqlx::query("UPDATE outbox SET state = 'superseded', next_attempt_at = 0, last_error = $1 WHERE id = $2 AND state = $3 AND (state <> 'held' OR created_at = $4)")
                     .bind(why)
             };
             let done = query
                 .bind(id)
                 .bind(state)
+                .bind(to_ms(missed.queued_at))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::sql(format!("settle {id}"), e))?;

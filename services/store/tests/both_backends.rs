@@ -631,6 +631,53 @@ async fn a_held_notification_holds_back_its_stream_until_what_it_missed_is_settl
 }
 
 #[tokio::test]
+async fn a_plan_read_before_a_notification_was_held_again_does_not_settle_it() {
+    let (stores, _dir) = stores("held_again").await;
+    for store in stores {
+        let d = store.dialect();
+        let (mut tx, sev) = open_one(&store).await;
+        for (id, kind) in [("1.opened", "opened"), ("2.resolved", "resolved")] {
+            queue(&mut tx, &sev, id, "ops", format!("{sev}/ops"), kind).await;
+        }
+        tx.commit().await.expect("commit");
+        let lease = std::time::Duration::from_secs(60);
+        let due = |at| store.lease_due(at, lease, 10, 10, &[]);
+        assert_eq!(due(t0()).await.expect("lease").len(), 1, "{d:?}");
+        let gone = "the receiver answered 410 Gone; endpoint disabled";
+        store.mark_held("1.opened", gone, true).await.expect("hold");
+        let stale = store.missed("ops").await.expect("missed");
+        assert_eq!(stale.len(), 1, "{d:?} {stale:?}");
+        assert_eq!(stale[0].queued_at, t0(), "{d:?}");
+
+        // Another dispatcher settles the stream first, sends the notification, and the
+        // receiver refuses it again.
+        let later = t0() + chrono::Duration::minutes(5);
+        let settled = store.settle_missed(&stale[0], &[true, true], "superseded: test", later);
+        assert!(settled.await.expect("settle"), "{d:?}");
+        let sent = due(later).await.expect("lease");
+        assert_eq!(sent.len(), 1, "{d:?}");
+        assert_eq!(sent[0].id, "1.opened", "{d:?}");
+        store.mark_held("1.opened", gone, true).await.expect("hold");
+
+        let stale_plan = store.settle_missed(&stale[0], &[false, true], "stale", later);
+        assert!(
+            !stale_plan.await.expect("settle"),
+            "{d:?}: the plan was made for the notification before it was sent again"
+        );
+        let rows = store.notifications_of(&sev).await.expect("state");
+        let states: Vec<&str> = rows.iter().map(|n| n.state.as_str()).collect();
+        assert_eq!(states, ["held", "pending"], "{d:?}: nothing changed");
+        let fresh = store.missed("ops").await.expect("missed");
+        assert_eq!(
+            fresh[0].queued_at, later,
+            "{d:?}: queued anew when it was settled"
+        );
+        let settled = store.settle_missed(&fresh[0], &[false, true], "superseded: test", later);
+        assert!(settled.await.expect("settle"), "{d:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_busy_endpoint_is_skipped_one_takes_its_share_and_a_release_is_due_again_at_once() {
     let (stores, _dir) = stores("busy").await;
     for store in stores {

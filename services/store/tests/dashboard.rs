@@ -156,6 +156,7 @@ async fn seed(store: &Store) {
         ordering_key: format!("{id}/slack"),
         sev_id: id.clone(),
         heard: true,
+        queued_at: t0(),
         ids: vec![newest],
         kinds: vec!["opened".into()],
     };
