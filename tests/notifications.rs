@@ -1064,7 +1064,7 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_only_sevs_still_open
     let listed = run.cli(&["endpoint", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(
-        listed.starts_with("hook\tdisabled "),
+        listed.starts_with("hook\tdisabled ") && listed.contains("\tin the catalog\t"),
         "the CLI lists it too: {listed:?}"
     );
 
@@ -1079,6 +1079,9 @@ async fn an_admin_enables_an_endpoint_that_answered_410_and_only_sevs_still_open
     let (_, disabled) = run.get("/api/v1/endpoints/disabled").await;
     assert_eq!(disabled["items"][0]["name"], "hook", "{disabled:#}");
     assert_eq!(disabled["items"][0]["in_catalog"], false, "{disabled:#}");
+    let listed = run.cli(&["endpoint", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("\tnot in the catalog\t"), "{listed:?}");
     run.replace_catalog(one_webhook(&url, &[OLD_SECRET])).await;
     let (_, disabled) = run.get("/api/v1/endpoints/disabled").await;
     assert_eq!(disabled["items"][0]["in_catalog"], true, "{disabled:#}");

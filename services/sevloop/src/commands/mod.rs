@@ -25,10 +25,7 @@ pub(crate) async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
 }
 
 pub(crate) async fn connect(database: &DatabaseArgs, create: bool) -> anyhow::Result<Store> {
-    let mut settings = Settings::load(database.config.as_deref())?;
-    if let Some(dir) = &database.data_dir {
-        settings.data_dir = dir.clone();
-    }
+    let settings = settings(database)?;
     if settings.database.url.is_empty() {
         let file = settings.embedded_database();
         if !create && !file.exists() {
@@ -46,4 +43,13 @@ pub(crate) async fn connect(database: &DatabaseArgs, create: bool) -> anyhow::Re
     Store::connect(&settings.database_url())
         .await
         .context("failed to open the database")
+}
+
+/// The settings `database` names: the settings file's, with the data directory given.
+pub(crate) fn settings(database: &DatabaseArgs) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(database.config.as_deref())?;
+    if let Some(dir) = &database.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    Ok(settings)
 }
