@@ -52,8 +52,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
-    /// The endpoints disabled by a 410 Gone: name, since when, notifications waiting, whether
-    /// the settings' catalog still has it (when they name one), and why.
+    /// The endpoints disabled by a 410 Gone, one per line, tab-separated: name, since when,
+    /// notifications waiting, whether the catalog (the settings', or the data directory's)
+    /// still has it, and why.
     List(DatabaseArgs),
     /// Call a disabled endpoint again (pointing its channel at another URL in the catalog does
     /// this by itself); the dispatcher then settles what it missed.

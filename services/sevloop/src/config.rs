@@ -207,6 +207,16 @@ impl Settings {
     }
 
     /// The embedded mode's database file.
+    /// The embedded mode in `data_dir`, which keeps everything there: a catalog there (the
+    /// demo writes one) is used when the settings name none.
+    pub fn embedded_in(&mut self, data_dir: PathBuf) {
+        let beside = data_dir.join("catalog.toml");
+        if self.catalog.is_none() && beside.is_file() {
+            self.catalog = Some(beside);
+        }
+        self.data_dir = data_dir;
+    }
+
     pub fn embedded_database(&self) -> PathBuf {
         self.data_dir.join("sevloop.db")
     }
@@ -283,6 +293,25 @@ mod tests {
             let err = Settings::load(Some(&path)).unwrap_err().to_string();
             assert!(err.contains(named), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_embedded_mode_uses_a_catalog_in_its_data_directory_unless_the_settings_name_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::load(None).unwrap();
+        s.embedded_in(dir.path().to_path_buf());
+        assert_eq!(s.catalog, None, "no catalog there yet");
+        let beside = dir.path().join("catalog.toml");
+        std::fs::write(&beside, "").unwrap();
+        let mut s = Settings::load(None).unwrap();
+        s.embedded_in(dir.path().to_path_buf());
+        assert_eq!(s.catalog, Some(beside));
+        assert_eq!(s.data_dir, dir.path());
+        let named = dir.path().join("named.toml");
+        let mut s = Settings::load(None).unwrap();
+        s.catalog = Some(named.clone());
+        s.embedded_in(dir.path().to_path_buf());
+        assert_eq!(s.catalog, Some(named), "the settings' own catalog wins");
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub(crate) async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
 }
 
 pub(crate) async fn connect(database: &DatabaseArgs, create: bool) -> anyhow::Result<Store> {
-    let settings = settings(database)?;
+    store_of(&settings(database)?, create).await
+}
+
+/// The database `settings` name (see [`open`]).
+pub(crate) async fn store_of(settings: &Settings, create: bool) -> anyhow::Result<Store> {
     if settings.database.url.is_empty() {
         let file = settings.embedded_database();
         if !create && !file.exists() {
@@ -45,11 +49,12 @@ pub(crate) async fn connect(database: &DatabaseArgs, create: bool) -> anyhow::Re
         .context("failed to open the database")
 }
 
-/// The settings `database` names: the settings file's, with the data directory given.
+/// The settings `database` names: the settings file's or, given a data directory, the
+/// embedded mode's there (as `up` runs it).
 pub(crate) fn settings(database: &DatabaseArgs) -> anyhow::Result<Settings> {
     let mut settings = Settings::load(database.config.as_deref())?;
     if let Some(dir) = &database.data_dir {
-        settings.data_dir = dir.clone();
+        settings.embedded_in(dir.clone());
     }
     Ok(settings)
 }

@@ -6,13 +6,7 @@ use crate::config::Settings;
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
-    settings.data_dir = args.data_dir;
-    // The embedded mode keeps everything in its data directory: a catalog there (the demo
-    // writes one) is used when the settings name none.
-    let beside = settings.data_dir.join("catalog.toml");
-    if settings.catalog.is_none() && beside.is_file() {
-        settings.catalog = Some(beside);
-    }
+    settings.embedded_in(args.data_dir);
     settings.http.listen = args.listen;
     settings.kafka = None;
     settings.encoder.or_terms_if_missing();
