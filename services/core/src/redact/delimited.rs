@@ -1,6 +1,6 @@
-//! The kinds whose extent the pattern itself fixes: the customer's own strings, emails, IBANs
-//! (checked by mod-97) and IPv4 and IPv6 addresses (versions that merely contain one turned
-//! away).
+//! The kinds whose extent the pattern itself fixes, gathered in one pass: the customer's own
+//! strings (found in `personal.rs`), emails, IBANs (checked by mod-97) and IPv4 and IPv6
+//! addresses (versions that merely contain one turned away).
 
 use std::net::Ipv6Addr;
 use std::ops::Range;

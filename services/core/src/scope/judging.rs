@@ -288,7 +288,7 @@ impl Scope {
     }
 
     /// The clusters that carry traffic like the `young` clusters of a cold-start group judged
-    /// `with` others (see [`Clusterer::carriers`]), each with its largest share, none of the
+    /// `with` others (see [`Clusterer::carriers`](crate::cluster::Clusterer::carriers)), each with its largest share, none of the
     /// group. A cluster born of part of a busy complaint that a blended old cluster carries
     /// draws that part's usual traffic, however near its centroid it is to none. A source can
     /// be a carrier too: what it fell short is then both subtracted and expected, erring, on
