@@ -1,5 +1,7 @@
 //! Human corrections of a scope's clusters: merge two, split some tickets off, move one.
 
+use std::collections::BTreeSet;
+
 use super::Scope;
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Features};
@@ -48,6 +50,10 @@ impl Scope {
                     .clusterer
                     .split_off(seq, &moving)
                     .ok_or_else(|| CorrectionError::UnknownCluster(cluster_id.clone()))?;
+                // As a consolidation split does: the tickets count for the new cluster now, not
+                // for the one they left.
+                let tickets: BTreeSet<&str> = moving.iter().map(|(id, _)| id.as_str()).collect();
+                self.split_detector(seq, new, &tickets);
                 self.touched.extend([seq, new]);
                 let new_id = self
                     .clusterer

@@ -174,14 +174,20 @@ impl Scope {
         for split in round.splits {
             self.touched.extend([split.from, split.into]);
             let tickets: BTreeSet<&str> = split.ticket_ids.iter().map(String::as_str).collect();
-            if let Some(d) = self.detectors.get_mut(&split.from) {
-                let fresh = d.split_off(&tickets);
-                self.detectors.insert(split.into, fresh);
-            }
+            self.split_detector(split.from, split.into, &tickets);
             moved.extend(split.ticket_ids.into_iter().map(|id| (id, split.into)));
         }
         self.after_merges(&round.merges);
         moved
+    }
+
+    /// Gives cluster `into`, split off `from`, its own detection state: the window members
+    /// among `tickets` leave `from`'s window for it (they are its complaints now).
+    fn split_detector(&mut self, from: u64, into: u64, tickets: &BTreeSet<&str>) {
+        if let Some(d) = self.detectors.get_mut(&from) {
+            let fresh = d.split_off(tickets);
+            self.detectors.insert(into, fresh);
+        }
     }
 
     fn after_merges(&mut self, merges: &[crate::cluster::consolidate::Merge]) {

@@ -1,8 +1,9 @@
 use super::*;
 use std::sync::Arc;
 
+use crate::cluster::corrections::Correction;
 use crate::cluster::vector::unit;
-use crate::cluster::ClusterConfig;
+use crate::cluster::{parse_cluster_id, ClusterConfig};
 use crate::detect::Member;
 use crate::ticket::tests::example;
 
@@ -494,4 +495,56 @@ fn the_customers_name_never_reaches_a_cluster_label() {
         "{label:?}"
     );
     assert!(scope.take_touched().is_empty());
+}
+
+#[test]
+fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
+    let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+        vec![checkpoint(
+            lsh,
+            1,
+            &along([1.0, 0.0, 0.0]),
+            40,
+            -24 * 60,
+            watched(2.0, 0),
+        )]
+    };
+    let vector = |i: usize| {
+        let mut v = along([1.0, 0.0, 0.0]);
+        v[3 + i % (DIM - 3)] = 0.3;
+        v
+    };
+    let minutes: Vec<i64> = (1..=12).collect();
+    let (_, mut scope) = observe_burst(&RuleBook::default(), clusters, 1, &minutes, vector);
+    let mut f = Featurizer::default();
+    // The tickets the correction names, with their cluster now and their features.
+    let members: Vec<(String, String, Features)> = (1..=4u32)
+        .map(|i| {
+            let t = ticket(i, &format!("c{i}"), "my card is declined");
+            let features = ticket_features(&mut f, &t, Some(unit(vector(i as usize))));
+            (t.ticket_id, "cards:1".to_string(), features)
+        })
+        .collect();
+    let leaving: Vec<String> = members.iter().map(|(id, _, _)| id.clone()).collect();
+    let split = Correction::Split {
+        cluster_id: "cards:1".into(),
+        ticket_ids: leaving.clone(),
+    };
+    let moved = scope.correct(&split, &members).expect("split");
+    assert_eq!(moved.len(), 4, "{moved:?}");
+    let (_, new) = parse_cluster_id(&moved[0].1).expect("a cluster id");
+    let ids = |seq: u64| -> Vec<String> {
+        scope.detectors[&seq]
+            .members_between(at(0), at(12))
+            .map(|m| m.ticket_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(new),
+        leaving,
+        "the new cluster counts the tickets that left"
+    );
+    let stayed = ids(1);
+    assert_eq!(stayed.len(), 8, "{stayed:?}");
+    assert!(stayed.iter().all(|id| !leaving.contains(id)), "{stayed:?}");
 }
