@@ -69,7 +69,6 @@ impl Origin {
     }
 }
 
-/// Renders a row for its endpoint. `now` is the signing timestamp (unix seconds).
 /// The URL of `endpoint` in `catalog` (a channel's, or the helpdesk's), as a request to it
 /// carries it in [`Request::endpoint_url`]; none for an endpoint the catalog does not have.
 pub fn endpoint_url<'c>(endpoint: &str, catalog: &'c Catalog) -> Option<&'c str> {
@@ -79,6 +78,7 @@ pub fn endpoint_url<'c>(endpoint: &str, catalog: &'c Catalog) -> Option<&'c str>
     }
 }
 
+/// Renders a row for its endpoint. `now` is the signing timestamp (unix seconds).
 pub fn render(
     n: &Notification,
     catalog: &Catalog,
