@@ -32,17 +32,18 @@ pub enum PiiKind {
     CustomerId,
 }
 
-const KINDS: [PiiKind; 7] = [
-    PiiKind::Email,
-    PiiKind::Phone,
-    PiiKind::Card,
-    PiiKind::Iban,
-    PiiKind::Ip,
-    PiiKind::Name,
-    PiiKind::CustomerId,
-];
-
 impl PiiKind {
+    /// Every kind the redactor finds.
+    pub const ALL: [PiiKind; 7] = [
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::Card,
+        PiiKind::Iban,
+        PiiKind::Ip,
+        PiiKind::Name,
+        PiiKind::CustomerId,
+    ];
+
     /// What replaces a finding of this kind in redacted text.
     pub fn placeholder(self) -> &'static str {
         match self {
@@ -100,7 +101,7 @@ impl Default for Redactor {
 
 impl Redactor {
     pub fn new() -> Self {
-        let placeholders: Vec<String> = KINDS
+        let placeholders: Vec<String> = PiiKind::ALL
             .iter()
             .map(|k| regex::escape(k.placeholder()))
             .collect();
