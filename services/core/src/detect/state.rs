@@ -268,14 +268,19 @@ impl DetectorState {
         }
     }
 
-    /// Takes over the state of a cluster merged into this one: its window, history and any
-    /// open episode, so the merged complaint keeps counting (and keeps its SEV).
-    pub fn absorb(&mut self, other: DetectorState) {
-        let mut window: Vec<Member> = self.window.drain(..).chain(other.window).collect();
+    /// Counts `members` in this window too, in event-time order, each ticket once.
+    pub fn take_members(&mut self, members: impl IntoIterator<Item = Member>) {
+        let mut window: Vec<Member> = self.window.drain(..).chain(members).collect();
         window.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.ticket_id.cmp(&b.ticket_id)));
         window.dedup_by(|a, b| a.ticket_id == b.ticket_id);
         let skip = window.len().saturating_sub(MAX_WINDOW_MEMBERS);
         self.window = window.into_iter().skip(skip).collect();
+    }
+
+    /// Takes over the state of a cluster merged into this one: its window, history and any
+    /// open episode, so the merged complaint keeps counting (and keeps its SEV).
+    pub fn absorb(&mut self, other: DetectorState) {
+        self.take_members(other.window);
         self.history.merge(&other.history);
         self.absorb_boundary(other.boundary);
         self.first_at = match (self.first_at, other.first_at) {

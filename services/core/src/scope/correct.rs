@@ -75,7 +75,9 @@ impl Scope {
                     .find(|(id, _, _)| id == ticket_id)
                     .ok_or_else(|| CorrectionError::UnknownTicket(ticket_id.clone()))?;
                 let from = seq_of(current)?;
-                self.clusterer.move_member(from, to, ticket_id, f);
+                if self.clusterer.move_member(from, to, ticket_id, f) {
+                    self.move_detector_member(from, to, ticket_id);
+                }
                 self.touched.extend([from, to]);
                 let to_id = self
                     .clusterer

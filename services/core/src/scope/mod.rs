@@ -190,6 +190,31 @@ impl Scope {
         }
     }
 
+    /// A moved ticket counts for the cluster it joined from now on, not the one it left. An
+    /// episode either cluster has open is left as it is: the ticket's SEV link is the
+    /// pipeline's to keep, and counts only decide what fires next.
+    fn move_detector_member(&mut self, from: u64, to: u64, ticket_id: &str) {
+        let Some(d) = self.detectors.get_mut(&from) else {
+            return;
+        };
+        let moving: Vec<_> = d
+            .window
+            .iter()
+            .filter(|m| m.ticket_id == ticket_id)
+            .cloned()
+            .collect();
+        if moving.is_empty() {
+            return;
+        }
+        d.window.retain(|m| m.ticket_id != ticket_id);
+        let joined = self.detectors.entry(to).or_default();
+        joined.take_members(moving);
+        // It came near the cluster it joined: counted as a member now, not in its boundary too.
+        if let Some(b) = joined.boundary.as_mut() {
+            b.window.retain(|m| m.ticket_id != ticket_id);
+        }
+    }
+
     fn after_merges(&mut self, merges: &[crate::cluster::consolidate::Merge]) {
         for m in merges {
             if let Some(gone) = self.detectors.remove(&m.from) {

@@ -548,3 +548,59 @@ fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
     assert_eq!(stayed.len(), 8, "{stayed:?}");
     assert!(stayed.iter().all(|id| !leaving.contains(id)), "{stayed:?}");
 }
+
+#[test]
+fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
+    let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+        vec![
+            checkpoint(
+                lsh,
+                1,
+                &along([1.0, 0.0, 0.0]),
+                40,
+                -24 * 60,
+                watched(2.0, 0),
+            ),
+            checkpoint(
+                lsh,
+                2,
+                &along([0.0, 1.0, 0.0]),
+                40,
+                -24 * 60,
+                watched(2.0, 0),
+            ),
+        ]
+    };
+    let vector = |i: usize| {
+        let mut v = along([1.0, 0.0, 0.0]);
+        v[3 + i % (DIM - 3)] = 0.3;
+        v
+    };
+    let (_, mut scope) = observe_burst(&RuleBook::default(), clusters, 1, &[1, 2, 3], vector);
+    let mut f = Featurizer::default();
+    let t = ticket(2, "c2", "my card is declined");
+    let features = ticket_features(&mut f, &t, Some(unit(vector(2))));
+    let members = vec![(t.ticket_id.clone(), "cards:1".to_string(), features)];
+    let moving = Correction::Move {
+        ticket_id: t.ticket_id.clone(),
+        to_cluster_id: "cards:2".into(),
+    };
+    let moved = scope.correct(&moving, &members).expect("move");
+    assert_eq!(moved, vec![(t.ticket_id.clone(), "cards:2".to_string())]);
+    let ids = |seq: u64| -> Vec<String> {
+        scope.detectors[&seq]
+            .members_between(at(0), at(3))
+            .map(|m| m.ticket_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(2),
+        vec![t.ticket_id.clone()],
+        "the cluster it joined counts it"
+    );
+    assert_eq!(ids(1).len(), 2, "{:?}", ids(1));
+    assert!(
+        !ids(1).contains(&t.ticket_id),
+        "the cluster it left no longer counts it"
+    );
+}
