@@ -260,7 +260,10 @@ mod tests {
             s.clustering.consolidation.every,
             Duration::from_secs(15 * 60)
         );
+        // What it shows as the clustering and detection settings are the code's defaults.
+        assert_eq!(s.clustering, ClusterConfig::default());
         let rules = s.rule_book().unwrap();
+        assert_eq!(rules.default, sevloop_core::Rules::default());
         assert_eq!(rules.products["cards"].floor.min_tickets, 5);
         assert!(s
             .catalog
