@@ -50,3 +50,18 @@ make w3 --seed 33 --rate-per-hour 2000 --incident card_swallowed:30:60 \
   --incident receiving_money:25:30 --angry transfer_fee_charged:12
 make w4 --seed 34 --rate-per-hour 5000 --incident cash_withdrawal_not_recognised:25:60 \
   --incident cancel_transfer:30:20 --angry exchange_via_app:12
+# Held out as well, drawn on 2026-12-08 (rates log-uniform in 30..6,000 an hour, two incidents of
+# 15..40 tickets over 20..60 minutes, a decoy of 10..15; seeded, Python's random with seed
+# 2026120801): measured once with the defaults, for no setting.
+make x1 --seed 51 --rate-per-hour 58 --incident direct_debit_payment_not_recognised:26:60 \
+  --incident card_payment_wrong_exchange_rate:26:45 --angry activate_my_card:13
+make x2 --seed 52 --rate-per-hour 45 --incident transfer_not_received_by_recipient:21:30 \
+  --incident pending_card_payment:17:30 --angry transaction_charged_twice:14
+make x3 --seed 53 --rate-per-hour 1101 --incident verify_top_up:40:30 \
+  --incident extra_charge_on_statement:33:45 --angry beneficiary_not_allowed:12
+make x4 --seed 54 --rate-per-hour 62 --incident get_physical_card:20:20 \
+  --incident wrong_amount_of_cash_received:16:45 --angry card_delivery_estimate:14
+make x5 --seed 55 --rate-per-hour 339 --incident lost_or_stolen_card:20:60 \
+  --incident top_up_by_bank_transfer_charge:25:30 --angry pending_transfer:14
+make x6 --seed 56 --rate-per-hour 677 --incident why_verify_identity:23:45 \
+  --incident get_physical_card:36:20 --angry supported_cards_and_currencies:11
