@@ -80,9 +80,10 @@ pub struct Missed {
     pub sev_id: String,
     /// Whether a notification of the stream was delivered before.
     pub heard: bool,
-    /// When the held notification was queued. Settling queues it anew, so this tells a
-    /// notification held again since it was read (sent, refused with 410 again) from the one
-    /// read: a plan made for the first is stale for the second.
+    /// When the held notification was queued. Settling queues it anew, always later (by a
+    /// millisecond if need be), so this tells a notification held again since it was read
+    /// (sent, refused with 410 again) from the one read: a plan made for the first is stale
+    /// for the second.
     pub queued_at: DateTime<Utc>,
     pub ids: Vec<String>,
     pub kinds: Vec<String>,
@@ -307,7 +308,9 @@ impl Store {
         let mut state = "held";
         for (id, &send) in missed.ids.iter().zip(send) {
             let query = if send {
-                sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1, created_at = $1 WHERE id = $2 AND state = $3 AND (state <> 'held' OR created_at = $4)")
+                // Queued anew strictly later than before, even within one millisecond, so
+                // `queued_at` tells every settling apart.
+                sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1, created_at = CASE WHEN created_at < $1 THEN $1 ELSE created_at + 1 END WHERE id = $2 AND state = $3 AND (state <> 'held' OR created_at = $4)")
                     .bind(to_ms(now))
             } else {
                 sqlx::query("UPDATE outbox SET state = 'superseded', next_attempt_at = 0, last_error = $1 WHERE id = $2 AND state = $3 AND (state <> 'held' OR created_at = $4)")
