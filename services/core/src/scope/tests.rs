@@ -497,31 +497,48 @@ fn the_customers_name_never_reaches_a_cluster_label() {
     assert!(scope.take_touched().is_empty());
 }
 
+/// A cluster of 40 tickets along `direction`, watched for a day at 2 tickets a window.
+fn watched_cluster(
+    lsh: &crate::cluster::lsh::LshConfig,
+    seq: u64,
+    direction: [f32; 3],
+) -> ClusterCheckpoint {
+    checkpoint(lsh, seq, &along(direction), 40, -24 * 60, watched(2.0, 0))
+}
+
+/// The `i`th ticket of a burst along the first direction, each set apart by one dimension.
+fn burst_ticket_vector(i: usize) -> Vec<f32> {
+    let mut v = along([1.0, 0.0, 0.0]);
+    v[3 + i % (DIM - 3)] = 0.3;
+    v
+}
+
+/// The tickets cluster `seq`'s window counts up to minute `until`.
+fn counted(scope: &Scope, seq: u64, until: i64) -> Vec<String> {
+    scope.detectors[&seq]
+        .members_between(at(0), at(until))
+        .map(|m| m.ticket_id.clone())
+        .collect()
+}
+
 #[test]
 fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
-    let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
-        vec![checkpoint(
-            lsh,
-            1,
-            &along([1.0, 0.0, 0.0]),
-            40,
-            -24 * 60,
-            watched(2.0, 0),
-        )]
-    };
-    let vector = |i: usize| {
-        let mut v = along([1.0, 0.0, 0.0]);
-        v[3 + i % (DIM - 3)] = 0.3;
-        v
-    };
+    let clusters =
+        |lsh: &crate::cluster::lsh::LshConfig| vec![watched_cluster(lsh, 1, [1.0, 0.0, 0.0])];
     let minutes: Vec<i64> = (1..=12).collect();
-    let (_, mut scope) = observe_burst(&RuleBook::default(), clusters, 1, &minutes, vector);
+    let (_, mut scope) = observe_burst(
+        &RuleBook::default(),
+        clusters,
+        1,
+        &minutes,
+        burst_ticket_vector,
+    );
     let mut f = Featurizer::default();
     // The tickets the correction names, with their cluster now and their features.
     let members: Vec<(String, String, Features)> = (1..=4u32)
         .map(|i| {
             let t = ticket(i, &format!("c{i}"), "my card is declined");
-            let features = ticket_features(&mut f, &t, Some(unit(vector(i as usize))));
+            let features = ticket_features(&mut f, &t, Some(unit(burst_ticket_vector(i as usize))));
             (t.ticket_id, "cards:1".to_string(), features)
         })
         .collect();
@@ -533,18 +550,12 @@ fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
     let moved = scope.correct(&split, &members).expect("split");
     assert_eq!(moved.len(), 4, "{moved:?}");
     let (_, new) = parse_cluster_id(&moved[0].1).expect("a cluster id");
-    let ids = |seq: u64| -> Vec<String> {
-        scope.detectors[&seq]
-            .members_between(at(0), at(12))
-            .map(|m| m.ticket_id.clone())
-            .collect()
-    };
     assert_eq!(
-        ids(new),
+        counted(&scope, new, 12),
         leaving,
         "the new cluster counts the tickets that left"
     );
-    let stayed = ids(1);
+    let stayed = counted(&scope, 1, 12);
     assert_eq!(stayed.len(), 8, "{stayed:?}");
     assert!(stayed.iter().all(|id| !leaving.contains(id)), "{stayed:?}");
 }
@@ -553,33 +564,20 @@ fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
 fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
     let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
         vec![
-            checkpoint(
-                lsh,
-                1,
-                &along([1.0, 0.0, 0.0]),
-                40,
-                -24 * 60,
-                watched(2.0, 0),
-            ),
-            checkpoint(
-                lsh,
-                2,
-                &along([0.0, 1.0, 0.0]),
-                40,
-                -24 * 60,
-                watched(2.0, 0),
-            ),
+            watched_cluster(lsh, 1, [1.0, 0.0, 0.0]),
+            watched_cluster(lsh, 2, [0.0, 1.0, 0.0]),
         ]
     };
-    let vector = |i: usize| {
-        let mut v = along([1.0, 0.0, 0.0]);
-        v[3 + i % (DIM - 3)] = 0.3;
-        v
-    };
-    let (_, mut scope) = observe_burst(&RuleBook::default(), clusters, 1, &[1, 2, 3], vector);
+    let (_, mut scope) = observe_burst(
+        &RuleBook::default(),
+        clusters,
+        1,
+        &[1, 2, 3],
+        burst_ticket_vector,
+    );
     let mut f = Featurizer::default();
     let t = ticket(2, "c2", "my card is declined");
-    let features = ticket_features(&mut f, &t, Some(unit(vector(2))));
+    let features = ticket_features(&mut f, &t, Some(unit(burst_ticket_vector(2))));
     let members = vec![(t.ticket_id.clone(), "cards:1".to_string(), features)];
     let moving = Correction::Move {
         ticket_id: t.ticket_id.clone(),
@@ -587,20 +585,15 @@ fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
     };
     let moved = scope.correct(&moving, &members).expect("move");
     assert_eq!(moved, vec![(t.ticket_id.clone(), "cards:2".to_string())]);
-    let ids = |seq: u64| -> Vec<String> {
-        scope.detectors[&seq]
-            .members_between(at(0), at(3))
-            .map(|m| m.ticket_id.clone())
-            .collect()
-    };
     assert_eq!(
-        ids(2),
+        counted(&scope, 2, 3),
         vec![t.ticket_id.clone()],
         "the cluster it joined counts it"
     );
-    assert_eq!(ids(1).len(), 2, "{:?}", ids(1));
+    let left = counted(&scope, 1, 3);
+    assert_eq!(left.len(), 2, "{left:?}");
     assert!(
-        !ids(1).contains(&t.ticket_id),
+        !left.contains(&t.ticket_id),
         "the cluster it left no longer counts it"
     );
 }
