@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::Scope;
+use crate::cluster::consolidate::Merge;
 use crate::cluster::corrections::Correction;
 use crate::cluster::{parse_cluster_id, Features};
 
@@ -77,6 +78,11 @@ impl Scope {
                 let from = seq_of(current)?;
                 if self.clusterer.move_member(from, to, ticket_id, f) {
                     self.move_detector_member(from, to, ticket_id);
+                    // A cluster the move emptied was retired into `to`: the rest of its
+                    // detection state (history, an open episode) goes there as in a merge.
+                    if self.clusterer.resolve(from) == to {
+                        self.after_merges(&[Merge { from, into: to }]);
+                    }
                 }
                 self.touched.extend([from, to]);
                 let to_id = self

@@ -208,6 +208,10 @@ impl Scope {
         }
         d.window.retain(|m| m.ticket_id != ticket_id);
         let joined = self.detectors.entry(to).or_default();
+        if let Some(at) = moving.iter().map(|m| m.at).min() {
+            joined.first_at = Some(joined.first_at.map_or(at, |first| first.min(at)));
+            joined.history.until.get_or_insert(at);
+        }
         joined.take_members(moving);
         // It came near the cluster it joined: counted as a member now, not in its boundary too.
         if let Some(b) = joined.boundary.as_mut() {

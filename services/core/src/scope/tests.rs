@@ -560,12 +560,23 @@ fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
     assert!(stayed.iter().all(|id| !leaving.contains(id)), "{stayed:?}");
 }
 
+/// The tickets in the window of cluster `seq`'s boundary.
+fn in_boundary(scope: &Scope, seq: u64) -> Vec<String> {
+    scope.detectors[&seq]
+        .boundary
+        .iter()
+        .flat_map(|b| b.window.iter().map(|m| m.ticket_id.clone()))
+        .collect()
+}
+
 #[test]
 fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
+    // Cluster 2 is near enough (cosine 0.62 to the burst) that the burst's tickets count in
+    // its boundary.
     let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
         vec![
             watched_cluster(lsh, 1, [1.0, 0.0, 0.0]),
-            watched_cluster(lsh, 2, [0.0, 1.0, 0.0]),
+            watched_cluster(lsh, 2, [0.647, 0.762, 0.0]),
         ]
     };
     let (_, mut scope) = observe_burst(
@@ -577,6 +588,7 @@ fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
     );
     let mut f = Featurizer::default();
     let t = ticket(2, "c2", "my card is declined");
+    assert!(in_boundary(&scope, 2).contains(&t.ticket_id));
     let features = ticket_features(&mut f, &t, Some(unit(burst_ticket_vector(2))));
     let members = vec![(t.ticket_id.clone(), "cards:1".to_string(), features)];
     let moving = Correction::Move {
@@ -590,10 +602,55 @@ fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
         vec![t.ticket_id.clone()],
         "the cluster it joined counts it"
     );
+    assert!(
+        !in_boundary(&scope, 2).contains(&t.ticket_id),
+        "and not in its boundary as well"
+    );
     let left = counted(&scope, 1, 3);
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(
         !left.contains(&t.ticket_id),
         "the cluster it left no longer counts it"
     );
+    let saved: Vec<u64> = scope.take_touched().iter().map(|c| c.cluster.seq).collect();
+    assert_eq!(saved, [1, 2], "both changed clusters are checkpointed");
+}
+
+#[test]
+fn a_cluster_a_move_empties_hands_its_detection_state_to_the_one_it_joined() {
+    let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+        let mut lone = watched(2.0, 0);
+        lone.window.push_back(source_member(9, 2));
+        lone.episode = 1;
+        vec![
+            watched_cluster(lsh, 1, [1.0, 0.0, 0.0]),
+            checkpoint(lsh, 3, &along([0.0, 0.0, 1.0]), 1, -60, lone),
+        ]
+    };
+    let (_, mut scope) = observe_burst(
+        &RuleBook::default(),
+        clusters,
+        1,
+        &[1, 2, 3],
+        burst_ticket_vector,
+    );
+    let mut f = Featurizer::default();
+    let mut t = ticket(9, "s9", "my card is declined");
+    t.ticket_id = "S-9".into();
+    let features = ticket_features(&mut f, &t, Some(along([0.0, 0.0, 1.0])));
+    let members = vec![(t.ticket_id.clone(), "cards:3".to_string(), features)];
+    let moving = Correction::Move {
+        ticket_id: t.ticket_id.clone(),
+        to_cluster_id: "cards:1".into(),
+    };
+    scope.correct(&moving, &members).expect("move");
+    assert!(
+        counted(&scope, 1, 3).contains(&t.ticket_id),
+        "counted where it went"
+    );
+    assert!(
+        !scope.detectors.contains_key(&3),
+        "the emptied cluster keeps no state"
+    );
+    assert_eq!(scope.detectors[&1].episode, 1, "its episodes carried over");
 }
