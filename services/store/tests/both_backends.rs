@@ -668,12 +668,20 @@ async fn a_plan_read_before_a_notification_was_held_again_does_not_settle_it() {
         let states: Vec<&str> = rows.iter().map(|n| n.state.as_str()).collect();
         assert_eq!(states, ["held", "pending"], "{d:?}: nothing changed");
         let fresh = store.missed("ops").await.expect("missed");
-        assert!(
-            fresh[0].queued_at > stale[0].queued_at,
-            "{d:?}: queued anew, same_ms, when it was settled"
+        assert_eq!(
+            fresh[0].queued_at,
+            stale[0].queued_at + chrono::Duration::milliseconds(1),
+            "{d:?}: settled within the millisecond it was queued in, queued a millisecond on"
         );
-        let settled = store.settle_missed(&fresh[0], &[false, true], "superseded: test", same_ms);
+        let later = same_ms + chrono::Duration::minutes(5);
+        let settled = store.settle_missed(&fresh[0], &[true, true], "superseded: test", later);
         assert!(settled.await.expect("settle"), "{d:?}");
+        let rows = store.notifications_of(&sev).await.expect("state");
+        assert!(
+            rows.iter()
+                .all(|n| n.state == "pending" && n.created_at == later),
+            "{d:?}: settled later, queued anew at the time of settling: {rows:?}"
+        );
     }
 }
 
