@@ -217,6 +217,20 @@ impl Scope {
         if let Some(b) = joined.boundary.as_mut() {
             b.window.retain(|m| m.ticket_id != ticket_id);
         }
+        // In other clusters' boundaries it is now a ticket of the cluster it joined.
+        for (seq, d) in self.detectors.iter_mut() {
+            let Some(b) = d.boundary.as_mut() else {
+                continue;
+            };
+            let mut renamed = false;
+            for m in b.window.iter_mut().filter(|m| m.ticket_id == ticket_id) {
+                m.source = Some(to);
+                renamed = true;
+            }
+            if renamed {
+                self.touched.insert(*seq);
+            }
+        }
     }
 
     fn after_merges(&mut self, merges: &[crate::cluster::consolidate::Merge]) {

@@ -571,12 +571,13 @@ fn in_boundary(scope: &Scope, seq: u64) -> Vec<String> {
 
 #[test]
 fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
-    // Cluster 2 is near enough (cosine 0.62 to the burst) that the burst's tickets count in
-    // its boundary.
+    // Clusters 2 and 4 are near enough (cosine 0.62 to the burst) that the burst's tickets
+    // count in their boundaries.
     let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
         vec![
             watched_cluster(lsh, 1, [1.0, 0.0, 0.0]),
             watched_cluster(lsh, 2, [0.647, 0.762, 0.0]),
+            watched_cluster(lsh, 4, [0.647, 0.0, 0.762]),
         ]
     };
     let (_, mut scope) = observe_burst(
@@ -612,8 +613,20 @@ fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
         !left.contains(&t.ticket_id),
         "the cluster it left no longer counts it"
     );
+    let sources: Vec<Option<u64>> = scope.detectors[&4]
+        .boundary
+        .iter()
+        .flat_map(|b| b.window.iter())
+        .filter(|m| m.ticket_id == t.ticket_id)
+        .map(|m| m.source)
+        .collect();
+    assert_eq!(
+        sources,
+        [Some(2)],
+        "near another cluster, it names the one it joined"
+    );
     let saved: Vec<u64> = scope.take_touched().iter().map(|c| c.cluster.seq).collect();
-    assert_eq!(saved, [1, 2], "both changed clusters are checkpointed");
+    assert_eq!(saved, [1, 2, 4], "every changed cluster is checkpointed");
 }
 
 #[test]
