@@ -560,6 +560,20 @@ fn a_split_by_a_person_moves_the_tickets_window_to_the_new_cluster() {
     assert!(stayed.iter().all(|id| !leaving.contains(id)), "{stayed:?}");
 }
 
+/// The scope after three tickets of a burst joined cluster 1 of `clusters`.
+fn after_three_burst_tickets(
+    clusters: impl FnOnce(&crate::cluster::lsh::LshConfig) -> Vec<ClusterCheckpoint>,
+) -> Scope {
+    observe_burst(
+        &RuleBook::default(),
+        clusters,
+        1,
+        &[1, 2, 3],
+        burst_ticket_vector,
+    )
+    .1
+}
+
 /// The tickets in the window of cluster `seq`'s boundary.
 fn in_boundary(scope: &Scope, seq: u64) -> Vec<String> {
     scope.detectors[&seq]
@@ -580,13 +594,7 @@ fn a_ticket_a_person_moves_counts_for_the_cluster_it_joined() {
             watched_cluster(lsh, 4, [0.647, 0.0, 0.762]),
         ]
     };
-    let (_, mut scope) = observe_burst(
-        &RuleBook::default(),
-        clusters,
-        1,
-        &[1, 2, 3],
-        burst_ticket_vector,
-    );
+    let mut scope = after_three_burst_tickets(clusters);
     let mut f = Featurizer::default();
     let t = ticket(2, "c2", "my card is declined");
     assert!(in_boundary(&scope, 2).contains(&t.ticket_id));
@@ -640,13 +648,7 @@ fn a_cluster_a_move_empties_hands_its_detection_state_to_the_one_it_joined() {
             checkpoint(lsh, 3, &along([0.0, 0.0, 1.0]), 1, -60, lone),
         ]
     };
-    let (_, mut scope) = observe_burst(
-        &RuleBook::default(),
-        clusters,
-        1,
-        &[1, 2, 3],
-        burst_ticket_vector,
-    );
+    let mut scope = after_three_burst_tickets(clusters);
     let mut f = Featurizer::default();
     let mut t = ticket(9, "s9", "my card is declined");
     t.ticket_id = "S-9".into();
