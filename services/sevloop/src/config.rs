@@ -206,7 +206,6 @@ impl Settings {
         self.detection.rule_book()
     }
 
-    /// The embedded mode's database file.
     /// The embedded mode in `data_dir`, which keeps everything there: a catalog there (the
     /// demo writes one) is used when the settings name none.
     pub fn embedded_in(&mut self, data_dir: PathBuf) {
@@ -217,6 +216,7 @@ impl Settings {
         self.data_dir = data_dir;
     }
 
+    /// The embedded mode's database file.
     pub fn embedded_database(&self) -> PathBuf {
         self.data_dir.join("sevloop.db")
     }
