@@ -200,6 +200,20 @@ impl DetectorState {
         boundary.count(member, rules);
     }
 
+    /// Notes that `ticket_id`, in this boundary, now belongs to cluster `joined`; whether the
+    /// boundary has it.
+    pub fn rejoined_in_boundary(&mut self, ticket_id: &str, joined: u64) -> bool {
+        let Some(b) = self.boundary.as_mut() else {
+            return false;
+        };
+        let mut found = false;
+        for m in b.window.iter_mut().filter(|m| m.ticket_id == ticket_id) {
+            m.source = Some(joined);
+            found = true;
+        }
+        found
+    }
+
     /// Takes in the boundary of a cluster merged into this one, less the tickets of the merged
     /// window: they are this cluster's own now.
     fn absorb_boundary(&mut self, other: Option<Box<DetectorState>>) {

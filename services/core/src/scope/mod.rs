@@ -197,37 +197,21 @@ impl Scope {
         let Some(d) = self.detectors.get_mut(&from) else {
             return;
         };
-        let moving: Vec<_> = d
-            .window
-            .iter()
-            .filter(|m| m.ticket_id == ticket_id)
-            .cloned()
-            .collect();
-        if moving.is_empty() {
-            return;
-        }
-        d.window.retain(|m| m.ticket_id != ticket_id);
+        let moved = d.split_off(&BTreeSet::from([ticket_id]));
+        let Some(at) = moved.first_at else {
+            return; // not in the window any more
+        };
         let joined = self.detectors.entry(to).or_default();
-        if let Some(at) = moving.iter().map(|m| m.at).min() {
-            joined.first_at = Some(joined.first_at.map_or(at, |first| first.min(at)));
-            joined.history.until.get_or_insert(at);
-        }
-        joined.take_members(moving);
+        joined.first_at = Some(joined.first_at.map_or(at, |first| first.min(at)));
+        joined.history.until.get_or_insert(at);
+        joined.take_members(moved.window);
         // It came near the cluster it joined: counted as a member now, not in its boundary too.
         if let Some(b) = joined.boundary.as_mut() {
             b.window.retain(|m| m.ticket_id != ticket_id);
         }
         // In other clusters' boundaries it is now a ticket of the cluster it joined.
-        for (seq, d) in self.detectors.iter_mut() {
-            let Some(b) = d.boundary.as_mut() else {
-                continue;
-            };
-            let mut renamed = false;
-            for m in b.window.iter_mut().filter(|m| m.ticket_id == ticket_id) {
-                m.source = Some(to);
-                renamed = true;
-            }
-            if renamed {
+        for (seq, d) in &mut self.detectors {
+            if d.rejoined_in_boundary(ticket_id, to) {
                 self.touched.insert(*seq);
             }
         }
