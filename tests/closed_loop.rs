@@ -278,11 +278,13 @@ struct HelpdeskState {
     /// Updates applied to each ticket, each idempotency key once.
     applied: BTreeMap<String, Vec<Value>>,
     applied_keys: BTreeSet<String>,
+    /// Tickets archived since: answered 410 Gone.
+    archived: BTreeSet<String>,
 }
 
 /// A Zendesk-like helpdesk on loopback: `PUT /api/v2/tickets/{id}.json` updates a ticket. The
 /// first request for each ticket fails with 503; later ones apply the update once per
-/// idempotency key and answer 200 with the ticket.
+/// idempotency key and answer 200 with the ticket, or 410 once the ticket is archived.
 #[derive(Clone, Default)]
 struct Helpdesk(Arc<Mutex<HelpdeskState>>);
 
@@ -339,7 +341,9 @@ async fn update_ticket(
     let key = header("idempotency-key");
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut state = helpdesk.0.lock().expect("lock");
-    let (status, answer) = if state.failed_once.insert(ticket.clone()) {
+    let (status, answer) = if state.archived.contains(&ticket) {
+        (StatusCode::GONE, json!({"error": "RecordArchived"}))
+    } else if state.failed_once.insert(ticket.clone()) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "temporarily unavailable"}),
@@ -457,11 +461,21 @@ async fn every_linked_ticket_gets_one_private_note_on_open_and_one_on_resolve_de
         );
     }
 
+    // One ticket is archived meanwhile: the helpdesk answers 410 for it alone.
+    let mut helpdesk_ids = helpdesk_ids;
+    let archived = helpdesk_ids.pop_first().expect("a linked ticket");
+    helpdesk
+        .0
+        .lock()
+        .expect("lock")
+        .archived
+        .insert(archived.clone());
+
     // Resolve: a second note on every linked ticket.
     lp.act(&sev_id, "resolve", None).await;
     helpdesk
         .wait_for_notes(
-            "a second note on every linked helpdesk ticket",
+            "a second note on every linked helpdesk ticket still there",
             &helpdesk_ids,
             2,
         )
@@ -469,6 +483,21 @@ async fn every_linked_ticket_gets_one_private_note_on_open_and_one_on_resolve_de
     // Give redeliveries a moment to show up: applied by key, they must change nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (requests, applied) = helpdesk.state(|s| (s.requests.clone(), s.applied.clone()));
+    let gone: Vec<&Put> = requests
+        .iter()
+        .filter(|r| r.ticket == archived && r.answered == 410)
+        .collect();
+    assert_eq!(
+        (gone.len(), applied[&archived].len()),
+        (1, 1),
+        "the archived ticket's resolve note was tried once and given up: {gone:#?}"
+    );
+    let disabled = lp.get_ok("/api/v1/endpoints/disabled").await;
+    assert_eq!(
+        disabled["items"],
+        json!([]),
+        "one ticket's 410 does not disable the helpdesk for every ticket"
+    );
     for t in &helpdesk_ids {
         let notes = &applied[t];
         assert_eq!(
@@ -518,6 +547,21 @@ async fn every_linked_ticket_gets_one_private_note_on_open_and_one_on_resolve_de
         helpdesk_rows.len(),
         2 * linked.len(),
         "the SEV lists one helpdesk notification per ticket and event: {helpdesk_rows:#?}"
+    );
+    let given_up: Vec<&&Value> = helpdesk_rows
+        .iter()
+        .filter(|r| r["state"] == "failed")
+        .collect();
+    assert_eq!(
+        given_up.len(),
+        1,
+        "the archived ticket's note: {given_up:#?}"
+    );
+    assert!(
+        given_up[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("410")),
+        "{given_up:#?}"
     );
     eprintln!(
         "{} helpdesk requests for {} tickets in {:?}",

@@ -182,8 +182,12 @@ impl Store {
         Ok(())
     }
 
+    // The outcome of an attempt is recorded only on a row still pending: a dispatcher that
+    // stalled past its lease must not turn a row another one delivered (or gave up, or held)
+    // back into one to send.
+
     pub async fn mark_delivered(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = $1, attempts = attempts + 1, lease_until = 0 WHERE id = $2")
+        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = $1, attempts = attempts + 1, lease_until = 0 WHERE id = $2 AND state = 'pending'")
             .bind(to_ms(at))
             .bind(id)
             .execute(self.pool())
@@ -203,7 +207,7 @@ impl Store {
             Some(t) => ("pending", to_ms(t)),
             None => ("failed", 0),
         };
-        sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3, attempts = attempts + 1, lease_until = 0 WHERE id = $4")
+        sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3, attempts = attempts + 1, lease_until = 0 WHERE id = $4 AND state = 'pending'")
             .bind(state)
             .bind(next)
             .bind(error)
@@ -223,7 +227,7 @@ impl Store {
         error: &str,
         attempted: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET state = 'held', next_attempt_at = 0, last_error = $1, attempts = attempts + $2, lease_until = 0 WHERE id = $3")
+        sqlx::query("UPDATE outbox SET state = 'held', next_attempt_at = 0, last_error = $1, attempts = attempts + $2, lease_until = 0 WHERE id = $3 AND state = 'pending'")
             .bind(error)
             .bind(i64::from(attempted))
             .bind(id)

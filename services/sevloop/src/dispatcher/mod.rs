@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use sevloop_bus::{LogWriter, Outgoing};
+use sevloop_core::catalog::HELPDESK;
 use sevloop_store::{DisabledEndpoint, Notification, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -46,8 +47,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole delivery's limit (request, publish and bookkeeping): under [`LEASE`], so a row is
 /// never leased again while its delivery still runs.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(45);
-/// The shortest wait before a retry, whatever `Retry-After` says (0, or a date already past).
-const MIN_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -158,11 +157,7 @@ impl Dispatcher {
         log: LogWriter,
         metrics: Arc<sevloop_http::Metrics>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT / 2)
-            .build()
-            .unwrap_or_default();
+        let client = http_client();
         Dispatcher {
             store,
             settings,
@@ -301,7 +296,13 @@ impl Dispatcher {
                             d.reason
                         ),
                     },
-                    None => self.send(request, target).await,
+                    None => match self.send(request, target).await {
+                        // Its URL is one ticket's: gone is that ticket, not the helpdesk.
+                        Outcome::Gone { .. } if n.endpoint == HELPDESK => Outcome::GiveUp {
+                            error: "the helpdesk answered 410 Gone for this ticket".into(),
+                        },
+                        outcome => outcome,
+                    },
                 })
             }
             Ok(Delivery::Topic { key, message }) => {
@@ -365,15 +366,34 @@ impl Dispatcher {
     }
 }
 
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT / 2)
+        // A followed redirect turns a POST into a bodiless GET (counted as delivered) or carries
+        // the signed body elsewhere: a receiver that moved is a change to make in the catalog.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 /// Names an endpoint's URL without holding it (Slack and webhook URLs are secrets).
 fn fingerprint(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 408 and 429 and 5xx are worth retrying; other 4xx mean the request itself is wrong.
-/// `Retry-After` is honoured in both its forms, seconds and an HTTP date (read against `now`).
+/// 408 and 429 and 5xx are worth retrying; other 4xx mean the request itself is wrong, and a
+/// redirect that the catalog's URL is. `Retry-After` is honoured in both its forms, seconds and
+/// an HTTP date (read against `now`).
 fn classify(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Outcome {
+    if status.is_redirection() {
+        return Outcome::GiveUp {
+            error: format!(
+                "receiver answered {status}: it redirects, which is not followed; put the URL it names in the catalog"
+            ),
+        };
+    }
     let error = format!("receiver answered {status}");
     let retryable = status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -397,9 +417,10 @@ fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// When to try again: after `Retry-After` if the receiver said (at least [`MIN_RETRY`]), else
-/// after the backoff, but no later than `give_up_after` from when it was queued, so a receiver
-/// asking for more still gets a last try then; never, once that time has passed.
+/// When to try again: after the backoff, or after `Retry-After` if the receiver asked for longer
+/// (a receiver answering `Retry-After: 1` to every try is not retried every second for a day),
+/// but no later than `give_up_after` from when it was queued, so a receiver asking for more
+/// still gets a last try then; never, once that time has passed.
 fn retry_at(
     n: &Notification,
     now: DateTime<Utc>,
@@ -411,10 +432,8 @@ fn retry_at(
         return None;
     }
     let wait = after
-        .map_or_else(
-            || backoff(n.attempts as u32 + 1, &n.id),
-            |a| a.max(MIN_RETRY),
-        )
+        .unwrap_or_default()
+        .max(backoff(n.attempts as u32 + 1, &n.id))
         .min(give_up_after);
     let retry_at = now.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
     Some(retry_at.min(deadline))
@@ -547,20 +566,29 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_waits_at_least_a_second_and_at_most_until_the_give_up_time() {
+    fn a_retry_waits_the_backoff_or_longer_if_asked_and_at_most_until_the_give_up_time() {
         let day = Duration::from_secs(24 * 3600);
         let n = queued(2);
         let now = n.created_at + chrono::Duration::minutes(1);
         let at = |after| retry_at(&n, now, after, day);
-        assert_eq!(
-            at(Some(Duration::from_secs(7))),
-            Some(now + chrono::Duration::seconds(7))
+        let backoff = at(None).expect("a backoff retry");
+        assert!(
+            backoff >= now + chrono::Duration::seconds(4)
+                && backoff <= now + chrono::Duration::seconds(5),
+            "third attempt: 4 s and up to a quarter more, {backoff}"
         );
         assert_eq!(
-            at(Some(Duration::ZERO)),
-            Some(now + chrono::Duration::seconds(1)),
-            "`Retry-After: 0` (or a date already past) is no licence to resend at once"
+            at(Some(Duration::from_secs(70))),
+            Some(now + chrono::Duration::seconds(70)),
+            "a receiver asking for longer than the backoff gets it"
         );
+        for shorter in [0, 1] {
+            assert_eq!(
+                at(Some(Duration::from_secs(shorter))),
+                Some(backoff),
+                "`Retry-After: {shorter}` is no licence to resend sooner than the backoff"
+            );
+        }
         let deadline = n.created_at + chrono::Duration::hours(24);
         for more in [25 * 3600, 10_000_000_000_000, u64::MAX] {
             assert_eq!(
@@ -569,13 +597,48 @@ mod tests {
                 "{more} s: a last try when the retries end, not a page given up at once"
             );
         }
-        let backoff = at(None).expect("a backoff retry");
-        assert!(backoff >= now + chrono::Duration::seconds(4), "{backoff}");
         assert_eq!(
             retry_at(&n, deadline, None, day),
             None,
             "past give_up_after"
         );
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_redirects_is_not_followed() {
+        let app = axum::Router::new()
+            .route(
+                "/old",
+                axum::routing::post(|| async { axum::response::Redirect::permanent("/new") }),
+            )
+            .route("/new", axum::routing::any(|| async { "applied" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let url = format!("http://{}/old", listener.local_addr().expect("its address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let resp = http_client()
+            .post(url)
+            .body("{}")
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+    }
+
+    #[test]
+    fn a_redirect_is_given_up_and_names_the_catalog_as_the_fix() {
+        for status in [
+            StatusCode::MOVED_PERMANENTLY,
+            StatusCode::TEMPORARY_REDIRECT,
+        ] {
+            let Outcome::GiveUp { error } =
+                classify(status, &HeaderMap::new(), SystemTime::UNIX_EPOCH)
+            else {
+                panic!("{status}: given up, not retried nor delivered");
+            };
+            assert!(error.contains("catalog"), "{error}");
+        }
     }
 
     #[test]
