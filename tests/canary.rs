@@ -395,9 +395,12 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
         sev_ids_by_product(&wait_for_sevs(&sevloop, &products, Duration::from_secs(60)).await);
 
     // People act on the SEVs, typing personal data.
-    // The customer's id is one no pattern knows: only the SEV's own customers say it is one.
+    // The customer's id and name are ones no pattern knows: only the SEV's own customers say
+    // they are personal.
     let reason = format!(
-        "I spoke to customer {} on {reason_phone}: their own bank blocks the card, not an incident",
+        "I spoke to {} (customer {}) on {reason_phone}: their own bank blocks the card, not an \
+         incident",
+        people["cards"][0].name(),
         people["cards"][0].id
     );
     sevloop

@@ -82,6 +82,11 @@ impl Role {
         }
     }
 
+    /// The team of an actor [`Role::actor`] names, if it is a team member.
+    pub fn team_of_actor(actor: &str) -> Option<&str> {
+        actor.strip_prefix("team:")
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Role::Support => "support",

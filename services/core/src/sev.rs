@@ -175,6 +175,9 @@ impl SevAction {
 
     /// The action's own fields are sound (what the API checks before accepting it).
     pub fn validate(&self) -> Result<(), TransitionError> {
+        if let Some(field) = self.fields().find(|(_, v)| has_control(v)).map(|(f, _)| f) {
+            return Err(TransitionError::ControlCharacter { field });
+        }
         let text_ok = |s: &str| !s.trim().is_empty() && s.chars().count() <= MAX_REASON_CHARS;
         match self {
             SevAction::Decline { reason } if !text_ok(reason) => Err(TransitionError::Reason),
@@ -187,9 +190,31 @@ impl SevAction {
     }
 }
 
+/// Whether `s` holds a control character other than a tab or a line break: nobody types one,
+/// and PostgreSQL refuses NUL in text, so one stored would fail its batch on every retry.
+fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// `s` with each control character [`has_control`] finds replaced by U+FFFD.
+fn without_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if has_control(c.encode_utf8(&mut [0; 4])) {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Why an action does not apply to a SEV.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
+    #[error("`{field}` holds a control character")]
+    ControlCharacter { field: &'static str },
     #[error("a SEV that is {state} cannot be {action}")]
     State {
         state: &'static str,
@@ -226,6 +251,35 @@ impl SevState {
 }
 
 impl SevAction {
+    /// The typed fields, by name.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let fields: [Option<(&'static str, &str)>; 2] = match self {
+            SevAction::Decline { reason } => [Some(("reason", reason)), None],
+            SevAction::Reroute { team, note } => {
+                [Some(("team", team)), note.as_deref().map(|n| ("note", n))]
+            }
+            SevAction::Merge { into } => [Some(("into", into)), None],
+            SevAction::Acknowledge | SevAction::Mitigate | SevAction::Resolve => [None, None],
+        };
+        fields.into_iter().flatten()
+    }
+
+    fn without_controls(&self) -> SevAction {
+        match self {
+            SevAction::Decline { reason } => SevAction::Decline {
+                reason: without_controls(reason),
+            },
+            SevAction::Reroute { team, note } => SevAction::Reroute {
+                team: without_controls(team),
+                note: note.as_deref().map(without_controls),
+            },
+            SevAction::Merge { into } => SevAction::Merge {
+                into: without_controls(into),
+            },
+            other => other.clone(),
+        }
+    }
+
     fn past_tense(&self) -> &'static str {
         match self {
             SevAction::Acknowledge => "acknowledged",
@@ -251,6 +305,22 @@ pub struct SevActionRequest {
     /// The role of whoever acted (never a person's name: the timeline is blameless).
     pub actor_role: String,
     pub requested_at: DateTime<Utc>,
+}
+
+impl SevActionRequest {
+    /// The request with every control character replaced: what the pipeline may store and
+    /// look up. A record that differs from it is refused (the API refuses such text; a record
+    /// on the log from elsewhere must not stop its partition).
+    pub fn without_controls(&self) -> SevActionRequest {
+        SevActionRequest {
+            action_id: without_controls(&self.action_id),
+            sev_id: without_controls(&self.sev_id),
+            product: without_controls(&self.product),
+            action: self.action.without_controls(),
+            actor_role: without_controls(&self.actor_role),
+            requested_at: self.requested_at,
+        }
+    }
 }
 
 /// What an escalation does, given the state of the cluster's latest SEV.
@@ -331,6 +401,52 @@ mod tests {
             reason: "expected".into(),
         };
         assert!(mitigated.after(&decline).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_field() {
+        let nul = SevAction::Decline {
+            reason: "dup\u{0}".into(),
+        };
+        assert_eq!(
+            SevState::Open.after(&nul),
+            Err(TransitionError::ControlCharacter { field: "reason" })
+        );
+        let note = SevAction::Reroute {
+            team: "payments".into(),
+            note: Some("see\u{1b}[31m".into()),
+        };
+        assert_eq!(
+            note.validate(),
+            Err(TransitionError::ControlCharacter { field: "note" })
+        );
+        let lines = SevAction::Decline {
+            reason: "known:\n\tsee the status page\r\n".into(),
+        };
+        assert_eq!(lines.validate(), Ok(()), "tabs and line breaks are text");
+    }
+
+    #[test]
+    fn a_request_without_controls_differs_exactly_when_it_held_one() {
+        let request = |into: &str, sev_id: &str| SevActionRequest {
+            action_id: "act-1".into(),
+            sev_id: sev_id.into(),
+            product: "cards".into(),
+            action: SevAction::Merge { into: into.into() },
+            actor_role: "team:cards".into(),
+            requested_at: DateTime::UNIX_EPOCH,
+        };
+        let clean = request("SEV-2", "SEV-1");
+        assert_eq!(clean.without_controls(), clean);
+        for dirty in [
+            request("SEV-2\u{0}", "SEV-1"),
+            request("SEV-2", "SEV-\u{7f}1"),
+        ] {
+            let cleaned = dirty.without_controls();
+            assert_ne!(cleaned, dirty);
+            assert_eq!(cleaned.without_controls(), cleaned);
+            assert!(!serde_json::to_string(&cleaned).unwrap().contains("\\u0000"));
+        }
     }
 
     #[test]

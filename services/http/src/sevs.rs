@@ -19,7 +19,7 @@ use serde_json::json;
 use sevloop_core::redact::Personal;
 use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
 use sevloop_core::{SevState, Severity};
-use sevloop_store::{ActionRow, SevFilter, SevRow, SevSort};
+use sevloop_store::{ActionRow, Filer, SevFilter, SevRow, SevSort};
 
 use sevloop_core::access::Need;
 
@@ -268,8 +268,9 @@ pub(crate) async fn perform(
     applied(s, request).await
 }
 
-/// Decline reasons and reroute notes stay visible on the SEV, to leadership too: personal data
-/// goes first, with the ids of the SEV's own customers, which no pattern knows.
+/// Decline reasons and reroute notes stay visible on the SEV, to leadership too, and go out in
+/// notifications: personal data goes first, with the names, emails and ids of the SEV's own
+/// customers, which no pattern knows.
 async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAction, ApiError> {
     let text = match &action {
         SevAction::Decline { reason } => reason,
@@ -277,15 +278,13 @@ async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAc
         _ => return Ok(action),
     };
     let lower = text.to_lowercase();
-    let customers = s.store.sev_customer_ids(sev_id).await?;
+    let filers = s.store.sev_filers(sev_id).await?;
     let mut clean = s.redactor.redact_all(text);
-    for id in customers
-        .iter()
-        .filter(|id| lower.contains(&id.to_lowercase()))
-    {
+    for filer in filers.iter().filter(|f| mentions(&lower, f)) {
         let personal = Personal {
-            customer_id: Some(id),
-            ..Personal::default()
+            name: filer.name.as_deref(),
+            customer_id: Some(&filer.id),
+            email: filer.email.as_deref(),
         };
         clean = s.redactor.redact(&clean, &personal);
     }
@@ -297,6 +296,16 @@ async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAc
         },
         other => other,
     })
+}
+
+/// Whether lower-cased `text` may name `filer` (their id, email or a part of their name): a
+/// cheap test, so the redactor runs only for the few customers a typed note could mention.
+fn mentions(text: &str, filer: &Filer) -> bool {
+    let name_parts = filer.name.iter().flat_map(|n| n.split_whitespace());
+    std::iter::once(filer.id.as_str())
+        .chain(filer.email.as_deref())
+        .chain(name_parts)
+        .any(|part| part.chars().count() > 1 && text.contains(&part.to_lowercase()))
 }
 
 /// Waits for the pipeline's verdict on an action.

@@ -44,7 +44,7 @@ pub use outbox::enqueue;
 pub use outbox::{Held, Missed, NewNotification, Notification};
 pub use sevs::{
     add_sev_event, cover_cluster, cover_clusters_of, latest_sev_of_cluster, link_tickets, open_sev,
-    sev_in, sev_ticket_ids, update_severity,
+    sev_cluster_ids, sev_in, sev_ticket_ids, update_severity,
 };
 pub use sevs::{NewSev, SevFilter, SevRow, SevSort, TimelineEvent};
 pub use tickets::{insert_ticket, known_tickets, update_ticket, Filer, KnownTicket, TicketRow};

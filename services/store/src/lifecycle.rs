@@ -158,24 +158,29 @@ pub async fn set_cluster_owner(
     Ok(())
 }
 
-/// Flags a SEV nobody acknowledged in time. Returns false when it was acknowledged, closed or
-/// flagged in the meantime (so two dispatchers never escalate it twice).
+/// Flags a SEV nobody acknowledged in time, as `read` (from [`Store::unacknowledged`]) saw it.
+/// Returns false when it was acknowledged, closed, flagged, rerouted or reopened since (so two
+/// dispatchers never escalate it twice, and a SEV handed to a new team waits out that team's
+/// ack timeout).
 pub async fn mark_escalated(
     conn: &mut AnyConnection,
-    sev_id: &str,
+    read: &SevRow,
     to: &str,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE sevs SET escalated_at = $1, escalated_to = $2 \
-         WHERE sev_id = $3 AND state = 'open' AND escalated_at IS NULL",
+         WHERE sev_id = $3 AND state = 'open' AND escalated_at IS NULL \
+         AND team = $4 AND assigned_at = $5",
     )
     .bind(to_ms(at))
     .bind(to)
-    .bind(sev_id)
+    .bind(&read.id)
+    .bind(&read.team)
+    .bind(to_ms(read.assigned_at))
     .execute(conn)
     .await
-    .map_err(|e| StoreError::sql(format!("escalate {sev_id}"), e))?;
+    .map_err(|e| StoreError::sql(format!("escalate {}", read.id), e))?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -203,11 +203,16 @@ async fn a_leased_notification_is_not_handed_out_twice_and_a_retry_waits() {
             .mark_delivered(&again[0].id, retry_at)
             .await
             .expect("deliver");
+        // A dispatcher that stalled past its lease reports its own attempt late.
+        store
+            .mark_failed(&again[0].id, "request failed: timed out", Some(retry_at))
+            .await
+            .expect("a late outcome");
         let state = store.notifications_of(&sev).await.expect("state");
         assert_eq!(
             (state[0].state.as_str(), state[0].attempts),
             ("delivered", 2),
-            "{:?}",
+            "{:?}: a late outcome does not make a delivered row due again",
             store.dialect()
         );
     }
@@ -355,14 +360,54 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
             1,
             "{d:?}"
         );
+        let read = store.unacknowledged().await.expect("list").remove(0);
         let mut tx = store.begin().await.expect("tx");
-        assert!(sevloop_store::mark_escalated(&mut tx, &sev, "triage", t0())
-            .await
-            .expect("mark"));
+        let reroute = sevloop_core::sev::SevAction::Reroute {
+            team: "fraud".into(),
+            note: None,
+        };
+        let open = sevloop_core::SevState::Open;
+        sevloop_store::apply_transition(
+            &mut tx,
+            &sev,
+            &reroute,
+            open,
+            t0() + chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("reroute");
         assert!(
-            !sevloop_store::mark_escalated(&mut tx, &sev, "triage", t0())
-                .await
-                .expect("mark"),
+            !sevloop_store::mark_escalated(
+                &mut tx,
+                &read,
+                "triage",
+                t0() + chrono::Duration::minutes(1)
+            )
+            .await
+            .expect("mark"),
+            "{d:?}: rerouted since it was read, it waits for the new team's ack timeout"
+        );
+        let read = sevloop_store::sev_in(&mut tx, &sev)
+            .await
+            .expect("read")
+            .expect("row");
+        assert!(sevloop_store::mark_escalated(
+            &mut tx,
+            &read,
+            "triage",
+            t0() + chrono::Duration::minutes(1)
+        )
+        .await
+        .expect("mark"));
+        assert!(
+            !sevloop_store::mark_escalated(
+                &mut tx,
+                &read,
+                "triage",
+                t0() + chrono::Duration::minutes(1)
+            )
+            .await
+            .expect("mark"),
             "{d:?}: a second escalation does nothing"
         );
         sevloop_store::set_cluster_owner(&mut tx, "cards:1", "fraud", &sev, t0())

@@ -278,13 +278,15 @@ impl Pager {
         let summary = if total == 0 {
             "Nothing to show.".to_string()
         } else {
-            let last = offset + shown as i64;
-            format!("{}–{last} of {total}", (offset + 1).min(last))
+            // Saturating: the offset comes from the address, and may be anything.
+            let last = offset.saturating_add(shown as i64);
+            format!("{}–{last} of {total}", offset.saturating_add(1).min(last))
         };
+        let next = offset.saturating_add(PAGE_ROWS);
         Pager {
             summary,
-            prev: (offset > 0).then(|| link((offset - PAGE_ROWS).max(0))),
-            next: (offset + PAGE_ROWS < total).then(|| link(offset + PAGE_ROWS)),
+            prev: (offset > 0).then(|| link(offset.saturating_sub(PAGE_ROWS).max(0))),
+            next: (next < total).then(|| link(next)),
         }
     }
 }
@@ -406,6 +408,12 @@ mod tests {
             Pager::new(0, 0, 0, |_| String::new()).summary,
             "Nothing to show."
         );
+        let far = Pager::new(120, i64::MAX, 0, |o| format!("?offset={o}"));
+        assert!(
+            far.next.is_none(),
+            "an offset past the end, however far, has no next page"
+        );
+        assert_eq!(far.prev, Some(format!("?offset={}", i64::MAX - PAGE_ROWS)));
     }
 
     #[test]

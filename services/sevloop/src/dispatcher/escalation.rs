@@ -41,7 +41,7 @@ impl Dispatcher {
         now: chrono::DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
-        if !sevloop_store::mark_escalated(&mut tx, &sev.id, target, now).await? {
+        if !sevloop_store::mark_escalated(&mut tx, sev, target, now).await? {
             return Ok(());
         }
         let detail = json!({"to": target, "waited_since": sev.assigned_at});

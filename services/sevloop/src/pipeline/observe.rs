@@ -136,13 +136,17 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let catalog = self.catalog.get();
         let outcome = self.sevs(&catalog).act(tx, request).await?;
-        if let ActionOutcome::Applied {
-            ended: Some(cluster_id),
-        } = outcome
-        {
-            self.scope(tx, &request.product)
-                .await?
-                .end_episodes(&cluster_id);
+        let ActionOutcome::Applied { ended } = outcome else {
+            return Ok(());
+        };
+        // Another product's scope belongs to the consumer of its partition: a cluster a merge
+        // brought in from there ends its episode when it goes quiet.
+        let scope = self.scope(tx, &request.product).await?;
+        for cluster_id in ended {
+            let product = sevloop_core::cluster::parse_cluster_id(&cluster_id).map(|(p, _)| p);
+            if product == Some(request.product.as_str()) {
+                scope.end_episodes(&cluster_id);
+            }
         }
         Ok(())
     }

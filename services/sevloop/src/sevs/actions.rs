@@ -3,6 +3,7 @@
 //! the batch.
 
 use serde_json::json;
+use sevloop_core::access::Role;
 use sevloop_core::sev::{SevAction, SevActionRequest};
 use sevloop_core::SevState;
 use sevloop_notify::NoticeKind;
@@ -14,10 +15,11 @@ use super::Sevs;
 /// What applying an action came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionOutcome {
-    /// Applied. `ended` names the cluster whose open episodes end with it (the SEV was
-    /// resolved, declined or merged), so its next crossing is a new episode.
+    /// Applied. `ended` names the clusters whose open episodes end with it (the SEV was
+    /// resolved, declined or merged: every cluster it covers, the ones that joined it or came
+    /// with a SEV merged into it too), so their next crossing is a new episode.
     Applied {
-        ended: Option<String>,
+        ended: Vec<String>,
     },
     Refused(String),
     /// Seen before (a replayed record): nothing to do.
@@ -28,14 +30,21 @@ impl Sevs<'_> {
     pub async fn act(
         &self,
         conn: &mut Conn,
-        request: &SevActionRequest,
+        record: &SevActionRequest,
     ) -> Result<ActionOutcome, StoreError> {
+        // Only text a database takes is stored or looked up; a record that held anything else
+        // is refused (the API refuses such text; the log may hold records from elsewhere).
+        let request = &record.without_controls();
         if sevloop_store::action_seen(conn, &request.action_id).await? {
             return Ok(ActionOutcome::Duplicate);
         }
-        let outcome = match self.check(conn, request).await? {
-            Err(why) => ActionOutcome::Refused(why),
-            Ok((sev, next)) => self.apply(conn, request, &sev, next).await?,
+        let outcome = if request != record {
+            ActionOutcome::Refused("the request holds a control character".into())
+        } else {
+            match self.check(conn, request).await? {
+                Err(why) => ActionOutcome::Refused(why),
+                Ok((sev, next)) => self.apply(conn, request, &sev, next).await?,
+            }
         };
         let text = match &outcome {
             ActionOutcome::Refused(why) => format!("refused: {why}"),
@@ -66,6 +75,11 @@ impl Sevs<'_> {
         let Some(sev) = sevloop_store::sev_in(conn, &request.sev_id).await? else {
             return Ok(Err(format!("{} does not exist", request.sev_id)));
         };
+        // The API checked the team when it took the request; a reroute applied since then
+        // hands the SEV to a team whose SEV this team may no longer act on.
+        if Role::team_of_actor(&request.actor_role).is_some_and(|team| team != sev.team) {
+            return Ok(Err(format!("{} is now with team `{}`", sev.id, sev.team)));
+        }
         let state = SevState::parse(&sev.state).unwrap_or(SevState::Open);
         let next = match state.after(&request.action) {
             Ok(next) => next,
@@ -123,11 +137,10 @@ impl Sevs<'_> {
         )
         .await?;
         if let SevAction::Reroute { team, .. } = action {
-            sevloop_store::set_cluster_owner(conn, &before.cluster_id, team, &before.id, at)
-                .await?;
-        }
-        if let SevAction::Merge { into } = action {
-            self.merge_links(conn, before, into, at).await?;
+            // Every cluster the SEV covers: one that joined it is the same complaint.
+            for cluster_id in sevloop_store::sev_cluster_ids(conn, &before.id).await? {
+                sevloop_store::set_cluster_owner(conn, &cluster_id, team, &before.id, at).await?;
+            }
         }
         let sev = self.reread(conn, &before.id).await?;
         let change = Change {
@@ -147,17 +160,27 @@ impl Sevs<'_> {
             .announce(conn, &sev, &change, &sev.team, &tickets)
             .await?;
         if let SevAction::Reroute { .. } = action {
-            // The team it left closes the alert it was paged with.
+            // The teams it left close the alerts they were paged with.
             let away = Change {
                 kind: NoticeKind::ReroutedAway,
                 event_id: format!("{}.away", request.action_id),
                 ..change
             };
-            announcer.tell_team(conn, &sev, &away, &before.team).await?;
+            let left: Vec<&str> = std::iter::once(before.team.as_str())
+                .chain(before.escalated_to.as_deref())
+                .collect();
+            announcer.tell_teams_left(conn, &sev, &away, &left).await?;
         }
-        Ok(ActionOutcome::Applied {
-            ended: kind.closes().then(|| before.cluster_id.clone()),
-        })
+        // After the merged SEV's close, so each ticket hears it joined the other SEV last.
+        if let SevAction::Merge { into } = action {
+            self.merge_links(conn, before, into, at).await?;
+        }
+        let ended = if kind.closes() {
+            sevloop_store::sev_cluster_ids(conn, &before.id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(ActionOutcome::Applied { ended })
     }
 
     /// A merged SEV's tickets count toward the SEV it went into.

@@ -73,8 +73,9 @@ impl Announcer<'_> {
     }
 
     /// Queues the change for the team's channels (or `team`'s, for an escalation), the
-    /// broadcast channels and the SEV events topic; and, when `helpdesk` names tickets, a
-    /// write-back for each of them.
+    /// broadcast channels, the channels of the team it escalated to (paged by the escalation,
+    /// they hear it acknowledged and closed too) and the SEV events topic; and, when `helpdesk`
+    /// names tickets, a write-back for each of them.
     pub async fn announce(
         &self,
         conn: &mut Conn,
@@ -84,28 +85,47 @@ impl Announcer<'_> {
         helpdesk: &[String],
     ) -> Result<(), StoreError> {
         let mut endpoints = self.catalog.channels_of(team);
+        for channel in sev.escalated_to.iter().flat_map(|t| self.own_channels(t)) {
+            if !endpoints.contains(&channel) {
+                endpoints.push(channel);
+            }
+        }
         endpoints.push(SEV_EVENTS);
         let notice = self.to_endpoints(conn, sev, change, &endpoints).await?;
         self.write_back(conn, sev, &notice, change.kind.as_str(), helpdesk)
             .await
     }
 
-    /// Queues the change for `team`'s own channels alone: what a team hears when a SEV leaves
-    /// it (the broadcast channels and the topic hear of the move once, from the new team's
-    /// announcement).
-    pub async fn tell_team(
+    /// Queues the change for the own channels of `teams` that the SEV's team does not hear
+    /// from: what the teams a SEV leaves hear (the team it left and the team that was paged
+    /// for it). The broadcast channels, the topic and any channel the new team shares hear of
+    /// the move once, from the new team's announcement; told the SEV left, a shared channel
+    /// would close the alert the new team was just paged with.
+    pub async fn tell_teams_left(
         &self,
         conn: &mut Conn,
         sev: &SevRow,
         change: &Change<'_>,
-        team: &str,
+        teams: &[&str],
     ) -> Result<(), StoreError> {
-        let own: Vec<&str> = self
-            .catalog
+        let staying = self.catalog.channels_of(&sev.team);
+        let mut left: Vec<&str> = Vec::new();
+        for channel in teams.iter().flat_map(|t| self.own_channels(t)) {
+            if !staying.contains(&channel) && !left.contains(&channel) {
+                left.push(channel);
+            }
+        }
+        self.to_endpoints(conn, sev, change, &left)
+            .await
+            .map(|_| ())
+    }
+
+    /// `team`'s own channels, without the broadcast ones.
+    fn own_channels(&self, team: &str) -> Vec<&str> {
+        self.catalog
             .team(team)
             .map(|t| t.channels.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        self.to_endpoints(conn, sev, change, &own).await.map(|_| ())
+            .unwrap_or_default()
     }
 
     /// One outbox row of the change per endpoint; returns the notice they carry.
@@ -170,7 +190,9 @@ impl Announcer<'_> {
         for ticket_id in tickets {
             let payload = json!({ "notice": notice, "ticket_id": ticket_id });
             let id = format!("{}.{kind}.{ticket_id}.{HELPDESK}", notice.event_id);
-            let order = format!("{}/{HELPDESK}/{ticket_id}", sev.id);
+            // One stream per ticket, whatever its SEV: a merge's close of one SEV and its link
+            // to the other must reach the ticket in the order they were made.
+            let order = format!("{HELPDESK}/{ticket_id}");
             self.queue(conn, id, order, sev, HELPDESK, kind, &payload)
                 .await?;
         }

@@ -93,14 +93,15 @@ impl Sevs<'_> {
         };
         let linked = sevloop_store::link_tickets(conn, &sev_id, &e.evidence, e.fired_at).await?;
         sevloop_store::update_severity(conn, &sev_id, e.fired_at).await?;
+        let sev = self.reread(conn, &sev_id).await?;
         let detail = json!({"rule": e.rule, "escalation_id": e.id, "window_start": e.window_start,
             "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers,
+            "severity": sev.severity,
             "usual_in_span": e.verdict.expected, "span_minutes": e.verdict.span_minutes,
             "p_value": e.verdict.p_value, "moved_in": e.verdict.moved_in, "region": e.verdict.region,
             "previous_sev": previous_sev});
         sevloop_store::add_sev_event(conn, &sev_id, "opened", "sevloop", e.fired_at, &detail)
             .await?;
-        let sev = self.reread(conn, &sev_id).await?;
         let change = Change::new(NoticeKind::Opened, format!("{}.opened", e.id), e.fired_at);
         let announcer = self.announcer();
         announcer
@@ -124,11 +125,15 @@ impl Sevs<'_> {
         kind: NoticeKind,
     ) -> Result<bool, StoreError> {
         let linked = sevloop_store::link_tickets(conn, &sev.id, &e.evidence, e.fired_at).await?;
-        sevloop_store::update_severity(conn, &sev.id, e.fired_at).await?;
+        let raised = sevloop_store::update_severity(conn, &sev.id, e.fired_at).await?;
         let detail = json!({"rule": e.rule, "escalation_id": e.id, "cluster_id": e.cluster_id,
             "ticket_count": e.ticket_count, "distinct_customers": e.distinct_customers});
         sevloop_store::add_sev_event(conn, &sev.id, what, "sevloop", e.fired_at, &detail).await?;
         let sev = self.reread(conn, &sev.id).await?;
+        // The notice below carries the new severity; the timeline says it changed.
+        if raised.is_some() {
+            severity_changed(conn, &sev, e.fired_at).await?;
+        }
         let change = Change::new(kind, format!("{}.{what}", e.id), e.fired_at);
         let announcer = self.announcer();
         announcer
@@ -185,9 +190,7 @@ impl Sevs<'_> {
         let sev = self.reread(conn, &sev.id).await?;
         let announcer = self.announcer();
         if let Some(severity) = raised {
-            let detail = json!({"severity": severity.as_str(), "distinct_customers": sev.distinct_customers});
-            sevloop_store::add_sev_event(conn, &sev.id, "severity_changed", "sevloop", at, &detail)
-                .await?;
+            severity_changed(conn, &sev, at).await?;
             let id = format!("{}.severity.{}.{}", sev.id, severity.as_str(), sev.reopened);
             let change = Change::new(NoticeKind::Updated, id, at);
             announcer
@@ -229,15 +232,37 @@ impl Sevs<'_> {
     }
 }
 
+/// Puts `sev`'s severity, just raised, on its timeline.
+async fn severity_changed(
+    conn: &mut Conn,
+    sev: &SevRow,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let detail = json!({"severity": sev.severity, "distinct_customers": sev.distinct_customers});
+    sevloop_store::add_sev_event(conn, &sev.id, "severity_changed", "sevloop", at, &detail).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sevloop_core::detect::{escalation_id, Verdict};
+    use sevloop_core::sev::{SevAction, SevActionRequest};
 
     const CATALOG: &str = r#"
 default_team = "cards"
 [teams.cards]
 channels = ["cards-slack"]
+escalate_to = "leads"
+[teams.leads]
+channels = ["leads-slack"]
+[teams.payments]
+channels = ["cards-slack", "payments-slack"]
+[channels.leads-slack]
+kind = "slack"
+url = "http://127.0.0.1:9/leads"
+[channels.payments-slack]
+kind = "slack"
+url = "http://127.0.0.1:9/payments"
 [channels.cards-slack]
 kind = "slack"
 url = "http://127.0.0.1:9/hook"
@@ -267,51 +292,74 @@ url = "http://127.0.0.1:9/hook"
         }
     }
 
-    /// The team hears of a related cluster's crossing joining its SEV, whatever state the SEV
-    /// is in (a mitigated SEV whose complaint grows again was once told nothing).
-    #[tokio::test]
-    async fn a_cluster_joining_a_sev_is_announced_to_its_team() {
+    /// A SEV store in a temporary directory, the catalog and the redactor.
+    async fn harness() -> (tempfile::TempDir, sevloop_store::Store, Catalog, Redactor) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = sevloop_store::Store::connect(&url).await.expect("store");
         let catalog = Catalog::parse(CATALOG, "catalog.toml").expect("catalog");
-        let redactor = Redactor::new();
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
-        let ticket = |i: u32| {
-            TicketEvent::from_value(serde_json::json!({"ticket_id": format!("T-{i}"),
-                "event": "created", "event_time": "2024-01-03T14:00:00Z", "subject": "Card declined",
-                "body": "My card is declined", "product": "cards", "channel": "email",
-                "source": "test", "customer": {"id": format!("c-{i}"), "tier": "free"}}))
-            .expect("a valid ticket")
-        };
-        let mut tx = store.begin().await.expect("tx");
-        for i in 1..=4u32 {
+        (dir, store, catalog, Redactor::new())
+    }
+
+    fn ticket(i: u32) -> TicketEvent {
+        TicketEvent::from_value(serde_json::json!({"ticket_id": format!("T-{i}"),
+            "event": "created", "event_time": "2024-01-03T14:00:00Z", "subject": "Card declined",
+            "body": "My card is declined", "product": "cards", "channel": "email",
+            "source": "test", "customer": {"id": format!("c-{i}"), "tier": "free"}}))
+        .expect("a valid ticket")
+    }
+
+    /// Stores tickets 1..=n, two to a cluster (cards:1, cards:2, ...), and opens cards:1's SEV
+    /// on the first two. Returns its id.
+    async fn open_sev(sevs: &Sevs<'_>, tx: &mut Conn, n: u32) -> String {
+        for i in 1..=n {
             let assignment = sevloop_core::Assignment {
                 cluster_id: format!("cards:{}", i.div_ceil(2)),
                 similarity: 0.9,
                 matched_terms: Vec::new(),
                 new_cluster: false,
             };
-            sevloop_store::insert_ticket(&mut tx, &ticket(i), &assignment, None, 0, i64::from(i))
+            sevloop_store::insert_ticket(tx, &ticket(i), &assignment, None, 0, i64::from(i))
                 .await
                 .expect("ticket stored");
         }
         let first = escalation("cards:1", &["T-1", "T-2"], 10);
         assert!(sevs
-            .escalate(&mut tx, &ticket(1), &first, &["card".into()])
+            .escalate(tx, &ticket(1), &first, &["card".into()])
             .await
             .expect("opened"));
-        let sev_id = sevloop_store::latest_sev_of_cluster(&mut tx, "cards:1")
+        sevloop_store::latest_sev_of_cluster(tx, "cards:1")
             .await
             .expect("read")
             .expect("a SEV")
-            .id;
-        let mitigate = sevloop_core::sev::SevAction::Mitigate;
+            .id
+    }
+
+    fn request(sev_id: &str, n: u32, actor_role: &str, action: SevAction) -> SevActionRequest {
+        SevActionRequest {
+            action_id: format!("act-{n}"),
+            sev_id: sev_id.into(),
+            product: "cards".into(),
+            action,
+            actor_role: actor_role.into(),
+            requested_at: Utc::now(),
+        }
+    }
+
+    /// The team hears of a related cluster's crossing joining its SEV, whatever state the SEV
+    /// is in (a mitigated SEV whose complaint grows again was once told nothing).
+    #[tokio::test]
+    async fn a_cluster_joining_a_sev_is_announced_to_its_team() {
+        let (_dir, store, catalog, redactor) = harness().await;
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        let sev_id = open_sev(&sevs, &mut tx, 4).await;
+        let mitigate = SevAction::Mitigate;
         sevloop_store::apply_transition(&mut tx, &sev_id, &mitigate, SevState::Mitigated, sevs.now)
             .await
             .expect("mitigated");
@@ -332,5 +380,241 @@ url = "http://127.0.0.1:9/hook"
         assert_eq!(to_team, ["opened", "updated"]);
         let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
         assert_eq!(sev.ticket_count, 4, "the joining evidence is linked");
+    }
+
+    /// What the API checked when it took a request may no longer hold when the pipeline applies
+    /// it, and a record on the log may hold text no database takes: both are refused, recorded,
+    /// and fail nothing.
+    #[tokio::test]
+    async fn stale_and_unstorable_actions_are_refused_not_failed() {
+        let (_dir, store, catalog, redactor) = harness().await;
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        let sev_id = open_sev(&sevs, &mut tx, 2).await;
+        let reroute = SevAction::Reroute {
+            team: "payments".into(),
+            note: None,
+        };
+        let applied = sevs
+            .act(&mut tx, &request(&sev_id, 1, "team:cards", reroute))
+            .await;
+        assert!(
+            matches!(applied, Ok(ActionOutcome::Applied { .. })),
+            "{applied:?}"
+        );
+        // Asked for by cards before the reroute was applied.
+        let decline = SevAction::Decline {
+            reason: "not ours".into(),
+        };
+        let stale = sevs
+            .act(&mut tx, &request(&sev_id, 2, "team:cards", decline.clone()))
+            .await;
+        assert_eq!(
+            stale.expect("recorded"),
+            ActionOutcome::Refused(format!("{sev_id} is now with team `payments`"))
+        );
+        let nul = SevAction::Decline {
+            reason: "dup\u{0}".into(),
+        };
+        let refused = sevs.act(&mut tx, &request(&sev_id, 3, "admin", nul)).await;
+        assert_eq!(
+            refused.expect("recorded, not a failed batch"),
+            ActionOutcome::Refused("the request holds a control character".into())
+        );
+        let by_payments = sevs
+            .act(&mut tx, &request(&sev_id, 4, "team:payments", decline))
+            .await;
+        assert!(
+            matches!(by_payments, Ok(ActionOutcome::Applied { .. })),
+            "{by_payments:?}"
+        );
+        tx.commit().await.expect("commit");
+        let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
+        assert_eq!(
+            (sev.state.as_str(), sev.team.as_str()),
+            ("declined", "payments")
+        );
+    }
+
+    /// Kinds of the SEV's notifications to `endpoint`, in the order queued.
+    async fn heard(store: &sevloop_store::Store, sev_id: &str, endpoint: &str) -> Vec<String> {
+        let all = store.notifications_of(sev_id).await.expect("notifications");
+        all.into_iter()
+            .filter(|n| n.endpoint == endpoint)
+            .map(|n| n.kind)
+            .collect()
+    }
+
+    /// The team paged by an escalation hears the SEV acknowledged and closed (its alert would
+    /// stay open for good otherwise), and hears it leave when it is rerouted; a channel the new
+    /// team shares is not told the SEV left it.
+    #[tokio::test]
+    async fn the_escalation_target_hears_the_sev_close_and_a_shared_channel_keeps_its_page() {
+        let (_dir, store, catalog, redactor) = harness().await;
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        let resolved = open_sev(&sevs, &mut tx, 4).await;
+        let read = sevs.reread(&mut tx, &resolved).await.expect("read");
+        assert!(
+            sevloop_store::mark_escalated(&mut tx, &read, "leads", sevs.now)
+                .await
+                .expect("escalated")
+        );
+        for (n, action) in [(1, SevAction::Acknowledge), (2, SevAction::Resolve)] {
+            let done = sevs
+                .act(&mut tx, &request(&resolved, n, "admin", action))
+                .await;
+            assert!(
+                matches!(done, Ok(ActionOutcome::Applied { .. })),
+                "{done:?}"
+            );
+        }
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            heard(&store, &resolved, "leads-slack").await,
+            ["acknowledged", "resolved"]
+        );
+
+        let mut tx = store.begin().await.expect("tx");
+        let first = escalation("cards:2", &["T-3", "T-4"], 30);
+        assert!(sevs
+            .escalate(&mut tx, &ticket(3), &first, &["card".into()])
+            .await
+            .expect("opened"));
+        let rerouted = sevloop_store::latest_sev_of_cluster(&mut tx, "cards:2")
+            .await
+            .expect("read")
+            .expect("a SEV")
+            .id;
+        let read = sevs.reread(&mut tx, &rerouted).await.expect("read");
+        assert!(
+            sevloop_store::mark_escalated(&mut tx, &read, "leads", sevs.now)
+                .await
+                .expect("escalated")
+        );
+        let reroute = SevAction::Reroute {
+            team: "payments".into(),
+            note: None,
+        };
+        let done = sevs
+            .act(&mut tx, &request(&rerouted, 3, "admin", reroute))
+            .await;
+        assert!(
+            matches!(done, Ok(ActionOutcome::Applied { .. })),
+            "{done:?}"
+        );
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            heard(&store, &rerouted, "leads-slack").await,
+            ["rerouted_away"]
+        );
+        assert_eq!(
+            heard(&store, &rerouted, "cards-slack").await,
+            ["opened", "rerouted"],
+            "shared with payments: it keeps the page payments now has"
+        );
+        assert_eq!(
+            heard(&store, &rerouted, "payments-slack").await,
+            ["rerouted"]
+        );
+    }
+
+    /// A crossing that raises a SEV's severity says so on the timeline, as a single linked
+    /// ticket that raises it does; the opened event says what it opened at.
+    #[tokio::test]
+    async fn a_recurrence_that_raises_severity_puts_it_on_the_timeline() {
+        let (_dir, store, catalog, redactor) = harness().await;
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        let sev_id = open_sev(&sevs, &mut tx, 12).await;
+        let ids: Vec<String> = (3..=12).map(|i| format!("T-{i}")).collect();
+        let evidence: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let again = Escalation {
+            id: escalation_id("cards:1", 2, "spike"),
+            episode: 2,
+            ..escalation("cards:1", &evidence, 40)
+        };
+        assert!(!sevs
+            .escalate(&mut tx, &ticket(12), &again, &["card".into()])
+            .await
+            .expect("recurred"));
+        tx.commit().await.expect("commit");
+        let timeline = store.sev_timeline(&sev_id).await.expect("timeline");
+        let kinds: Vec<&str> = timeline.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["opened", "recurred", "severity_changed"]);
+        assert_eq!(timeline[0].detail["severity"], "SEV4");
+        assert_eq!(timeline[2].detail["severity"], "SEV3");
+    }
+
+    /// A cluster that joined a SEV belongs to it: a reroute takes it along, closing the SEV
+    /// ends its episode too, and when it crosses again on its own the SEV reopens (a
+    /// regression), not a second SEV with no link to the first.
+    #[tokio::test]
+    async fn a_cluster_that_joined_a_sev_ends_with_it_and_reopens_it() {
+        let (_dir, store, catalog, redactor) = harness().await;
+        let sevs = Sevs {
+            catalog: &catalog,
+            public_url: "http://sevloop.test",
+            redactor: &redactor,
+            now: Utc::now(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        let sev_id = open_sev(&sevs, &mut tx, 6).await;
+        let joining = escalation("cards:2", &["T-3", "T-4"], 20);
+        sevs.join(&mut tx, &joining, "cards:1")
+            .await
+            .expect("joined");
+        let reroute = SevAction::Reroute {
+            team: "payments".into(),
+            note: None,
+        };
+        let rerouted = sevs
+            .act(&mut tx, &request(&sev_id, 0, "admin", reroute))
+            .await;
+        assert!(
+            matches!(rerouted, Ok(ActionOutcome::Applied { .. })),
+            "{rerouted:?}"
+        );
+        for cluster in ["cards:1", "cards:2"] {
+            let owner = sevloop_store::cluster_owner(&mut tx, cluster)
+                .await
+                .expect("owner");
+            assert_eq!(owner.as_deref(), Some("payments"), "{cluster}");
+        }
+        let resolved = sevs
+            .act(&mut tx, &request(&sev_id, 1, "admin", SevAction::Resolve))
+            .await
+            .expect("resolved");
+        assert_eq!(
+            resolved,
+            ActionOutcome::Applied {
+                ended: vec!["cards:1".into(), "cards:2".into()]
+            }
+        );
+        let back = escalation("cards:2", &["T-5", "T-6"], 50);
+        let opened = sevs
+            .escalate(&mut tx, &ticket(5), &back, &["card".into()])
+            .await
+            .expect("escalated");
+        tx.commit().await.expect("commit");
+        assert!(!opened, "no second SEV");
+        let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
+        assert_eq!((sev.state.as_str(), sev.reopened), ("open", 1));
+        assert_eq!(sev.ticket_count, 6);
     }
 }

@@ -12,7 +12,7 @@ use crate::StoreError;
 mod reads;
 mod writes;
 
-pub use reads::{latest_sev_of_cluster, sev_in, sev_ticket_ids};
+pub use reads::{latest_sev_of_cluster, sev_cluster_ids, sev_in, sev_ticket_ids};
 pub use writes::{
     add_sev_event, cover_cluster, cover_clusters_of, link_tickets, open_sev, update_severity,
 };

@@ -5,7 +5,7 @@
 use sqlx::AnyConnection;
 
 use super::{sev_row, SevFilter, SevRow, TimelineEvent, SEV_COLUMNS};
-use crate::tickets::get;
+use crate::tickets::{get, Filer};
 use crate::time::{from_ms, to_ms};
 use crate::{Store, StoreError};
 
@@ -20,7 +20,8 @@ pub async fn sev_in(conn: &mut AnyConnection, sev_id: &str) -> Result<Option<Sev
     row.as_ref().map(sev_row).transpose()
 }
 
-/// The SEV a cluster's tickets now belong to: its latest episode's, followed through merges.
+/// The SEV a cluster's tickets now belong to: its latest episode's, or, for a cluster that
+/// never opened one, the latest SEV it joined; followed through merges.
 pub async fn latest_sev_of_cluster(
     conn: &mut AnyConnection,
     cluster_id: &str,
@@ -32,10 +33,22 @@ pub async fn latest_sev_of_cluster(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| StoreError::sql(format!("find SEV of cluster {cluster_id}"), e))?;
+    let latest = match latest {
+        Some(own) => Some(own),
+        None => sqlx::query_scalar(
+            "SELECT s.sev_id FROM sev_clusters c JOIN sevs s ON s.sev_id = c.sev_id \
+             WHERE c.cluster_id = $1 ORDER BY s.number DESC LIMIT 1",
+        )
+        .bind(cluster_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| StoreError::sql(format!("find SEV cluster {cluster_id} joined"), e))?,
+    };
     let Some(mut sev_id) = latest else {
         return Ok(None);
     };
-    // Merges form a chain; a person cannot merge a SEV into one already merged, so it is short.
+    // Each merge lengthens the chain by one (a person cannot merge into a merged SEV, but can
+    // merge the SEV a chain ends in); a chain of 16 is far past any real one.
     for _ in 0..16 {
         let Some(row) = sev_in(conn, &sev_id).await? else {
             return Ok(None);
@@ -46,6 +59,19 @@ pub async fn latest_sev_of_cluster(
         }
     }
     Ok(None)
+}
+
+/// The clusters a SEV covers: its own and those that joined it or came with a SEV merged
+/// into it.
+pub async fn sev_cluster_ids(
+    conn: &mut AnyConnection,
+    sev_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar("SELECT cluster_id FROM sev_clusters WHERE sev_id = $1 ORDER BY cluster_id")
+        .bind(sev_id)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| StoreError::sql(format!("read clusters of {sev_id}"), e))
 }
 
 /// Linked ticket ids, in link order.
@@ -110,18 +136,40 @@ impl Store {
         sev_in(&mut *self.conn().await?, sev_id).await
     }
 
+    /// The clusters a SEV covers: its own and those that joined it or came with a SEV merged
+    /// into it.
+    pub async fn sev_cluster_ids(
+        conn: &mut AnyConnection,
+        sev_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT cluster_id FROM sev_clusters WHERE sev_id = $1 ORDER BY cluster_id",
+        )
+        .bind(sev_id)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| StoreError::sql(format!("read clusters of {sev_id}"), e))
+    }
+
     /// Linked ticket ids, in link order.
     pub async fn sev_ticket_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
         sev_ticket_ids(&mut *self.conn().await?, sev_id).await
     }
 
-    /// The ids of the customers whose tickets are linked to the SEV.
-    pub async fn sev_customer_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT customer_id FROM sev_customers WHERE sev_id = $1")
-            .bind(sev_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| StoreError::sql(format!("read the customers of {sev_id}"), e))
+    /// The customers of a SEV's tickets, each with the name and email a ticket of theirs gave.
+    pub async fn sev_filers(&self, sev_id: &str) -> Result<Vec<Filer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.customer_id, MAX(t.raw) AS raw FROM sev_tickets st \
+             JOIN tickets t ON t.ticket_id = st.ticket_id WHERE st.sev_id = $1 \
+             GROUP BY t.customer_id ORDER BY t.customer_id",
+        )
+        .bind(sev_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql(format!("read the customers of {sev_id}"), e))?;
+        rows.iter()
+            .map(|r| Ok(Filer::of(get(r, "customer_id")?, &get::<String>(r, "raw")?)))
+            .collect()
     }
 
     pub async fn sev_timeline(&self, sev_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
