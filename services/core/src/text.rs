@@ -84,10 +84,28 @@ fn mask_word(word: &str, personal: &[&str]) -> Option<&'static str> {
     if bare.chars().any(|c| c.is_ascii_digit()) {
         return Some(MASK_NUMBER);
     }
-    if !bare.is_empty() && personal.iter().any(|p| p.eq_ignore_ascii_case(bare)) {
+    if is_personal(bare, personal) {
         return Some(MASK_NAME);
     }
     None
+}
+
+/// Whether `word` is one of the customer's own strings: as written in any case, in a
+/// possessive ("Ada's"), or as a part of a hyphenated word ("Mary-Jane" for "Jane"). Labels
+/// are built from what this leaves, so a name it misses could become a SEV title's term.
+fn is_personal(word: &str, personal: &[&str]) -> bool {
+    let word = ["'s", "\u{2019}s"]
+        .iter()
+        .find_map(|s| word.strip_suffix(s))
+        .unwrap_or(word);
+    let same = |a: &str, b: &str| {
+        a.eq_ignore_ascii_case(b)
+            || (!(a.is_ascii() && b.is_ascii()) && a.to_lowercase() == b.to_lowercase())
+    };
+    std::iter::once(word)
+        .chain(word.split('-'))
+        .filter(|part| !part.is_empty())
+        .any(|part| personal.iter().any(|p| same(p, part)))
 }
 
 /// How a word that is a URL starts (in any case).
@@ -190,6 +208,18 @@ mod tests {
             &["Ada"],
         );
         assert_eq!(masked, "Hi, xnamex here: xemailx see xurlx xnamex");
+    }
+
+    #[test]
+    fn the_customers_name_is_masked_in_any_case_possessive_or_hyphenated() {
+        let masked = mask(
+            "MÜLLER called: Jane's card, jane-müller's account, Müller-Lüdenscheidt, Janet",
+            &["Jane", "Müller"],
+        );
+        assert_eq!(
+            masked,
+            "xnamex called: xnamex card, xnamex account, xnamex Janet"
+        );
     }
 
     #[test]

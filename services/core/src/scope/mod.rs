@@ -277,7 +277,8 @@ fn personal_strings(ticket: &TicketEvent) -> Vec<&str> {
         .customer
         .name
         .iter()
-        .flat_map(|n| n.split_whitespace())
+        .flat_map(|n| n.split(|c: char| c.is_whitespace() || c == '-'))
+        .filter(|part| !part.is_empty())
         .collect();
     out.push(&ticket.customer.id);
     out
