@@ -143,34 +143,8 @@ impl Sevs<'_> {
             }
         }
         let sev = self.reread(conn, &before.id).await?;
-        let change = Change {
-            reason: reason.as_deref(),
-            previous_team: matches!(action, SevAction::Reroute { .. })
-                .then_some(before.team.as_str()),
-            ..Change::new(kind, request.action_id.clone(), at)
-        };
-        // Support sees a SEV's end on every ticket it links.
-        let tickets = if kind.closes() {
-            sevloop_store::sev_ticket_ids(conn, &sev.id).await?
-        } else {
-            Vec::new()
-        };
-        let announcer = self.announcer();
-        announcer
-            .announce(conn, &sev, &change, &sev.team, &tickets)
+        self.announce_action(conn, request, before, &sev, kind, reason.as_deref())
             .await?;
-        if let SevAction::Reroute { .. } = action {
-            // The teams it left close the alerts they were paged with.
-            let away = Change {
-                kind: NoticeKind::ReroutedAway,
-                event_id: format!("{}.away", request.action_id),
-                ..change
-            };
-            let left: Vec<&str> = std::iter::once(before.team.as_str())
-                .chain(before.escalated_to.as_deref())
-                .collect();
-            announcer.tell_teams_left(conn, &sev, &away, &left).await?;
-        }
         // After the merged SEV's close, so each ticket hears it joined the other SEV last.
         if let SevAction::Merge { into } = action {
             self.merge_links(conn, before, into, at).await?;
@@ -181,6 +155,48 @@ impl Sevs<'_> {
             Vec::new()
         };
         Ok(ActionOutcome::Applied { ended })
+    }
+
+    /// Tells the SEV's team what `request` did to it (`before` → `sev`), and, for a reroute,
+    /// the teams it left.
+    async fn announce_action(
+        &self,
+        conn: &mut Conn,
+        request: &SevActionRequest,
+        before: &SevRow,
+        sev: &SevRow,
+        kind: NoticeKind,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let rerouted = matches!(request.action, SevAction::Reroute { .. });
+        let change = Change {
+            reason,
+            previous_team: rerouted.then_some(before.team.as_str()),
+            ..Change::new(kind, request.action_id.clone(), request.requested_at)
+        };
+        // Support sees a SEV's end on every ticket it links.
+        let tickets = if kind.closes() {
+            sevloop_store::sev_ticket_ids(conn, &sev.id).await?
+        } else {
+            Vec::new()
+        };
+        let announcer = self.announcer();
+        announcer
+            .announce(conn, sev, &change, &sev.team, &tickets)
+            .await?;
+        if !rerouted {
+            return Ok(());
+        }
+        // The teams it left close the alerts they were paged with.
+        let away = Change {
+            kind: NoticeKind::ReroutedAway,
+            event_id: format!("{}.away", request.action_id),
+            ..change
+        };
+        let left: Vec<&str> = std::iter::once(before.team.as_str())
+            .chain(before.escalated_to.as_deref())
+            .collect();
+        announcer.tell_teams_left(conn, sev, &away, &left).await
     }
 
     /// A merged SEV's tickets count toward the SEV it went into.
