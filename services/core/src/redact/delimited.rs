@@ -38,13 +38,25 @@ impl Redactor {
             .map(|m| finding(PiiKind::Ip, m.range()))
     }
 
-    fn ipv6s<'a>(&'a self, work: &'a str) -> impl Iterator<Item = Finding> + 'a {
-        self.ipv6
-            .find_iter(work)
-            .filter(|m| !touches_word(work, m.range()))
-            .filter(|m| m.as_str().contains(|c: char| c.is_ascii_hexdigit()))
-            .filter(|m| m.as_str().parse::<Ipv6Addr>().is_ok())
-            .map(|m| finding(PiiKind::Ip, m.range()))
+    fn ipv6s(&self, work: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(m) = self.ipv6.find_at(work, at) {
+            at = m.end();
+            if touches_word(work, m.range()) {
+                // In "ip:2001:db8::1" or "host:::1" the match takes the colon ending the label
+                // for an empty first group; the address may start just after it.
+                if m.as_str().starts_with(':') {
+                    at = m.start() + 1;
+                }
+                continue;
+            }
+            let hex = m.as_str().contains(|c: char| c.is_ascii_hexdigit());
+            if hex && m.as_str().parse::<Ipv6Addr>().is_ok() {
+                found.push(finding(PiiKind::Ip, m.range()));
+            }
+        }
+        found
     }
 }
 

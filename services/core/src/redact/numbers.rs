@@ -6,8 +6,14 @@ use std::ops::Range;
 use super::{finding, is_word, touches_word, Finding, PiiKind, Redactor, MASK};
 
 /// Words that name a nearby number as a reference rather than a phone or a card.
-const REFERENCE_WORDS: &str = "order ref reference invoice ticket case tracking parcel shipment \
-    transaction txn booking confirmation receipt serial version build sku id po";
+const REFERENCE_WORDS: &str = "order ref reference invoice ticket case transaction txn booking \
+    confirmation receipt serial version build sku id po";
+
+/// References that carriers print in spaced groups ("1234 5678 9012"), so unlike the other
+/// reference words they turn a spaced number away from phones too; only when they name the
+/// number itself, though: directly or through a label word ("tracking number").
+const TRACKING_WORDS: &str = "tracking parcel shipment";
+const LABEL_WORDS: &str = "number no nr num code";
 
 /// Currencies: the number after them is an amount.
 const CURRENCY_WORDS: &str = "usd eur gbp chf jpy inr idr rp";
@@ -28,13 +34,15 @@ impl Redactor {
             let before = &work[..chain.start()];
             // "+4539…" is a phone written without spaces, whatever its checksum.
             let first = usize::from(before.ends_with('+'));
-            // Within a longer run named a reference or an amount (a tracking number), a
-            // Luhn-valid stretch is chance, not a card.
-            let context = context_before(before);
-            let whole_only = matches!(context, Context::Reference | Context::Amount);
-            let cards = (first..groups.len()).filter_map(|i| card_from(work, &groups[i..]));
-            let whole = |c: &Finding| (c.start, c.end) == (chain.start(), chain.end());
-            found.extend(cards.filter(|c| !whole_only || whole(c)));
+            let named = !matches!(context_before(before), Context::Phone | Context::Neutral);
+            for at in first..groups.len() {
+                let Some(card) = card_from(work, &groups[at..]) else {
+                    continue;
+                };
+                if !named || stands_alone(work, &groups, at, card.end) {
+                    found.push(card);
+                }
+            }
         }
         found
     }
@@ -68,14 +76,22 @@ pub fn luhn_valid(s: &str) -> bool {
 
 /// The longest card starting at the first group: 13 to 19 digits passing Luhn, not starting with
 /// 0 (no issuer does, while "00" opens international phone numbers). Only the last group may be
-/// shorter than three digits, which keeps "+44 20 …" prefixes and dates out of cards.
+/// shorter than three digits, which keeps "+44 20 …" prefixes and dates out of cards. A card
+/// parted by a wide separator is parted by it throughout, so in "ORD-3703-991309 - 030 50024850"
+/// no card spans the two numbers by chance.
 fn card_from(work: &str, groups: &[Range<usize>]) -> Option<Finding> {
     let start = groups.first()?.start;
     if work.as_bytes()[start] == b'0' {
         return None;
     }
+    let separator = |i: usize| {
+        groups
+            .get(i + 1)
+            .map_or("", |next| &work[groups[i].end..next.start])
+    };
+    let first = separator(0);
     let (mut digits, mut end) = (0, None);
-    for group in groups {
+    for (i, group) in groups.iter().enumerate() {
         digits += group.len();
         if digits > 19 {
             break;
@@ -83,24 +99,52 @@ fn card_from(work: &str, groups: &[Range<usize>]) -> Option<Finding> {
         if digits >= 13 && luhn_valid(&work[start..group.end]) {
             end = Some(group.end);
         }
-        if group.len() < 3 {
+        let next = separator(i);
+        let mixed = next != first && (wide(next) || wide(first));
+        if group.len() < 3 || mixed {
             break;
         }
     }
     end.map(|end| finding(PiiKind::Card, start..end))
 }
 
+/// Whether a card from `groups[at]` to `end`, in a run named a reference or an amount, is a
+/// card of its own rather than a Luhn-valid stretch of a longer number, which is chance. It must
+/// start the value (the run, or after a wide separator), and only an expiry date or a security
+/// code may follow it in the run.
+fn stands_alone(work: &str, groups: &[Range<usize>], at: usize, end: usize) -> bool {
+    let starts_value = at
+        .checked_sub(1)
+        .is_none_or(|prev| wide(&work[groups[prev].end..groups[at].start]));
+    // Three groups are enough to tell, and keep a long run linear.
+    let rest: Vec<usize> = groups[at..]
+        .iter()
+        .filter(|g| g.start >= end)
+        .take(3)
+        .map(|g| g.len())
+        .collect();
+    starts_value && matches!(rest[..], [] | [3 | 4] | [1 | 2] | [1 | 2, 1 | 2])
+}
+
+/// A separator of more than one character (" - ", two spaces) parts two values as often as two
+/// groups of one.
+fn wide(separator: &str) -> bool {
+    separator.chars().count() > 1
+}
+
 /// Byte length of the phone a digit chain starts with, if it is one. With "+" or "00" the
 /// country code anchors it, so it is cut to the longest plausible prefix. A national number
-/// must be the whole chain (a longer run is an account or reference number). An amount is never
-/// a phone; a reference word sways only numbers written without spaces, because people write
-/// phones in space-separated groups and references as one run or with dashes.
+/// must be the whole chain (a longer run is an account or reference number). An amount or a
+/// tracking number is never a phone; other reference words sway only numbers written without
+/// spaces, because people write phones in space-separated groups and references as one run or
+/// with dashes.
 fn phone_len(chain: &str, context: Context) -> Option<usize> {
     if chain.starts_with('+') {
         return international_len(chain, 8, 15);
     }
-    let spaced = chain.contains([' ', '\u{a0}']);
-    if context == Context::Amount || (context == Context::Reference && !spaced) {
+    let spaced = chain.contains(char::is_whitespace);
+    let never = matches!(context, Context::Amount | Context::Tracking);
+    if never || (context == Context::Reference && !spaced) || dotted_version(chain) {
         return None;
     }
     if chain.starts_with("00") {
@@ -109,6 +153,14 @@ fn phone_len(chain: &str, context: Context) -> Option<usize> {
     let digits = chain.bytes().filter(u8::is_ascii_digit).count();
     let zip_plus_four = digits == 9 && chain.find('-') == Some(5);
     ((9..=12).contains(&digits) && !zip_plus_four).then_some(chain.len())
+}
+
+/// "120.0.6099.109", "10.0.22631.2861": four or more groups parted by dots alone, one of them a
+/// single digit, are a version; phones written with dots ("01.23.45.67.89") have no such group.
+fn dotted_version(chain: &str) -> bool {
+    let groups: Vec<&str> = chain.split('.').collect();
+    let numeric = |g: &&str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    groups.len() >= 4 && groups.iter().all(numeric) && groups.iter().any(|g| g.len() == 1)
 }
 
 fn international_len(chain: &str, min: usize, max: usize) -> Option<usize> {
@@ -132,6 +184,8 @@ fn international_len(chain: &str, min: usize, max: usize) -> Option<usize> {
 enum Context {
     Phone,
     Reference,
+    /// A reference that carriers print in spaced groups: a tracking or parcel number.
+    Tracking,
     Amount,
     Neutral,
 }
@@ -140,7 +194,8 @@ enum Context {
 /// currency decides. Another value in between ("Order 4839201734 - 020 7946 0958") owns the words
 /// before it, so the look stops there.
 fn context_before(before: &str) -> Context {
-    let is_in = |list: &str, word: &str| list.split_whitespace().any(|w| w == word);
+    // Whether only labels ("number", "#") stand between the number and the word looked at.
+    let mut adjacent = true;
     for token in tail(before, 60).split_whitespace().rev().take(3) {
         if token.contains(|c: char| c.is_ascii_digit() || c == MASK) {
             return Context::Neutral;
@@ -148,17 +203,33 @@ fn context_before(before: &str) -> Context {
         let word = token
             .trim_matches(|c: char| !c.is_alphabetic())
             .to_lowercase();
-        if token.contains(CURRENCY_SIGNS) || is_in(CURRENCY_WORDS, &word) {
-            return Context::Amount;
+        if let Some(context) = word_context(token, &word, adjacent) {
+            return context;
         }
-        if is_in(PHONE_WORDS, &word) {
-            return Context::Phone;
-        }
-        if is_in(REFERENCE_WORDS, &word) {
-            return Context::Reference;
-        }
+        adjacent &= word.is_empty() || listed(LABEL_WORDS, &word);
     }
     Context::Neutral
+}
+
+/// What one word before a number says it is, if anything. A tracking word further off than its
+/// labels ("parcel not delivered, 020 …") names some other number, so it counts as a plain
+/// reference word there.
+fn word_context(token: &str, word: &str, adjacent: bool) -> Option<Context> {
+    if token.contains(CURRENCY_SIGNS) || listed(CURRENCY_WORDS, word) {
+        Some(Context::Amount)
+    } else if listed(PHONE_WORDS, word) {
+        Some(Context::Phone)
+    } else if listed(TRACKING_WORDS, word) && adjacent {
+        Some(Context::Tracking)
+    } else if listed(TRACKING_WORDS, word) || listed(REFERENCE_WORDS, word) {
+        Some(Context::Reference)
+    } else {
+        None
+    }
+}
+
+fn listed(list: &str, word: &str) -> bool {
+    list.split_whitespace().any(|w| w == word)
 }
 
 /// The last `max` bytes or so of `s`, so reading context stays linear in the text's length.
@@ -171,13 +242,18 @@ fn tail(s: &str, max: usize) -> &str {
 }
 
 /// True when a run of digits belongs to a larger token: an identifier ("TRK-4829-2291",
-/// "#48213", "1Z999AA10123456784") or a percentage.
+/// "#48213", "1Z999AA10123456784") or a percentage. An extension ("0958x123") is not part of
+/// the number's token: the phone before it stands.
 fn glued(work: &str, span: Range<usize>) -> bool {
     let mut before = work[..span.start].chars().rev();
     let mut after = work[span.end..].chars();
     let (b1, b2, a1, a2) = (before.next(), before.next(), after.next(), after.next());
-    let joiner = |c: Option<char>| matches!(c, Some('-' | '_' | '/'));
-    touches_word(work, span)
+    let joiner = |c: Option<char>| {
+        c.is_some_and(|c| matches!(c, '-' | '_' | '/' | '\u{2010}'..='\u{2015}' | '\u{2212}'))
+    };
+    let extension = matches!(a1, Some('x' | 'X')) && a2.is_some_and(|c| c.is_ascii_digit());
+    is_word(b1)
+        || (is_word(a1) && !extension)
         || b1 == Some('#')
         || a1 == Some('%')
         || (joiner(b1) && is_word(b2))

@@ -235,6 +235,191 @@ fn utf8_text_keeps_findings_on_char_boundaries() {
     );
 }
 
+#[test]
+fn a_card_followed_by_its_expiry_or_code_is_found_after_a_reference_word() {
+    let cases = [
+        (
+            "Order failed, card 4539 1488 0343 6467 05 27",
+            "Order failed, card [card] 05 27",
+        ),
+        (
+            "Order failed, card 4539 1488 0343 6467 05/27",
+            "Order failed, card [card] 05/27",
+        ),
+        (
+            "Refund ref: 4539 1488 0343 6467 124",
+            "Refund ref: [card] 124",
+        ),
+        (
+            "I paid USD with 4539 1488 0343 6467 05 27",
+            "I paid USD with [card] 05 27",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn a_luhn_valid_stretch_of_a_longer_reference_is_not_a_card() {
+    let prefix = with_check_digit("940011112222333");
+    let texts = [
+        format!("tracking {} 4444 55", group_by_four(&prefix)),
+        "order 1234 4539 1488 0343 6467".to_string(),
+    ];
+    for text in texts {
+        assert_eq!(redactor().redact_all(&text), text);
+    }
+}
+
+fn group_by_four(digits: &str) -> String {
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    groups.join(" ")
+}
+
+#[test]
+fn an_ipv6_address_right_after_a_label_and_colon_is_found() {
+    let cases = [
+        ("ip:2001:db8::1", "ip:[ip]"),
+        ("host:2001:db8::1 down", "host:[ip] down"),
+        ("addr:2a02:c7f:5e4c:f100:1c1e:c6d0:f0ee:1d4b", "addr:[ip]"),
+        ("peer=::1, x2001:db8::1", "peer=[ip], x2001:db8::1"),
+        ("host:::ffff:192.0.2.1 down", "host:[ip] down"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn groups_may_be_parted_by_dots_unicode_dashes_and_spaces() {
+    let cases = [
+        ("card 4539.1488.0343.6467.", "card [card]."),
+        (
+            "card 4539\u{2013}1488\u{2013}0343\u{2013}6467",
+            "card [card]",
+        ),
+        (
+            "card 4539\u{2011}1488\u{2011}0343\u{2011}6467",
+            "card [card]",
+        ),
+        (
+            "card 4539\u{202f}1488\u{202f}0343\u{202f}6467",
+            "card [card]",
+        ),
+        (
+            "card 4539\u{2007}1488\u{2007}0343\u{2007}6467",
+            "card [card]",
+        ),
+        ("card 4539\t1488\t0343\t6467", "card [card]"),
+        ("card 4539  1488  0343  6467 ok", "card [card] ok"),
+        (
+            "card 4539 - 1488 - 0343 - 6467 - thanks",
+            "card [card] - thanks",
+        ),
+        ("call 555\u{2013}123\u{2013}4567", "call [phone]"),
+        ("call 555\u{2011}123\u{2011}4567", "call [phone]"),
+        ("call 555\u{2212}123\u{2212}4567", "call [phone]"),
+        ("call 020\u{202f}7946\u{202f}0958.", "call [phone]."),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn a_value_set_apart_after_a_reference_is_judged_on_its_own() {
+    let cases = [
+        (
+            "Order 4839201734 - 4539 1488 0343 6467",
+            "Order 4839201734 - [card]",
+        ),
+        ("Order 12345. 4539 1488 0343 6467", "Order 12345. [card]"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn a_card_parted_by_a_wide_separator_is_parted_by_it_throughout() {
+    // "991309 - 030 50024850" passes Luhn, but it spans two numbers.
+    let text = "see ORD-3703-991309 - 030 50024850";
+    assert_eq!(redactor().redact_all(text), "see ORD-3703-991309 - [phone]");
+    assert_eq!(
+        redactor().redact_all("card 4539-1488 0343 6467"),
+        "card [card]"
+    );
+}
+
+#[test]
+fn an_extension_glued_to_a_phone_number_does_not_hide_it() {
+    let cases = [
+        ("phone: 020 7946 0958x123", "phone: [phone]x123"),
+        ("call 555-123-4567x89", "call [phone]x89"),
+        ("call +44(0)2079460958", "call [phone]"),
+        (
+            "screen 1920x1080, error 0x8007000E",
+            "screen 1920x1080, error 0x8007000E",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn emails_with_apostrophes_or_ampersands_are_found_whole() {
+    let cases = [
+        ("from jane.o'brien@example.com", "from [email]"),
+        ("first&last@example.com wrote", "[email] wrote"),
+        (
+            "she said 'jane@example.com' twice",
+            "she said '[email]' twice",
+        ),
+        (
+            "\"jane@example.com\", <jo@example.com>",
+            "\"[email]\", <[email]>",
+        ),
+        ("email=jane@example.com&to=x", "email=[email]&to=x"),
+        ("/users/jane@example.com/", "/users/[email]/"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
+#[test]
+fn versions_and_spaced_tracking_numbers_are_not_phones() {
+    let texts = [
+        "Chrome 120.0.6099.109 crashes",
+        "Windows 10.0.22631.2861",
+        "FedEx tracking 1234 5678 9012",
+        "parcel 1234 5678 9012 and shipment number 1234 5678 9012",
+    ];
+    for text in texts {
+        assert_eq!(redactor().redact_all(text), text);
+    }
+    let cases = [
+        (
+            "parcel not delivered, 020 7946 0958",
+            "parcel not delivered, [phone]",
+        ),
+        (
+            "tracking broken, call 020 7946 0958",
+            "tracking broken, call [phone]",
+        ),
+        ("ring 01.23.45.67.89", "ring [phone]"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(redactor().redact_all(text), expected, "{text}");
+    }
+}
+
 fn filler() -> impl Strategy<Value = String> {
     // Digits are left out (a number one space away is read as part of the run), and so are
     // currency signs, which rightly make the number next to them an amount.
