@@ -64,6 +64,8 @@ impl Rng {
 struct Customer {
     first: &'static str,
     last: &'static str,
+    /// The full name as typed without accents ("Jose Garcia" for "José García").
+    plain: String,
     id: String,
     email: String,
 }
@@ -125,9 +127,18 @@ fn customer(rng: &mut Rng) -> Customer {
     let (last, last_ascii) = LAST_NAMES[rng.below(LAST_NAMES.len())];
     let id_format = rng.pick(&["CUST-0#####", "C-##########", "cus_??????????", "^C#######"]);
     let domain = rng.pick(&["example.com", "mail.example.co.uk", "corp.example.org"]);
+    // The ASCII forms drop hyphens and apostrophes too; only accents are typed away here.
+    let plain = |name: &'static str, ascii: &'static str| {
+        if ascii.len() == name.chars().count() {
+            ascii
+        } else {
+            name
+        }
+    };
     Customer {
         first,
         last,
+        plain: format!("{} {}", plain(first, first_ascii), plain(last, last_ascii)),
         id: rng.shape(id_format),
         email: format!("{first_ascii}.{last_ascii}{}@{domain}", rng.digits(2)),
     }
@@ -415,6 +426,7 @@ fn slot(name: &str, rng: &mut Rng, who: &Customer) -> (Option<PiiKind>, String) 
         "first" => (Some(PiiKind::Name), who.first.to_string()),
         "last" => (Some(PiiKind::Name), who.last.to_uppercase()),
         "lower" => (Some(PiiKind::Name), who.full().to_lowercase()),
+        "plain" => (Some(PiiKind::Name), who.plain.clone()),
         "cid" => (Some(PiiKind::CustomerId), who.id.clone()),
         "cemail" => (Some(PiiKind::Email), who.email.clone()),
         "badcard" => (None, failing_luhn(rng)),
@@ -468,6 +480,7 @@ const POSITIVE_TEMPLATES: &[&str] = &[
     "From: {first} <{email}>, tel:{phone}",
     "mailto:{cemail} ({phone} ext. 12)",
     "card: {card}. thanks, {lower}",
+    "{plain} here (no accents on this phone), call {phone}",
     "Dashboard at http://{ip}:8080/login is down for {first}'s team",
     "{last}, {first}: please call ({phone}) before {date}",
     "Order failed, card {card} {expiry}",

@@ -19,7 +19,7 @@ use serde_json::json;
 use sevloop_core::redact::Personal;
 use sevloop_core::sev::{SevAction, SevActionRequest, SEV_ACTION_RECORD};
 use sevloop_core::{SevState, Severity};
-use sevloop_store::{ActionRow, Filer, SevFilter, SevRow, SevSort};
+use sevloop_store::{ActionRow, SevFilter, SevRow, SevSort};
 
 use sevloop_core::access::Need;
 
@@ -277,16 +277,17 @@ async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAc
         SevAction::Reroute { note: Some(n), .. } => n,
         _ => return Ok(action),
     };
-    let lower = text.to_lowercase();
     let filers = s.store.sev_filers(sev_id).await?;
     let mut clean = s.redactor.redact_all(text);
-    for filer in filers.iter().filter(|f| mentions(&lower, f)) {
+    for filer in &filers {
         let personal = Personal {
             name: filer.name.as_deref(),
             customer_id: Some(&filer.id),
             email: filer.email.as_deref(),
         };
-        clean = s.redactor.redact(&clean, &personal);
+        if s.redactor.names(text, &personal) {
+            clean = s.redactor.redact(&clean, &personal);
+        }
     }
     Ok(match action {
         SevAction::Decline { .. } => SevAction::Decline { reason: clean },
@@ -296,16 +297,6 @@ async fn redacted(s: &AppState, sev_id: &str, action: SevAction) -> Result<SevAc
         },
         other => other,
     })
-}
-
-/// Whether lower-cased `text` may name `filer` (their id, email or a part of their name): a
-/// cheap test, so the redactor runs only for the few customers a typed note could mention.
-fn mentions(text: &str, filer: &Filer) -> bool {
-    let name_parts = filer.name.iter().flat_map(|n| n.split_whitespace());
-    std::iter::once(filer.id.as_str())
-        .chain(filer.email.as_deref())
-        .chain(name_parts)
-        .any(|part| part.chars().count() > 1 && text.contains(&part.to_lowercase()))
 }
 
 /// Waits for the pipeline's verdict on an action.

@@ -171,6 +171,13 @@ impl Redactor {
         }
     }
 
+    /// Whether `text` names the customer `personal` describes (their name, id or email, as
+    /// [`Redactor::redact`] finds them), without looking for any pattern: cheap enough to pick,
+    /// among a SEV's many customers, the few a typed note names.
+    pub fn names(&self, text: &str, personal: &Personal) -> bool {
+        !personal::personal_findings(text, personal).is_empty()
+    }
+
     /// [`Redactor::redact`] for text that belongs to no particular customer (logs, reasons).
     pub fn redact_all(&self, text: &str) -> String {
         self.redact(text, &Personal::default())

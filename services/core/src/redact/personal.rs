@@ -1,6 +1,8 @@
 //! The customer's own strings (name, customer id, email), found as whole words in any case, and
 //! the parts of a name that are hidden alike.
 
+use unicode_normalization::char::{decompose_canonical, is_combining_mark};
+
 use super::{finding, is_word, Finding, Personal, PiiKind};
 
 /// A customer's string as lowercase words. It matches in any case, as whole words, with any
@@ -14,7 +16,8 @@ struct Literal {
 impl Literal {
     fn new<'a>(kind: PiiKind, words: impl Iterator<Item = &'a str>) -> Option<Self> {
         let words: Vec<String> = words
-            .map(|w| w.chars().flat_map(folded).collect())
+            .map(|w| w.chars().flat_map(folded).collect::<String>())
+            .filter(|w| !w.is_empty()) // all marks: nothing to spell
             .collect();
         (!words.is_empty()).then_some(Self { kind, words })
     }
@@ -40,11 +43,13 @@ impl Literal {
     }
 }
 
-/// Where `word` (lowercase) ends if `text` spells it, in any case, from `pos` on.
+/// Where `word` (folded) ends if `text` spells it, in any case and with or without accents,
+/// from `pos` on.
 fn spelled_at(text: &str, pos: usize, word: &str) -> Option<usize> {
     let mut expected = word.chars().peekable();
     for (offset, c) in text[pos..].char_indices() {
-        if expected.peek().is_none() {
+        // Accents written as combining marks after the word's last letter are part of it.
+        if expected.peek().is_none() && !is_combining_mark(c) {
             return Some(pos + offset);
         }
         for lower in folded(c) {
@@ -54,9 +59,34 @@ fn spelled_at(text: &str, pos: usize, word: &str) -> Option<usize> {
     expected.peek().is_none().then_some(text.len())
 }
 
-/// Lowercase, with the typographic apostrophe read as the plain one: "O’Brien" is "O'Brien".
+/// How a character of a name compares: lowercase, without accents (written precomposed or as
+/// combining marks, which fold to nothing), with the letters that have no decomposition spelled
+/// as people type them without the key ("Łukasz" is "Lukasz", "Straße" "strasse"), and the
+/// typographic apostrophe read as the plain one ("O’Brien" is "O'Brien"). A customer's name
+/// field and what they or an agent type rarely agree on all of these.
 fn folded(c: char) -> impl Iterator<Item = char> {
-    c.to_lowercase().map(|l| if l == '’' { '\'' } else { l })
+    let mut buf = ['\0'; 4];
+    let mut n = 0;
+    let mut push = |ch: char| {
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = ch;
+            n += 1;
+        }
+    };
+    if c.is_ascii() {
+        push(c.to_ascii_lowercase());
+    } else {
+        decompose_canonical(c, |d| match d {
+            d if is_combining_mark(d) => {}
+            'ß' | 'ẞ' => "ss".chars().for_each(&mut push),
+            'ł' | 'Ł' => push('l'),
+            'ø' | 'Ø' => push('o'),
+            'đ' | 'Đ' => push('d'),
+            '’' => push('\''),
+            d => d.to_lowercase().for_each(&mut push),
+        });
+    }
+    buf.into_iter().take(n)
 }
 
 fn personal_literals(personal: &Personal) -> Vec<Literal> {

@@ -85,6 +85,51 @@ fn the_customers_own_strings_are_hidden_wherever_they_appear() {
 }
 
 #[test]
+fn a_name_is_found_with_or_without_its_accents_however_they_are_written() {
+    let redact = |name: &str, text: &str| {
+        let personal = Personal {
+            name: Some(name),
+            ..Personal::default()
+        };
+        redactor().redact(text, &personal)
+    };
+    assert_eq!(
+        redact("José García", "Jose Garcia here, jose garcia, JOSÉ"),
+        "[name] here, [name], [name]"
+    );
+    assert_eq!(redact("Zoë Müller", "Zoe Muller wrote"), "[name] wrote");
+    assert_eq!(redact("Łukasz Straße", "Lukasz, STRASSE"), "[name], [name]");
+    // The text's accent as a combining mark after the letter, the field's precomposed.
+    assert_eq!(redact("José", "Jose\u{301} called"), "[name] called");
+    assert_eq!(redact("Jose\u{301}", "José called"), "[name] called");
+    assert_eq!(redact("José", "Josef called"), "Josef called");
+}
+
+#[test]
+fn names_tells_whether_a_text_names_the_customer_and_nothing_else() {
+    let personal = Personal {
+        name: Some("Zoë Müller"),
+        customer_id: Some("CUST-00042"),
+        email: Some("zm@corp.example"),
+    };
+    for text in [
+        "spoke to zoe",
+        "re cust-00042",
+        "from ZM@corp.example",
+        "Ms MÜLLER",
+    ] {
+        assert!(redactor().names(text, &personal), "{text}");
+    }
+    for text in [
+        "card 4539 1488 0343 6467",
+        "jane@example.com",
+        "Zoey called",
+    ] {
+        assert!(!redactor().names(text, &personal), "{text}");
+    }
+}
+
+#[test]
 fn name_parts_shorter_than_two_letters_are_left_alone() {
     let personal = Personal {
         name: Some("J. R. Hartley"),
