@@ -3,7 +3,7 @@
 //! Parsing names the offending field in every error, so the API can answer with a 4xx that says
 //! what is wrong and the dead-letter topic can carry the same reason.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -14,6 +14,13 @@ const MAX_SUBJECT_CHARS: usize = 1_000;
 const MAX_BODY_CHARS: usize = 100_000;
 const MAX_NAME_CHARS: usize = 64;
 const MAX_TAGS: usize = 50;
+/// A customer's name or email longer than this is not one (and the mask compares every word
+/// of a ticket with every part of the name).
+const MAX_CUSTOMER_FIELD_CHARS: usize = 256;
+/// Event times are between 1970 and the end of year 9999 (UTC): what RFC 3339 can write with
+/// a four-digit year, and far from where time arithmetic on windows and spans overflows.
+const MIN_EVENT_YEAR: i32 = 1970;
+const MAX_EVENT_YEAR: i32 = 9999;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,6 +137,21 @@ impl TicketEvent {
         check_identifier("ticket_id", &self.ticket_id, MAX_ID_CHARS)?;
         check_product(&self.product)?;
         check_identifier("customer.id", &self.customer.id, MAX_ID_CHARS)?;
+        let personal = [
+            ("customer.name", &self.customer.name),
+            ("customer.email", &self.customer.email),
+        ];
+        for (field, value) in personal {
+            if let Some(v) = value {
+                check_text(field, v, MAX_CUSTOMER_FIELD_CHARS)?;
+            }
+        }
+        if !(MIN_EVENT_YEAR..=MAX_EVENT_YEAR).contains(&self.event_time.year()) {
+            return Err(TicketError::field(
+                "event_time",
+                format!("must be in the years {MIN_EVENT_YEAR} to {MAX_EVENT_YEAR} (UTC)"),
+            ));
+        }
         check_text("subject", &self.subject, MAX_SUBJECT_CHARS)?;
         check_text("body", &self.body, MAX_BODY_CHARS)?;
         if self.subject.trim().is_empty() && self.body.trim().is_empty() {

@@ -82,6 +82,23 @@ fn invalid_examples() -> Vec<(&'static str, Value)> {
         ("tags", with(|v| v["tags"] = json!(vec!["t"; 51]))),
         ("channel", with(|v| v["channel"] = "".into())),
         ("customer.id", with(|v| v["customer"]["id"] = "".into())),
+        (
+            "customer.name",
+            with(|v| v["customer"]["name"] = "x".repeat(257).into()),
+        ),
+        (
+            "customer.email",
+            with(|v| v["customer"]["email"] = "x".repeat(257).into()),
+        ),
+        // chrono reads years far outside what windows can subtract from without overflow.
+        (
+            "event_time",
+            with(|v| v["event_time"] = "-262143-01-01T00:00:00Z".into()),
+        ),
+        (
+            "event_time",
+            with(|v| v["event_time"] = "1969-07-20T20:17:40Z".into()),
+        ),
     ]
 }
 

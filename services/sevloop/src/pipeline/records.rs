@@ -50,7 +50,9 @@ impl Pipeline {
     }
 
     /// A dead-letter reason fit to leave: a parser may quote the bad value, which may be personal
-    /// data, the record's own customer's included (read from the record as far as it parses).
+    /// data wherever it was found ("invalid type: string \"Ada Lovelace\"" for a customer given
+    /// as a string), so quoted values go, and what is left is redacted with the record's own
+    /// customer's strings (read from the record as far as it parses).
     fn safe_reason(&self, payload: &[u8], reason: &str) -> String {
         let record: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
         let customer = &record["customer"];
@@ -59,8 +61,61 @@ impl Pipeline {
             customer_id: customer["id"].as_str(),
             email: customer["email"].as_str(),
         };
-        self.redactor.redact(reason, &personal)
+        self.redactor.redact(&without_values(reason), &personal)
     }
+}
+
+/// Longest dead-letter reason sent: a header as large as its record could push the dead letter
+/// past the broker's message size, and then no record after it would ever be processed.
+const MAX_REASON_CHARS: usize = 300;
+
+/// `reason` with every value a parser quotes shown as `…` (double-quoted strings, and the
+/// back-quoted numbers, characters and unknown variants serde names), cut to
+/// [`MAX_REASON_CHARS`]. Field paths and the expected shapes ("expected one of `free`, `pro`")
+/// stay: they say what is wrong without repeating what was sent.
+fn without_values(reason: &str) -> String {
+    const QUOTED: [&str; 4] = [
+        "unknown variant `",
+        "integer `",
+        "floating point `",
+        "char `",
+    ];
+    let mut out = String::new();
+    let mut rest = reason;
+    while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            out.push_str("\"…\"");
+            rest = after_closing(&rest[1..], '"');
+        } else if let Some((open, tail)) = QUOTED
+            .iter()
+            .find_map(|q| Some((*q, rest.strip_prefix(q)?)))
+        {
+            out.push_str(open);
+            out.push_str("…`");
+            rest = after_closing(tail, '`');
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    match out.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &out[..cut]),
+        None => out,
+    }
+}
+
+/// What follows the first unescaped `close` in `s` (nothing, if it never closes).
+fn after_closing(s: &str, close: char) -> &str {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == close => return &s[i + c.len_utf8()..],
+            _ => {}
+        }
+    }
+    ""
 }
 
 /// Parses a record of the ticket log: a ticket, or a correction or SEV action marked by its
@@ -100,5 +155,44 @@ pub(super) fn parse(record: &Record) -> Result<Body, (&'static str, String)> {
                     .collect::<String>()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_names_the_field_and_the_expected_shape_never_the_value() {
+        let cases = [
+            (
+                r#"customer: invalid type: string "Ada \"Lovelace\" Byron", expected struct Customer"#,
+                r#"customer: invalid type: string "…", expected struct Customer"#,
+            ),
+            (
+                "customer.tier: unknown variant `ada@example.com`, expected one of `free`, `pro`",
+                "customer.tier: unknown variant `…`, expected one of `free`, `pro`",
+            ),
+            (
+                "customer.email: invalid type: integer `4539148803436467`, expected a string",
+                "customer.email: invalid type: integer `…`, expected a string",
+            ),
+            (
+                "ticket_id: must not be empty",
+                "ticket_id: must not be empty",
+            ),
+            (r#"body: unterminated "value"#, r#"body: unterminated "…""#),
+        ];
+        for (reason, safe) in cases {
+            assert_eq!(without_values(reason), safe);
+        }
+    }
+
+    #[test]
+    fn a_reason_is_cut_to_a_header_size() {
+        let reason = format!("event: {}", "é".repeat(5_000));
+        let safe = without_values(&reason);
+        assert_eq!(safe.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(safe.ends_with('…'));
     }
 }
