@@ -9,7 +9,7 @@ use crate::catalog::Catalog;
 use crate::cluster::{Assignment, Cluster, ClusterConfig, Clusterer, Features, Placement};
 use crate::detect::{Decision, DetectorState, Policy, RuleBook, Verdict};
 use crate::text::{mask, Featurizer};
-use crate::ticket::TicketEvent;
+use crate::ticket::{EventKind, TicketEvent};
 
 mod correct;
 mod judging;
@@ -140,7 +140,13 @@ impl Scope {
             near,
             source,
         } = placement;
-        let (decision, verdict) = self.detect(seq, &near, source, ticket, detection);
+        // An update of a ticket first seen now (created before sevloop watched, or its creation
+        // dead-lettered) is filed in its cluster, but it is no new complaint.
+        let (decision, verdict) = if ticket.event == EventKind::Created {
+            self.detect(seq, &near, source, ticket, detection)
+        } else {
+            (Decision::Quiet, None)
+        };
         self.touched.insert(seq);
         Observation {
             seq,

@@ -108,6 +108,18 @@ fn observe_burst(
     minutes: &[i64],
     vector: impl Fn(usize) -> Vec<f32>,
 ) -> (Vec<Decision>, Scope) {
+    observe_events(EventKind::Created, rules, clusters, joins, minutes, vector)
+}
+
+/// [`observe_burst`] with every ticket's event `kind`.
+fn observe_events(
+    kind: EventKind,
+    rules: &RuleBook,
+    clusters: impl FnOnce(&crate::cluster::lsh::LshConfig) -> Vec<ClusterCheckpoint>,
+    joins: u64,
+    minutes: &[i64],
+    vector: impl Fn(usize) -> Vec<f32>,
+) -> (Vec<Decision>, Scope) {
     let mut config = ClusterConfig::default();
     config.consolidation.enabled = false;
     // Short LSH keys: every cluster is a candidate, so the test is about detection alone.
@@ -127,6 +139,7 @@ fn observe_burst(
         .map(|(i, minute)| {
             let mut t = ticket(i, &format!("c{i}"), "my card is declined");
             t.event_time = at(*minute);
+            t.event = kind;
             let features = ticket_features(&mut f, &t, Some(unit(vector(i as usize))));
             let seen = scope.observe(&features, &t, &detection);
             assert_eq!(seen.seq, joins, "the tickets join cluster {joins}");
@@ -206,6 +219,49 @@ fn burst_beside_an_open_sev(alike: f32, hot: i64) -> Vec<Decision> {
         v[2 + i] = 0.312;
         v
     })
+}
+
+/// Updates of tickets sevloop never saw created (filed before it watched, or their creation
+/// dead-lettered) are filed in their cluster, and are no new complaints: a bulk update of old
+/// tickets opens no SEV, where as many new tickets do.
+#[test]
+fn updates_of_tickets_never_seen_are_filed_but_never_counted() {
+    let run = |kind: EventKind| {
+        let quiet = watched(2.0, 0);
+        let clusters = |lsh: &crate::cluster::lsh::LshConfig| {
+            vec![checkpoint(
+                lsh,
+                1,
+                &along([1.0, 0.0, 0.0]),
+                500,
+                -24 * 60,
+                quiet,
+            )]
+        };
+        let minutes: Vec<i64> = (1..=12).collect();
+        let vector = |i: usize| {
+            let mut v: Vec<f32> = along([1.0, 0.0, 0.0]).iter().map(|x| x * 0.95).collect();
+            v[2 + i] = 0.312;
+            v
+        };
+        observe_events(kind, &RuleBook::default(), clusters, 1, &minutes, vector)
+    };
+    let (created, _) = run(EventKind::Created);
+    assert_eq!(escalations(&created).len(), 1, "12 new tickets open a SEV");
+    for kind in [EventKind::Updated, EventKind::Solved, EventKind::Closed] {
+        let (decisions, scope) = run(kind);
+        assert_all_quiet(&decisions);
+        assert!(
+            counted(&scope, 1, 12).is_empty(),
+            "{kind:?}: nothing counted"
+        );
+        let filed = scope.cluster(1).map(|c| c.size);
+        assert_eq!(
+            filed,
+            Some(512),
+            "{kind:?}: the tickets are filed in the cluster"
+        );
+    }
 }
 
 #[test]
