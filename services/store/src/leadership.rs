@@ -35,20 +35,35 @@ impl Period {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TeamNumbers {
     pub team: String,
+    /// Opened in the period; the counts and times below are of these, but for the three that
+    /// say "now".
     pub opened: u64,
-    /// Still open (open, acknowledged or mitigated).
+    /// Open now (open, acknowledged or mitigated), whenever it opened.
     pub open: u64,
+    /// Open now and not acknowledged, whenever it opened.
     pub unacknowledged: u64,
     pub escalated: u64,
-    /// When the oldest still-open SEV was opened by sevloop (wall clock).
+    /// When the episode of the oldest SEV open now began (wall clock).
     pub oldest_open_since: Option<DateTime<Utc>>,
     pub acknowledged: u64,
-    /// Mean time to acknowledge, in seconds.
+    /// Mean time from the team getting a SEV (opened, rerouted to it, or reopened) to its
+    /// acknowledgement, in seconds.
     pub mtta_seconds: Option<f64>,
     pub resolved: u64,
-    /// Mean time to resolve, in seconds.
+    /// Mean time from the start of a SEV's episode (opened, or reopened as a regression) to
+    /// its resolution, in seconds.
     pub mttr_seconds: Option<f64>,
     pub declined: u64,
+}
+
+/// A team's numbers with its times to acknowledge and to resolve, by team name.
+type TeamRows = BTreeMap<String, (TeamNumbers, Vec<f64>, Vec<f64>)>;
+
+/// `team`'s entry, named.
+fn team_entry(teams: &mut TeamRows, team: String) -> &mut (TeamNumbers, Vec<f64>, Vec<f64>) {
+    let entry = teams.entry(team.clone()).or_default();
+    entry.0.team = team;
+    entry
 }
 
 /// Medians over the period's SEVs.
@@ -57,7 +72,8 @@ pub struct LeadTime {
     pub sevs: u64,
     /// From the first ticket of a complaint to its SEV opening (event time).
     pub first_ticket_to_open_seconds: Option<f64>,
-    /// From the SEV opening to its acknowledgement (wall clock).
+    /// From the team getting the SEV (opened, rerouted to it, reopened) to its acknowledgement
+    /// (wall clock).
     pub open_to_acknowledge_seconds: Option<f64>,
 }
 
@@ -133,45 +149,43 @@ impl Store {
     ) -> Result<(Vec<TeamNumbers>, LeadTime), StoreError> {
         let (from, to) = period.bounds();
         let rows = sqlx::query(
-            "SELECT team, state, first_ticket_at, opened_at, created_at, acknowledged_at, \
-             resolved_at, escalated_at FROM sevs WHERE opened_at >= $1 AND opened_at < $2",
+            "SELECT team, state, first_ticket_at, opened_at, assigned_at, episode_at, \
+             acknowledged_at, resolved_at, escalated_at FROM sevs \
+             WHERE opened_at >= $1 AND opened_at < $2",
         )
         .bind(from)
         .bind(to)
         .fetch_all(self.pool())
         .await
         .map_err(|e| StoreError::sql("read SEVs for leadership", e))?;
-        let mut teams: BTreeMap<String, (TeamNumbers, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let mut teams = TeamRows::new();
         let (mut to_open, mut to_ack) = (Vec::new(), Vec::new());
         for r in &rows {
             let team: String = get(r, "team")?;
             let state = SevState::parse(&get::<String>(r, "state")?).unwrap_or(SevState::Open);
-            let created: i64 = get(r, "created_at")?;
             let acked: Option<i64> = get(r, "acknowledged_at")?;
             let resolved: Option<i64> = get(r, "resolved_at")?;
             let escalated: Option<i64> = get(r, "escalated_at")?;
-            let (n, ack_times, resolve_times) = teams.entry(team.clone()).or_default();
-            n.team = team;
+            let (n, ack_times, resolve_times) = team_entry(&mut teams, team);
             n.opened += 1;
-            if state.is_open() {
-                n.open += 1;
-                let since = from_ms(created);
-                n.oldest_open_since = Some(n.oldest_open_since.map_or(since, |o| o.min(since)));
-            }
-            n.unacknowledged += u64::from(state == SevState::Open);
             n.escalated += u64::from(escalated.is_some());
             n.declined += u64::from(state == SevState::Declined);
+            // From when the team got it (opened, rerouted to it, reopened): a reroute or a
+            // regression starts the wait afresh, and clears the acknowledgement it replaces.
             if let Some(a) = acked {
-                ack_times.push(seconds(a - created));
-                to_ack.push(seconds(a - created));
+                let waited = seconds(a - get::<i64>(r, "assigned_at")?);
+                ack_times.push(waited);
+                to_ack.push(waited);
             }
+            // From the start of its episode: a regression weeks later is not weeks to resolve.
             if let Some(done) = resolved.filter(|_| state == SevState::Resolved) {
-                resolve_times.push(seconds(done - created));
+                resolve_times.push(seconds(done - get::<i64>(r, "episode_at")?));
             }
             to_open.push(seconds(
                 get::<i64>(r, "opened_at")? - get::<i64>(r, "first_ticket_at")?,
             ));
         }
+        self.open_now(&mut teams).await?;
         let numbers = teams
             .into_values()
             .map(|(mut n, acks, resolves)| {
@@ -188,6 +202,26 @@ impl Store {
             open_to_acknowledge_seconds: median(&mut to_ack),
         };
         Ok((numbers, lead))
+    }
+
+    /// Counts the SEVs open now, whenever they opened: one open for weeks is not out of this
+    /// week's view.
+    async fn open_now(&self, teams: &mut TeamRows) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT team, state, episode_at FROM sevs \
+             WHERE state IN ('open', 'acknowledged', 'mitigated')",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| StoreError::sql("read open SEVs for leadership", e))?;
+        for r in &rows {
+            let (n, _, _) = team_entry(teams, get(r, "team")?);
+            n.open += 1;
+            n.unacknowledged += u64::from(get::<String>(r, "state")? == "open");
+            let since = from_ms(get(r, "episode_at")?);
+            n.oldest_open_since = Some(n.oldest_open_since.map_or(since, |o| o.min(since)));
+        }
+        Ok(())
     }
 
     async fn declined(&self, period: Period) -> Result<Vec<Declined>, StoreError> {

@@ -71,7 +71,7 @@ pub async fn reopen(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sevs SET state = 'open', reopened = reopened + 1, assigned_at = $1, \
+        "UPDATE sevs SET state = 'open', reopened = reopened + 1, assigned_at = $1, episode_at = $1, \
          acknowledged_at = NULL, mitigated_at = NULL, resolved_at = NULL, escalated_at = NULL, \
          escalated_to = NULL WHERE sev_id = $2",
     )

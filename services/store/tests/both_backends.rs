@@ -982,3 +982,86 @@ async fn sev_lists_filter_sort_and_page_and_leadership_aggregates_them() {
         assert_eq!(o.lead_time.sevs, 3);
     }
 }
+
+/// Times to acknowledge and to resolve are of a SEV's latest episode (a regression weeks later
+/// is not weeks to resolve, nor to acknowledge), and a SEV open for weeks counts as open in a
+/// week that did not open it.
+#[tokio::test]
+async fn leadership_times_are_per_episode_and_open_sevs_count_whenever_they_opened() {
+    use sevloop_core::sev::SevAction;
+    use sevloop_core::SevState;
+    let (stores, _dir) = stores("episodes").await;
+    let minutes = |m: i64| t0() + chrono::Duration::minutes(m);
+    let day = 24 * 60;
+    for store in stores {
+        let d = store.dialect();
+        let mut tx = store.begin().await.expect("tx");
+        let opened = |i: i64, fired: i64| Escalation {
+            id: format!("esc-{i}"),
+            cluster_id: format!("cards:{i}"),
+            fired_at: minutes(fired),
+            first_ticket_at: minutes(fired),
+            ..escalation()
+        };
+        let old = opened(1, -30 * day);
+        let back = opened(2, 0);
+        let mut ids = Vec::new();
+        for (e, created) in [(&old, minutes(-30 * day)), (&back, minutes(0))] {
+            let new = NewSev {
+                created_at: created,
+                ..new_sev(e)
+            };
+            let id = sevloop_store::open_sev(&mut tx, &new).await.expect("open");
+            ids.push(id.expect("new"));
+        }
+        let step = |action: SevAction, next: SevState, at: i64| (action, next, minutes(at));
+        for (action, next, at) in [
+            step(SevAction::Acknowledge, SevState::Acknowledged, 5),
+            step(SevAction::Resolve, SevState::Resolved, 120),
+        ] {
+            sevloop_store::apply_transition(&mut tx, &ids[1], &action, next, at)
+                .await
+                .expect("first episode");
+        }
+        sevloop_store::reopen(&mut tx, &ids[1], minutes(20 * day))
+            .await
+            .expect("reopen");
+        for (action, next, at) in [
+            step(
+                SevAction::Acknowledge,
+                SevState::Acknowledged,
+                20 * day + 10,
+            ),
+            step(SevAction::Resolve, SevState::Resolved, 20 * day + 190),
+        ] {
+            sevloop_store::apply_transition(&mut tx, &ids[1], &action, next, at)
+                .await
+                .expect("second episode");
+        }
+        tx.commit().await.expect("commit");
+
+        let week = sevloop_store::Period {
+            from: Some(minutes(-7 * day)),
+            to: Some(minutes(21 * day)),
+        };
+        let o = store.leadership(week, 10).await.expect("leadership");
+        let triage = &o.teams[0];
+        assert_eq!(
+            (
+                triage.opened,
+                triage.resolved,
+                triage.open,
+                triage.unacknowledged
+            ),
+            (1, 1, 1, 1),
+            "{d:?}: the SEV opened a month ago is open now: {triage:?}"
+        );
+        assert_eq!(
+            triage.mtta_seconds,
+            Some(600.0),
+            "{d:?}: its latest episode's"
+        );
+        assert_eq!(triage.mttr_seconds, Some(190.0 * 60.0), "{d:?}");
+        assert_eq!(triage.oldest_open_since, Some(minutes(-30 * day)), "{d:?}");
+    }
+}

@@ -42,8 +42,8 @@ pub async fn open_sev(
     let inserted = sqlx::query(
         "INSERT INTO sevs (sev_id, number, escalation_id, cluster_id, episode, rule, title, severity, team, \
          state, ticket_count, distinct_customers, first_ticket_at, opened_at, product, created_at, \
-         assigned_at, previous_sev) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', 0, 0, $10, $11, $12, $13, $13, $14) \
+         assigned_at, episode_at, previous_sev) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', 0, 0, $10, $11, $12, $13, $13, $13, $14) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&sev_id)
