@@ -94,6 +94,22 @@ enum Body {
 /// A record that cannot be processed, with the code and reason it is dead-lettered under.
 type Dead = (Record, &'static str, String);
 
+/// The next offset of each partition the index's last commit covers.
+fn index_committed(index: &TicketIndex) -> Result<BTreeMap<Position, i64>, PipelineError> {
+    Ok(index
+        .committed_offsets()?
+        .into_iter()
+        .map(|c| ((c.topic, c.partition), c.next_offset))
+        .collect())
+}
+
+/// The product a known ticket was filed under, if it is not `ticket`'s: ticket ids are unique
+/// per helpdesk, so the same id from another product is another ticket.
+fn filed_under_another_product<'a>(cluster_id: &'a str, ticket: &TicketEvent) -> Option<&'a str> {
+    let (product, _) = sevloop_core::cluster::parse_cluster_id(cluster_id)?;
+    (product != ticket.product).then_some(product)
+}
+
 /// A record with what it carries, or the code and reason it cannot be processed.
 type Parsed = (Record, Result<Body, (&'static str, String)>);
 
@@ -120,11 +136,7 @@ impl Pipeline {
             embedder,
             catalog,
         } = parts;
-        let index_fed = index
-            .committed_offsets()?
-            .into_iter()
-            .map(|c| ((c.topic, c.partition), c.next_offset))
-            .collect();
+        let index_fed = index_committed(&index)?;
         let rules = Arc::new(settings.rule_book()?);
         let public_url = settings.http.public_url();
         Ok(Pipeline {
@@ -197,6 +209,10 @@ impl Pipeline {
     /// Drops cached cluster state (after a rebalance or a failed batch); it reloads from SQL.
     pub fn reset(&mut self) {
         self.scopes.clear();
+        // Fed but maybe never committed (a failed index commit fails the batch): what the
+        // index has committed is what it has, and a replay feeds it the rest again (an upsert
+        // never doubles a document). Unreadable, it is fed everything replayed.
+        self.index_fed = index_committed(&self.index).unwrap_or_default();
     }
 
     /// Processes one batch. Returns the next offset of each partition it covered.
@@ -286,6 +302,15 @@ impl Pipeline {
             };
             let cluster_id = match known.get(&ticket.ticket_id) {
                 Some(k) => {
+                    if let Some(other) = filed_under_another_product(&k.cluster_id, ticket) {
+                        // Not an update of that ticket: applied as one, it would overwrite it.
+                        if !item.in_db {
+                            let reason =
+                                format!("ticket_id is already filed under product `{other}`");
+                            dead.push((item.record.clone(), "ticket_id_conflict", reason));
+                        }
+                        continue;
+                    }
                     if !item.in_db {
                         sevloop_store::update_ticket(&mut tx, ticket).await?;
                     }
