@@ -366,50 +366,26 @@ async fn an_unacknowledged_sev_escalates_once_and_a_reroute_sticks_to_its_cluste
             team: "fraud".into(),
             note: None,
         };
-        let open = sevloop_core::SevState::Open;
-        sevloop_store::apply_transition(
-            &mut tx,
-            &sev,
-            &reroute,
-            open,
+        let (open, later) = (
+            sevloop_core::SevState::Open,
             t0() + chrono::Duration::minutes(1),
-        )
-        .await
-        .expect("reroute");
-        assert!(
-            !sevloop_store::mark_escalated(
-                &mut tx,
-                &read,
-                "triage",
-                t0() + chrono::Duration::minutes(1)
-            )
+        );
+        sevloop_store::apply_transition(&mut tx, &sev, &reroute, open, later)
             .await
-            .expect("mark"),
+            .expect("reroute");
+        let escalated = sevloop_store::mark_escalated(&mut tx, &read, "triage", later).await;
+        assert!(
+            !escalated.expect("mark"),
             "{d:?}: rerouted since it was read, it waits for the new team's ack timeout"
         );
         let read = sevloop_store::sev_in(&mut tx, &sev)
             .await
             .expect("read")
             .expect("row");
-        assert!(sevloop_store::mark_escalated(
-            &mut tx,
-            &read,
-            "triage",
-            t0() + chrono::Duration::minutes(1)
-        )
-        .await
-        .expect("mark"));
-        assert!(
-            !sevloop_store::mark_escalated(
-                &mut tx,
-                &read,
-                "triage",
-                t0() + chrono::Duration::minutes(1)
-            )
-            .await
-            .expect("mark"),
-            "{d:?}: a second escalation does nothing"
-        );
+        for (n, expected) in [(1, true), (2, false)] {
+            let escalated = sevloop_store::mark_escalated(&mut tx, &read, "triage", later).await;
+            assert_eq!(escalated.expect("mark"), expected, "{d:?}: escalation {n}");
+        }
         sevloop_store::set_cluster_owner(&mut tx, "cards:1", "fraud", &sev, t0())
             .await
             .expect("owner");

@@ -293,12 +293,58 @@ url = "http://127.0.0.1:9/hook"
     }
 
     /// A SEV store in a temporary directory, the catalog and the redactor.
-    async fn harness() -> (tempfile::TempDir, sevloop_store::Store, Catalog, Redactor) {
+    struct Harness {
+        _dir: tempfile::TempDir,
+        store: sevloop_store::Store,
+        catalog: Catalog,
+        redactor: Redactor,
+    }
+
+    impl Harness {
+        fn sevs(&self) -> Sevs<'_> {
+            Sevs {
+                catalog: &self.catalog,
+                public_url: "http://sevloop.test",
+                redactor: &self.redactor,
+                now: Utc::now(),
+            }
+        }
+    }
+
+    async fn harness() -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = sevloop_store::Store::connect(&url).await.expect("store");
         let catalog = Catalog::parse(CATALOG, "catalog.toml").expect("catalog");
-        (dir, store, catalog, Redactor::new())
+        Harness {
+            _dir: dir,
+            store,
+            catalog,
+            redactor: Redactor::new(),
+        }
+    }
+
+    /// Applies `request`, which must apply.
+    async fn applies(sevs: &Sevs<'_>, tx: &mut Conn, request: &SevActionRequest) {
+        let done = sevs.act(tx, request).await;
+        assert!(
+            matches!(done, Ok(ActionOutcome::Applied { .. })),
+            "{done:?}"
+        );
+    }
+
+    /// Flags `sev_id` as escalated to leads, as the ack-timeout sweep does.
+    async fn escalate_to_leads(sevs: &Sevs<'_>, tx: &mut Conn, sev_id: &str) {
+        let read = sevs.reread(tx, sev_id).await.expect("read");
+        let escalated = sevloop_store::mark_escalated(tx, &read, "leads", sevs.now).await;
+        assert!(escalated.expect("escalated"));
+    }
+
+    fn reroute_to_payments() -> SevAction {
+        SevAction::Reroute {
+            team: "payments".into(),
+            note: None,
+        }
     }
 
     fn ticket(i: u32) -> TicketEvent {
@@ -350,13 +396,8 @@ url = "http://127.0.0.1:9/hook"
     /// is in (a mitigated SEV whose complaint grows again was once told nothing).
     #[tokio::test]
     async fn a_cluster_joining_a_sev_is_announced_to_its_team() {
-        let (_dir, store, catalog, redactor) = harness().await;
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
+        let h = harness().await;
+        let (sevs, store) = (h.sevs(), &h.store);
         let mut tx = store.begin().await.expect("tx");
         let sev_id = open_sev(&sevs, &mut tx, 4).await;
         let mitigate = SevAction::Mitigate;
@@ -369,15 +410,10 @@ url = "http://127.0.0.1:9/hook"
             .expect("joined");
         tx.commit().await.expect("commit");
 
-        let to_team: Vec<String> = store
-            .notifications_of(&sev_id)
-            .await
-            .expect("notifications")
-            .into_iter()
-            .filter(|n| n.endpoint == "cards-slack")
-            .map(|n| n.kind)
-            .collect();
-        assert_eq!(to_team, ["opened", "updated"]);
+        assert_eq!(
+            heard(store, &sev_id, "cards-slack").await,
+            ["opened", "updated"]
+        );
         let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
         assert_eq!(sev.ticket_count, 4, "the joining evidence is linked");
     }
@@ -387,26 +423,12 @@ url = "http://127.0.0.1:9/hook"
     /// and fail nothing.
     #[tokio::test]
     async fn stale_and_unstorable_actions_are_refused_not_failed() {
-        let (_dir, store, catalog, redactor) = harness().await;
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
+        let h = harness().await;
+        let (sevs, store) = (h.sevs(), &h.store);
         let mut tx = store.begin().await.expect("tx");
         let sev_id = open_sev(&sevs, &mut tx, 2).await;
-        let reroute = SevAction::Reroute {
-            team: "payments".into(),
-            note: None,
-        };
-        let applied = sevs
-            .act(&mut tx, &request(&sev_id, 1, "team:cards", reroute))
-            .await;
-        assert!(
-            matches!(applied, Ok(ActionOutcome::Applied { .. })),
-            "{applied:?}"
-        );
+        let reroute = reroute_to_payments();
+        applies(&sevs, &mut tx, &request(&sev_id, 1, "team:cards", reroute)).await;
         // Asked for by cards before the reroute was applied.
         let decline = SevAction::Decline {
             reason: "not ours".into(),
@@ -426,13 +448,12 @@ url = "http://127.0.0.1:9/hook"
             refused.expect("recorded, not a failed batch"),
             ActionOutcome::Refused("the request holds a control character".into())
         );
-        let by_payments = sevs
-            .act(&mut tx, &request(&sev_id, 4, "team:payments", decline))
-            .await;
-        assert!(
-            matches!(by_payments, Ok(ActionOutcome::Applied { .. })),
-            "{by_payments:?}"
-        );
+        applies(
+            &sevs,
+            &mut tx,
+            &request(&sev_id, 4, "team:payments", decline),
+        )
+        .await;
         tx.commit().await.expect("commit");
         let sev = store.sev(&sev_id).await.expect("read").expect("the SEV");
         assert_eq!(
@@ -455,33 +476,17 @@ url = "http://127.0.0.1:9/hook"
     /// team shares is not told the SEV left it.
     #[tokio::test]
     async fn the_escalation_target_hears_the_sev_close_and_a_shared_channel_keeps_its_page() {
-        let (_dir, store, catalog, redactor) = harness().await;
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
+        let h = harness().await;
+        let (sevs, store) = (h.sevs(), &h.store);
         let mut tx = store.begin().await.expect("tx");
         let resolved = open_sev(&sevs, &mut tx, 4).await;
-        let read = sevs.reread(&mut tx, &resolved).await.expect("read");
-        assert!(
-            sevloop_store::mark_escalated(&mut tx, &read, "leads", sevs.now)
-                .await
-                .expect("escalated")
-        );
+        escalate_to_leads(&sevs, &mut tx, &resolved).await;
         for (n, action) in [(1, SevAction::Acknowledge), (2, SevAction::Resolve)] {
-            let done = sevs
-                .act(&mut tx, &request(&resolved, n, "admin", action))
-                .await;
-            assert!(
-                matches!(done, Ok(ActionOutcome::Applied { .. })),
-                "{done:?}"
-            );
+            applies(&sevs, &mut tx, &request(&resolved, n, "admin", action)).await;
         }
         tx.commit().await.expect("commit");
         assert_eq!(
-            heard(&store, &resolved, "leads-slack").await,
+            heard(store, &resolved, "leads-slack").await,
             ["acknowledged", "resolved"]
         );
 
@@ -496,35 +501,21 @@ url = "http://127.0.0.1:9/hook"
             .expect("read")
             .expect("a SEV")
             .id;
-        let read = sevs.reread(&mut tx, &rerouted).await.expect("read");
-        assert!(
-            sevloop_store::mark_escalated(&mut tx, &read, "leads", sevs.now)
-                .await
-                .expect("escalated")
-        );
-        let reroute = SevAction::Reroute {
-            team: "payments".into(),
-            note: None,
-        };
-        let done = sevs
-            .act(&mut tx, &request(&rerouted, 3, "admin", reroute))
-            .await;
-        assert!(
-            matches!(done, Ok(ActionOutcome::Applied { .. })),
-            "{done:?}"
-        );
+        escalate_to_leads(&sevs, &mut tx, &rerouted).await;
+        let reroute = reroute_to_payments();
+        applies(&sevs, &mut tx, &request(&rerouted, 3, "admin", reroute)).await;
         tx.commit().await.expect("commit");
         assert_eq!(
-            heard(&store, &rerouted, "leads-slack").await,
+            heard(store, &rerouted, "leads-slack").await,
             ["rerouted_away"]
         );
         assert_eq!(
-            heard(&store, &rerouted, "cards-slack").await,
+            heard(store, &rerouted, "cards-slack").await,
             ["opened", "rerouted"],
             "shared with payments: it keeps the page payments now has"
         );
         assert_eq!(
-            heard(&store, &rerouted, "payments-slack").await,
+            heard(store, &rerouted, "payments-slack").await,
             ["rerouted"]
         );
     }
@@ -533,13 +524,8 @@ url = "http://127.0.0.1:9/hook"
     /// ticket that raises it does; the opened event says what it opened at.
     #[tokio::test]
     async fn a_recurrence_that_raises_severity_puts_it_on_the_timeline() {
-        let (_dir, store, catalog, redactor) = harness().await;
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
+        let h = harness().await;
+        let (sevs, store) = (h.sevs(), &h.store);
         let mut tx = store.begin().await.expect("tx");
         let sev_id = open_sev(&sevs, &mut tx, 12).await;
         let ids: Vec<String> = (3..=12).map(|i| format!("T-{i}")).collect();
@@ -566,30 +552,16 @@ url = "http://127.0.0.1:9/hook"
     /// regression), not a second SEV with no link to the first.
     #[tokio::test]
     async fn a_cluster_that_joined_a_sev_ends_with_it_and_reopens_it() {
-        let (_dir, store, catalog, redactor) = harness().await;
-        let sevs = Sevs {
-            catalog: &catalog,
-            public_url: "http://sevloop.test",
-            redactor: &redactor,
-            now: Utc::now(),
-        };
+        let h = harness().await;
+        let (sevs, store) = (h.sevs(), &h.store);
         let mut tx = store.begin().await.expect("tx");
         let sev_id = open_sev(&sevs, &mut tx, 6).await;
         let joining = escalation("cards:2", &["T-3", "T-4"], 20);
         sevs.join(&mut tx, &joining, "cards:1")
             .await
             .expect("joined");
-        let reroute = SevAction::Reroute {
-            team: "payments".into(),
-            note: None,
-        };
-        let rerouted = sevs
-            .act(&mut tx, &request(&sev_id, 0, "admin", reroute))
-            .await;
-        assert!(
-            matches!(rerouted, Ok(ActionOutcome::Applied { .. })),
-            "{rerouted:?}"
-        );
+        let reroute = reroute_to_payments();
+        applies(&sevs, &mut tx, &request(&sev_id, 0, "admin", reroute)).await;
         for cluster in ["cards:1", "cards:2"] {
             let owner = sevloop_store::cluster_owner(&mut tx, cluster)
                 .await
