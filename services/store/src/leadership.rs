@@ -349,6 +349,12 @@ impl Store {
                 }
             }
         }
+        // Quiet weeks are weeks too: a trend line drawn past them would hide them.
+        if let (Some(&first), Some(&last)) = (weeks.keys().next(), weeks.keys().next_back()) {
+            if last - first <= MAX_FILLED_WEEKS {
+                (first..=last).for_each(|w| _ = weeks.entry(w).or_default());
+            }
+        }
         Ok(weeks
             .into_iter()
             .map(|(w, (tickets, sevs_opened))| Week {
@@ -359,6 +365,10 @@ impl Store {
             .collect())
     }
 }
+
+/// Longest span of weeks whose quiet weeks are listed with zeros (ten years): beyond it only
+/// the weeks with data are, so one ticket dated decades off cannot make the answer huge.
+const MAX_FILLED_WEEKS: i64 = 520;
 
 fn seconds(ms: i64) -> f64 {
     ms.max(0) as f64 / 1000.0

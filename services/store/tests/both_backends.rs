@@ -1039,5 +1039,23 @@ async fn leadership_times_are_per_episode_and_open_sevs_count_whenever_they_open
         );
         assert_eq!(triage.mttr_seconds, Some(190.0 * 60.0), "{d:?}");
         assert_eq!(triage.oldest_open_since, Some(minutes(-30 * day)), "{d:?}");
+
+        let all = store
+            .leadership(sevloop_store::Period::default(), 10)
+            .await
+            .expect("leadership");
+        let weeks: Vec<_> = all.weekly.iter().map(|w| w.week).collect();
+        assert!(
+            weeks.len() >= 5,
+            "{d:?}: a month apart, quiet weeks between: {weeks:?}"
+        );
+        assert!(
+            weeks
+                .windows(2)
+                .all(|w| w[1] - w[0] == chrono::Duration::weeks(1)),
+            "{d:?}: every week, the quiet ones with zeros: {weeks:?}"
+        );
+        let opened: i64 = all.weekly.iter().map(|w| w.sevs_opened).sum();
+        assert_eq!(opened, 2, "{d:?}");
     }
 }
