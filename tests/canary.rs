@@ -527,6 +527,30 @@ async fn no_planted_personal_data_leaks_into_notifications_logs_the_sev_api_sev_
         !canaries.found_in(&ticket.to_string()).is_empty(),
         "the ticket API shows the planted data to support: {ticket:#}"
     );
+    // A name is no pattern, but a team member cannot look a customer's tickets up by it: what
+    // gives it away is that it is the name of a customer of the tickets found. Support can.
+    let by_name = format!(
+        "/api/v1/search?q={}&limit=200",
+        people["cards"][0].name().replace(' ', "+")
+    );
+    let team = client_with(&sevloop.token_for(&["--role", "team", "--team", "payments"]));
+    let refused = team
+        .get(format!("{}{by_name}", sevloop.url))
+        .send()
+        .await
+        .expect("sevloop answers");
+    assert_eq!(
+        refused.status(),
+        403,
+        "a team searching by a customer's name"
+    );
+    let refused: Value = refused.json().await.unwrap_or_default();
+    assert_eq!(refused["code"], "personal_data_search", "{refused}");
+    let found = sevloop.get_ok(&by_name).await;
+    assert!(
+        found["total"].as_u64().is_some_and(|n| n > 0),
+        "support finds the customer's tickets by name: {found}"
+    );
 
     // The SEV events topic, until every event the outbox published is read.
     let published: BTreeSet<String> = notifications

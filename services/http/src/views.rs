@@ -30,7 +30,7 @@ pub(crate) fn cluster(mut c: ClusterDetail, view: TextView, r: &Redactor) -> Clu
 }
 
 /// The filer's own name, id and email: hidden along with the patterns.
-fn personal(filer: &Filer) -> Personal<'_> {
+pub(crate) fn personal(filer: &Filer) -> Personal<'_> {
     Personal {
         name: filer.name.as_deref(),
         customer_id: Some(&filer.id),
