@@ -197,8 +197,8 @@ pub struct BenchArgs {
 pub struct DigestArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// The period: this many days up to now (tickets and SEVs by event time).
-    #[arg(long, default_value_t = 7)]
+    /// The period: this many days up to now (tickets and SEVs by event time), 1 to 36500.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     pub days: i64,
     /// Post `{subject, period, html}` as JSON to this URL.
     #[arg(long)]
@@ -348,5 +348,16 @@ mod tests {
             report(&error),
             "cannot start: failed to read config file /nowhere.toml: No such file or directory"
         );
+    }
+
+    #[test]
+    fn a_digest_period_out_of_range_is_refused_naming_the_flag() {
+        use clap::Parser;
+        for days in ["--days=0", "--days=-3", "--days=100000000000"] {
+            let parsed = Cli::try_parse_from(["sevloop", "digest", days]);
+            let error = parsed.expect_err(days).to_string();
+            assert!(error.contains("--days"), "{days}: {error}");
+        }
+        assert!(Cli::try_parse_from(["sevloop", "digest", "--days", "28"]).is_ok());
     }
 }

@@ -14,7 +14,6 @@ use crate::commands::open;
 const PARETO: i64 = 10;
 
 pub async fn run(args: DigestArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.days >= 1, "--days must be at least 1");
     let store = open(&args.database).await?;
     let to = Utc::now();
     let period = Period {
