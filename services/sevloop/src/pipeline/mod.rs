@@ -302,15 +302,6 @@ impl Pipeline {
             };
             let cluster_id = match known.get(&ticket.ticket_id) {
                 Some(k) => {
-                    if let Some(other) = filed_under_another_product(&k.cluster_id, ticket) {
-                        // Not an update of that ticket: applied as one, it would overwrite it.
-                        if !item.in_db {
-                            let reason =
-                                format!("ticket_id is already filed under product `{other}`");
-                            dead.push((item.record.clone(), "ticket_id_conflict", reason));
-                        }
-                        continue;
-                    }
                     if !item.in_db {
                         sevloop_store::update_ticket(&mut tx, ticket).await?;
                     }
