@@ -491,6 +491,7 @@ const POSITIVE_TEMPLATES: &[&str] = &[
 ];
 
 const NEGATIVE_TEMPLATES: &[&str] = &[
+    "Qty\tPrice\tTotal\n12\t4999\t59988\n3\t1250\t3750",
     "{order} has not arrived",
     "{tracking} shows delivered on {date}",
     "Reopened {ticket} at {time}",

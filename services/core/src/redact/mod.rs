@@ -99,9 +99,9 @@ const IPV4_OCTET: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
 /// "o'brien", so quotes and markup around an address ("'jane@…'", "**jane@…**") stay outside.
 const EMAIL_LOCAL: &str = r"\w(?:[\w.!#$%&*+^~-]|'\w)*";
 
-/// Spaces that part the groups of a written number: space, tab, no-break, figure and narrow
-/// no-break space, as a class body.
-const SPACES: &str = r" \t\u{a0}\u{2007}\u{202f}";
+/// Spaces that part the groups of a written number: space, no-break, figure and narrow no-break
+/// space, as a class body. Not a tab: tabs part a table's columns ("12\t4999\t59988").
+const SPACES: &str = r" \u{a0}\u{2007}\u{202f}";
 
 /// Dashes that part the groups of a written number: hyphen-minus, the Unicode hyphens and dashes
 /// (U+2010 to U+2015) and the minus sign, as a class body.
@@ -171,11 +171,12 @@ impl Redactor {
         }
     }
 
-    /// Whether `text` names the customer `personal` describes (their name, id or email, as
-    /// [`Redactor::redact`] finds them), without looking for any pattern: cheap enough to pick,
-    /// among a SEV's many customers, the few a typed note names.
+    /// Whether `text` names the customer `personal` describes by their full name, id or email
+    /// (a part of a name alone, "Will" or "May", is a word too), without looking for any
+    /// pattern: cheap enough to pick, among a SEV's many customers, the few a typed note or a
+    /// search names.
     pub fn names(&self, text: &str, personal: &Personal) -> bool {
-        !personal::personal_findings(text, personal).is_empty()
+        personal::names_whole(text, personal)
     }
 
     /// [`Redactor::redact`] for text that belongs to no particular customer (logs, reasons).

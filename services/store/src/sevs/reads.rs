@@ -136,40 +136,30 @@ impl Store {
         sev_in(&mut *self.conn().await?, sev_id).await
     }
 
-    /// The clusters a SEV covers: its own and those that joined it or came with a SEV merged
-    /// into it.
-    pub async fn sev_cluster_ids(
-        conn: &mut AnyConnection,
-        sev_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT cluster_id FROM sev_clusters WHERE sev_id = $1 ORDER BY cluster_id",
-        )
-        .bind(sev_id)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| StoreError::sql(format!("read clusters of {sev_id}"), e))
-    }
-
     /// Linked ticket ids, in link order.
     pub async fn sev_ticket_ids(&self, sev_id: &str) -> Result<Vec<String>, StoreError> {
         sev_ticket_ids(&mut *self.conn().await?, sev_id).await
     }
 
-    /// The customers of a SEV's tickets, each with the name and email a ticket of theirs gave.
+    /// The customers of a SEV's tickets as each ticket names them (one customer may give a
+    /// name on one ticket and none on another), each once.
     pub async fn sev_filers(&self, sev_id: &str) -> Result<Vec<Filer>, StoreError> {
         let rows = sqlx::query(
-            "SELECT t.customer_id, MAX(t.raw) AS raw FROM sev_tickets st \
-             JOIN tickets t ON t.ticket_id = st.ticket_id WHERE st.sev_id = $1 \
-             GROUP BY t.customer_id ORDER BY t.customer_id",
+            "SELECT t.customer_id, t.raw FROM sev_tickets st \
+             JOIN tickets t ON t.ticket_id = st.ticket_id WHERE st.sev_id = $1",
         )
         .bind(sev_id)
         .fetch_all(self.pool())
         .await
         .map_err(|e| StoreError::sql(format!("read the customers of {sev_id}"), e))?;
-        rows.iter()
+        let mut filers = rows
+            .iter()
             .map(|r| Ok(Filer::of(get(r, "customer_id")?, &get::<String>(r, "raw")?)))
-            .collect()
+            .collect::<Result<Vec<Filer>, StoreError>>()?;
+        let key = |f: &Filer| (f.id.clone(), f.name.clone(), f.email.clone());
+        filers.sort_by_key(key);
+        filers.dedup_by_key(|f| key(f));
+        Ok(filers)
     }
 
     pub async fn sev_timeline(&self, sev_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
