@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ticket::is_unwelcome_control;
+
 /// What a SEV's severity is derived from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Impact {
@@ -190,18 +192,17 @@ impl SevAction {
     }
 }
 
-/// Whether `s` holds a control character other than a tab or a line break: nobody types one,
-/// and PostgreSQL refuses NUL in text, so one stored would fail its batch on every retry.
+/// Whether `s` holds a control character text may not: one stored would fail its batch on
+/// PostgreSQL on every retry.
 fn has_control(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    s.chars().any(is_unwelcome_control)
 }
 
 /// `s` with each control character [`has_control`] finds replaced by U+FFFD.
 fn without_controls(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if has_control(c.encode_utf8(&mut [0; 4])) {
+            if is_unwelcome_control(c) {
                 char::REPLACEMENT_CHARACTER
             } else {
                 c

@@ -244,14 +244,16 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), TicketError> {
     Ok(())
 }
 
-/// Text may hold tabs and line breaks but no other control characters (PostgreSQL refuses NUL,
-/// and none of them belongs in a ticket).
+/// Whether `c` is a control character text may not hold: all but tabs and line breaks
+/// (PostgreSQL refuses NUL, and none of them is typed by a person).
+pub(crate) fn is_unwelcome_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Text may hold tabs and line breaks but no other control characters.
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), TicketError> {
     check_len(field, value, max)?;
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    {
+    if let Some(c) = value.chars().find(|&c| is_unwelcome_control(c)) {
         return Err(TicketError::field(
             field,
             format!("contains the control character U+{:04X}", c as u32),

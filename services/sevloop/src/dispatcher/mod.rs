@@ -83,8 +83,11 @@ enum Outcome {
     Held {
         error: String,
     },
-    /// 410 Gone: the receiver asked never to be called again (at the URL `target` fingerprints).
+    /// 410 Gone, or a redirect: the receiver is not to be called again at the URL `target`
+    /// fingerprints (it answered `status`), until the catalog points the channel elsewhere or
+    /// an admin enables it.
     Gone {
+        status: StatusCode,
         target: String,
     },
 }
@@ -263,18 +266,18 @@ impl Dispatcher {
                 self.metrics.notifications_held.inc();
                 self.store.mark_held(&n.id, &error, false).await
             }
-            Outcome::Gone { target } => {
+            Outcome::Gone { status, target } => {
                 self.metrics.notifications_failed.inc();
                 self.metrics.notifications_held.inc();
-                let reason = "the receiver answered 410 Gone; endpoint disabled";
+                let reason = gone_reason(status);
                 let disabled = self
                     .store
-                    .disable_endpoint(&n.endpoint, &target, now, reason);
+                    .disable_endpoint(&n.endpoint, &target, now, &reason);
                 if disabled.await? {
                     self.metrics.endpoints_disabled.inc();
-                    tracing::warn!(endpoint = %n.endpoint, "endpoint disabled after 410 Gone");
+                    tracing::warn!(endpoint = %n.endpoint, %status, "endpoint disabled");
                 }
-                self.store.mark_held(&n.id, reason, true).await
+                self.store.mark_held(&n.id, &reason, true).await
             }
         }
     }
@@ -298,8 +301,8 @@ impl Dispatcher {
                     },
                     None => match self.send(request, target).await {
                         // Its URL is one ticket's: gone is that ticket, not the helpdesk.
-                        Outcome::Gone { .. } if n.endpoint == HELPDESK => Outcome::GiveUp {
-                            error: "the helpdesk answered 410 Gone for this ticket".into(),
+                        Outcome::Gone { status, .. } if n.endpoint == HELPDESK => Outcome::GiveUp {
+                            error: format!("the helpdesk answered {status} for this ticket"),
                         },
                         outcome => outcome,
                     },
@@ -355,7 +358,12 @@ impl Dispatcher {
         }
         match request.send().await {
             Ok(resp) if resp.status().is_success() => Outcome::Delivered,
-            Ok(resp) if resp.status() == StatusCode::GONE => Outcome::Gone { target },
+            Ok(resp) if resp.status() == StatusCode::GONE || resp.status().is_redirection() => {
+                Outcome::Gone {
+                    status: resp.status(),
+                    target,
+                }
+            }
             Ok(resp) => classify(resp.status(), resp.headers(), SystemTime::now()),
             // without_url: webhook URLs often carry a secret token.
             Err(e) => Outcome::Retry {
@@ -383,17 +391,21 @@ fn fingerprint(url: &str) -> String {
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 408 and 429 and 5xx are worth retrying; other 4xx mean the request itself is wrong, and a
-/// redirect that the catalog's URL is. `Retry-After` is honoured in both its forms, seconds and
-/// an HTTP date (read against `now`).
-fn classify(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Outcome {
+/// Why an endpoint that answered `status` (410, or a redirect) is disabled.
+fn gone_reason(status: StatusCode) -> String {
     if status.is_redirection() {
-        return Outcome::GiveUp {
-            error: format!(
-                "receiver answered {status}: it redirects, which is not followed; put the URL it names in the catalog"
-            ),
-        };
+        format!(
+            "the receiver answered {status}, a redirect, which is not followed; endpoint disabled \
+             until the catalog points the channel at the URL it names"
+        )
+    } else {
+        format!("the receiver answered {status}; endpoint disabled")
     }
+}
+
+/// 408 and 429 and 5xx are worth retrying; other 4xx mean the request itself is wrong.
+/// `Retry-After` is honoured in both its forms, seconds and an HTTP date (read against `now`).
+fn classify(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Outcome {
     let error = format!("receiver answered {status}");
     let retryable = status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -627,18 +639,14 @@ mod tests {
     }
 
     #[test]
-    fn a_redirect_is_given_up_and_names_the_catalog_as_the_fix() {
-        for status in [
-            StatusCode::MOVED_PERMANENTLY,
-            StatusCode::TEMPORARY_REDIRECT,
-        ] {
-            let Outcome::GiveUp { error } =
-                classify(status, &HeaderMap::new(), SystemTime::UNIX_EPOCH)
-            else {
-                panic!("{status}: given up, not retried nor delivered");
-            };
-            assert!(error.contains("catalog"), "{error}");
-        }
+    fn a_redirect_disables_the_endpoint_saying_where_to_fix_it() {
+        let reason = gone_reason(StatusCode::PERMANENT_REDIRECT);
+        assert!(
+            reason.contains("308") && reason.contains("catalog"),
+            "{reason}"
+        );
+        let reason = gone_reason(StatusCode::GONE);
+        assert_eq!(reason, "the receiver answered 410 Gone; endpoint disabled");
     }
 
     #[test]

@@ -139,6 +139,9 @@ impl Pipeline {
         let ActionOutcome::Applied { ended } = outcome else {
             return Ok(());
         };
+        if ended.is_empty() {
+            return Ok(());
+        }
         // Another product's scope belongs to the consumer of its partition: a cluster a merge
         // brought in from there ends its episode when it goes quiet.
         let scope = self.scope(tx, &request.product).await?;
