@@ -103,13 +103,6 @@ fn index_committed(index: &TicketIndex) -> Result<BTreeMap<Position, i64>, Pipel
         .collect())
 }
 
-/// The product a known ticket was filed under, if it is not `ticket`'s: ticket ids are unique
-/// per helpdesk, so the same id from another product is another ticket.
-fn filed_under_another_product<'a>(cluster_id: &'a str, ticket: &TicketEvent) -> Option<&'a str> {
-    let (product, _) = sevloop_core::cluster::parse_cluster_id(cluster_id)?;
-    (product != ticket.product).then_some(product)
-}
-
 /// A record with what it carries, or the code and reason it cannot be processed.
 type Parsed = (Record, Result<Body, (&'static str, String)>);
 
