@@ -102,8 +102,10 @@ fn is_personal(word: &str, personal: &[&str]) -> bool {
         a.eq_ignore_ascii_case(b)
             || (!(a.is_ascii() && b.is_ascii()) && a.to_lowercase() == b.to_lowercase())
     };
+    // Every word of every ticket comes here: a word without a hyphen is compared once.
+    let parts = word.contains('-').then(|| word.split('-'));
     std::iter::once(word)
-        .chain(word.split('-'))
+        .chain(parts.into_iter().flatten())
         .filter(|part| !part.is_empty())
         .any(|part| personal.iter().any(|p| same(p, part)))
 }
